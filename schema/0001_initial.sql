@@ -64,8 +64,12 @@ create table webhooks.deliveries (
     message_id        uuid,
     -- a worker is attempting the delivery until then.
     locked_until      timestamptz,
+    -- what the next attempt is: 'replay' right after a replay, else 'scheduled'.
+    next_trigger      text not null default 'scheduled',
     last_status_code  integer,
     last_error        text,
+    -- why the delivery is dead (copied into dead_letters by the trigger below).
+    dead_reason       text,
     event_created_at  timestamptz not null,
     created_at        timestamptz not null default now(),
     updated_at        timestamptz not null default now(),
@@ -110,5 +114,33 @@ create table webhooks.dead_letters (
     replays          jsonb not null default '[]'
 );
 create index dead_letters_died on webhooks.dead_letters (died_at);
+create index dead_letters_event_type on webhooks.dead_letters (event_type, died_at);
 create index dead_letters_current on webhooks.dead_letters (endpoint_id, died_at)
     where replayed_at is null;
+
+-- Every delivery that becomes dead gets its dead letter, whichever path killed it (schedule
+-- exhausted, too old, endpoint disabled), so no code path can forget one. A delivery that
+-- dies again after a replay updates its row and keeps the replay history.
+create function webhooks.dead_letter() returns trigger language plpgsql as $$
+begin
+    insert into webhooks.dead_letters as dl
+        (delivery_id, tenant_id, event_id, endpoint_id, event_type, reason, attempts,
+         last_status_code, last_error)
+    select new.id, new.tenant_id, new.event_id, new.endpoint_id, o.event_type,
+           coalesce(new.dead_reason, 'unknown'), new.attempts, new.last_status_code,
+           new.last_error
+    from webhooks.outbox o
+    where o.id = new.event_id
+    on conflict (delivery_id) do update
+    set reason = excluded.reason, attempts = excluded.attempts,
+        last_status_code = excluded.last_status_code, last_error = excluded.last_error,
+        died_at = now(), replayed_at = null;
+    return null;
+end
+$$;
+
+create trigger deliveries_dead_letter
+    after update of status on webhooks.deliveries
+    for each row
+    when (new.status = 'dead' and old.status is distinct from 'dead')
+    execute function webhooks.dead_letter();

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from producers import publish as publish_event
+from worker import logs
 from worker import migrate as migrations
 from worker.db import connect, wrapped_errors
 from worker.endpoints import Endpoint, Endpoints, parse_header
@@ -314,6 +316,73 @@ def publish(
         emit_json({"id": event_id})
     else:
         click.echo(event_id)
+
+
+# -- daemons ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--lease",
+    default="30s",
+    show_default=True,
+    help="How long a queued delivery is left to its message before the scheduler checks on it.",
+)
+@json_option
+def relay(batch_size: int, lease: str, as_json: bool) -> None:
+    """Run the outbox relay and retry scheduler until SIGTERM or Ctrl-C."""
+    from worker.relay import Relay, RelayConfig
+
+    conf = settings()
+    logs.configure("json" if as_json else conf.log_format)
+    daemon = Relay(
+        RelayConfig(
+            database_url=conf.require_database_url(),
+            redis_url=conf.redis_url,
+            queue=conf.queue_name,
+            batch_size=batch_size,
+            lease=duration(lease),
+        )
+    )
+    daemon.install_signal_handlers()
+    daemon.run()
+
+
+@main.command()
+@click.option(
+    "--processes",
+    "-p",
+    default=os.cpu_count() or 1,
+    type=click.IntRange(1, 256),
+    show_default="CPU count",
+)
+@click.option("--threads", "-t", default=8, show_default=True, type=click.IntRange(1, 256))
+@json_option
+def worker(processes: int, threads: int, as_json: bool) -> None:
+    """Run Dramatiq worker processes that deliver webhooks."""
+    conf = settings()
+    conf.require_database_url()  # fail here, in one line, not in every child process
+    env = dict(os.environ)
+    env["WEBHOOKS_WORKER_THREADS"] = str(threads)
+    if as_json:
+        env["WEBHOOKS_LOG_FORMAT"] = "json"
+    # Idle consumers poll Redis with a backoff capped at this many ms (Dramatiq's default
+    # of 1000 would add up to a second of latency at low load).
+    env.setdefault("dramatiq_worker_timeout", "100")
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "worker.actors:setup",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        conf.queue_name,
+    ]
+    os.execve(sys.executable, argv, env)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -84,7 +84,7 @@ def retrying(
     sleep: Callable[[float], Any] = stopping.wait if stopping is not None else time.sleep
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TRANSIENT),
-        wait=tenacity.wait_exponential_jitter(initial=0.2, max=max_wait),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=max_wait) + tenacity.wait_random(0, 0.2),
         stop=should_stop,
         sleep=sleep,
         before_sleep=before_sleep,

@@ -1,0 +1,134 @@
+"""The relay: committed events become deliveries and queue messages, nothing lost."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import redis
+
+from producers import Event, publish_many
+from tests.pipeline import Pipeline
+from worker import queue
+from worker.relay import Relay, RelayConfig
+
+
+def queued(p: Pipeline) -> list[tuple[int, str]]:
+    """Return the (delivery id, message id) of every message waiting in the queue."""
+    client = redis.Redis.from_url(p.settings.redis_url)
+    ids = client.lrange(queue.queue_key(p.settings.queue_name), 0, -1)
+    out = []
+    for mid in ids:
+        raw = client.hget(queue.messages_key(p.settings.queue_name), mid)
+        assert raw is not None
+        msg = json.loads(raw)
+        assert msg["actor_name"] == "deliver" and msg["options"]["redis_message_id"] == mid.decode()
+        out.append((msg["args"][0], msg["args"][1]))
+    client.close()
+    return out
+
+
+def relay_once(p: Pipeline, lease: float = 30.0) -> Relay:
+    r = Relay(
+        RelayConfig(p.settings.require_database_url(), p.settings.redis_url, lease=lease)
+    )
+    r.step()
+    r.close()
+    return r
+
+
+def test_committed_events_get_one_delivery_per_matching_endpoint(pipeline: Pipeline) -> None:
+    p = pipeline
+    all_types, _ = p.endpoint("http://127.0.0.1:9/all")
+    invoices, _ = p.endpoint("http://127.0.0.1:9/inv", event_types=["invoice.paid"])
+    other_tenant, _ = p.endpoint("http://127.0.0.1:9/acme", tenant_id="acme")
+    disabled, _ = p.endpoint("http://127.0.0.1:9/off")
+    p.registry.disable(disabled)
+
+    paid = p.publish("invoice.paid", {"n": 1})
+    created = p.publish("user.created", {"n": 2})
+    acme = p.publish("invoice.paid", {"n": 3}, tenant_id="acme")
+    lonely = p.publish("invoice.paid", {"n": 4}, tenant_id="nobody")
+    with psycopg.connect(p.settings.require_database_url()) as conn:
+        publish_many(conn, [Event("invoice.paid", {"rolled": "back"})])
+        conn.rollback()
+
+    r = relay_once(p)
+    assert r.stats.events == 4
+
+    pairs = {
+        (str(row["event_id"]), str(row["endpoint_id"]))
+        for row in p.rows("select event_id, endpoint_id from webhooks.deliveries")
+    }
+    assert pairs == {(paid, all_types), (paid, invoices), (created, all_types),
+                     (acme, other_tenant)}
+    assert p.value("select count(*) from webhooks.outbox where relayed_at is null") == 0
+    assert p.value("select count(*) from webhooks.outbox where id = %s", lonely) == 1
+
+    messages = queued(p)
+    deliveries = p.rows("select id, message_id::text from webhooks.deliveries")
+    assert sorted(messages) == sorted((d["id"], d["message_id"]) for d in deliveries)
+
+
+def test_relaying_again_creates_nothing_new(pipeline: Pipeline) -> None:
+    p = pipeline
+    p.endpoint("http://127.0.0.1:9/all")
+    p.publish("a.b", {})
+    relay_once(p)
+    relay_once(p)
+    assert p.value("select count(*) from webhooks.deliveries") == 1
+    assert len(queued(p)) == 1
+
+
+def test_lost_messages_are_enqueued_again_after_the_lease(pipeline: Pipeline) -> None:
+    p = pipeline
+    p.endpoint("http://127.0.0.1:9/all")
+    with psycopg.connect(p.settings.require_database_url()) as conn:
+        publish_many(conn, [Event("a.b", {"i": i}) for i in range(50)])
+        conn.commit()
+    relay_once(p, lease=0.5)
+    assert len(queued(p)) == 50
+    redis.Redis.from_url(p.settings.redis_url).flushdb()  # Redis loses everything
+    assert queued(p) == []
+
+    r = p.start_relay(lease=0.5)
+    p.wait_until(lambda: len(queued(p)) == 50, 10, "every lost message to be re-enqueued")
+    assert r.stats.reenqueued == 50
+    ids = {d for d, _ in queued(p)}
+    assert len(ids) == 50
+
+
+def test_messages_still_queued_are_not_duplicated(pipeline: Pipeline) -> None:
+    p = pipeline
+    p.endpoint("http://127.0.0.1:9/all")
+    p.publish("a.b", {})
+    relay_once(p, lease=0.2)
+    r = p.start_relay(lease=0.2)
+    p.wait_until(lambda: r.stats.batches >= 0 and p.value(
+        "select count(*) from webhooks.deliveries where next_attempt_at > now() + interval '0.1 s'"
+    ) == 1, 5, "the lease to be extended")
+    assert len(queued(p)) == 1
+    assert r.stats.reenqueued == 0
+
+
+def test_two_relays_make_exactly_the_deliveries_one_would(pipeline: Pipeline) -> None:
+    p = pipeline
+    p.endpoint("http://127.0.0.1:9/a")
+    with psycopg.connect(p.settings.require_database_url()) as conn:
+        for start in range(0, 50_000, 10_000):
+            publish_many(conn, [Event("a.b", {"i": i}) for i in range(start, start + 10_000)])
+        conn.commit()
+    first = p.start_relay(batch_size=500)
+    second = p.start_relay(batch_size=500)
+    p.wait_until(
+        lambda: p.value("select count(*) from webhooks.outbox where relayed_at is null") == 0,
+        120,
+        "the outbox to drain",
+    )
+    for relay, _ in p.relays:
+        relay.stop()
+    assert first.stats.events > 0 and second.stats.events > 0
+    assert first.stats.events + second.stats.events == 50_000
+    assert p.value("select count(*) from webhooks.deliveries") == 50_000
+    assert p.value("select count(distinct event_id) from webhooks.deliveries") == 50_000
+    assert len(queued(p)) == 50_000

@@ -1,0 +1,113 @@
+"""Run the real relay and Dramatiq workers in-process against real Postgres and Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import psycopg
+from psycopg.rows import dict_row
+
+from producers import publish
+from worker.actors import build_broker, build_deliverer, register
+from worker.endpoints import Endpoints
+from worker.relay import Relay, RelayConfig
+from worker.settings import Settings
+from worker.vault import Vault
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+class Pipeline:
+    """The product's moving parts wired for one test; `stop` ends them all."""
+
+    def __init__(self, db_url: str, redis_url: str, **overrides: Any) -> None:
+        base = Settings(
+            database_url=db_url,
+            redis_url=redis_url,
+            retry_schedule=(0, 0.2, 0.4),
+            allowed_networks=LOOPBACK,
+            request_timeout=3.0,
+        )
+        self.settings = dataclasses.replace(base, **overrides)
+        self.conn = psycopg.connect(db_url, autocommit=True, row_factory=dict_row)
+        self.registry = Endpoints(self.conn, Vault(self.settings.secret_key))
+        self.relays: list[tuple[Relay, threading.Thread]] = []
+        self.workers: list[dramatiq.Worker] = []
+        self.deliverers: list[Any] = []
+
+    def start_relay(self, lease: float = 2.0, batch_size: int = 1000) -> Relay:
+        relay = Relay(
+            RelayConfig(
+                database_url=self.settings.require_database_url(),
+                redis_url=self.settings.redis_url,
+                queue=self.settings.queue_name,
+                lease=lease,
+                recheck=lease,
+                poll_interval=0.2,
+                batch_size=batch_size,
+            )
+        )
+        thread = threading.Thread(target=relay.run, daemon=True)
+        thread.start()
+        self.relays.append((relay, thread))
+        return relay
+
+    def start_worker(self, threads: int = 4) -> dramatiq.Worker:
+        broker = build_broker(self.settings)
+        deliverer = build_deliverer(self.settings, threads)
+        self.deliverers.append(deliverer)
+        register(broker, deliverer, self.settings)
+        worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def endpoint(self, url: str, **kwargs: Any) -> tuple[str, str]:
+        ep, secret = self.registry.add(url, **kwargs)
+        return ep.id, secret
+
+    def publish(self, event_type: str, payload: Any, **kwargs: Any) -> str:
+        with self.conn.transaction():
+            return publish(self.conn, event_type, payload, **kwargs)
+
+    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def value(self, sql: str, *params: Any) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        assert row is not None
+        return next(iter(row.values()))
+
+    def wait_until(self, check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what or check}")
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every delivery is terminal."""
+        self.wait_until(
+            lambda: self.value("select count(*) from webhooks.deliveries where status = 'pending'")
+            == 0,
+            timeout,
+            "every delivery to finish",
+        )
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for relay, thread in self.relays:
+            relay.stop()
+            thread.join(timeout=10)
+        for deliverer in self.deliverers:
+            deliverer.pool.close()
+            deliverer.http.close()
+        self.conn.close()
