@@ -58,7 +58,6 @@ def register(
         actor_name=queue.ACTOR,
         queue_name=settings.queue_name,
         broker=broker,
-        max_retries=0,
     )
 
 
