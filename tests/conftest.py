@@ -19,6 +19,8 @@ from worker import migrate
 from worker.embedded import EmbeddedServices, port_open
 
 _embedded = EmbeddedServices()
+#: Set WEBHOOKS_TEST_EMBEDDED=1 to use the embedded servers even when local ones listen.
+EMBEDDED = os.environ.get("WEBHOOKS_TEST_EMBEDDED") == "1"
 
 
 def _with_dbname(url: str, name: str) -> str:
@@ -32,7 +34,7 @@ def admin_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    if port_open("127.0.0.1", 5432):
+    if port_open("127.0.0.1", 5432) and not EMBEDDED:
         return "postgresql://postgres@127.0.0.1:5432/postgres"
     return _embedded.postgres_url()
 
@@ -88,19 +90,24 @@ def redis_base_url() -> str:
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    if port_open("127.0.0.1", 6379):
+    if port_open("127.0.0.1", 6379) and not EMBEDDED:
         return "redis://127.0.0.1:6379/0"
     return _embedded.redis_url()
 
 
 @pytest.fixture
 def redis_url(redis_base_url: str) -> Iterator[str]:
-    """Return a Redis URL on a database flushed before the test (db 13)."""
+    """Return a Redis URL on a database flushed before the test.
+
+    The database is 13 unless WEBHOOKS_TEST_REDIS_DB says otherwise (so two test runs on one
+    machine do not flush each other's queues).
+    """
+    db = os.environ.get("WEBHOOKS_TEST_REDIS_DB", "13")
     parts = urlsplit(redis_base_url)
     url = (
-        urlunsplit(parts._replace(path="/13"))
+        urlunsplit(parts._replace(path=f"/{db}"))
         if parts.scheme != "unix"
-        else redis_base_url + ("&" if "?" in redis_base_url else "?") + "db=13"
+        else redis_base_url + ("&" if "?" in redis_base_url else "?") + f"db={db}"
     )
     client = redis.Redis.from_url(url)
     client.flushdb()

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -56,7 +58,7 @@ class Status:
 def load() -> list[Migration]:
     """Return the migrations shipped with the package, in version order."""
     found = []
-    for entry in resources.files("worker.migrations").iterdir():
+    for entry in _files():
         match = _FILE.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
@@ -65,6 +67,14 @@ def load() -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise MigrationError(f"two migration files share a version: {versions}")
     return found
+
+
+def _files() -> list[Traversable]:
+    try:
+        return list(resources.files("worker.migrations").iterdir())
+    except ModuleNotFoundError:
+        # Running from a source checkout that was not installed: read schema/ directly.
+        return list(Path(__file__).resolve().parent.parent.joinpath("schema").iterdir())
 
 
 def expected_version() -> int:

@@ -1,0 +1,25 @@
+"""The built wheel is installable on its own: it ships the migrations and py.typed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_wheel_ships_migrations_and_type_markers(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
+         str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    wheel = next(tmp_path.glob("*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (ROOT / "schema").glob("*.sql")}
+    assert shipped and {f"worker/migrations/{n}" for n in shipped} <= names
+    assert {"producers/py.typed", "worker/py.typed"} <= names
+    assert not any(n.startswith("tests/") for n in names)
