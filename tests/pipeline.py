@@ -95,11 +95,13 @@ class Pipeline:
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every event is relayed and every delivery is terminal."""
         self.wait_until(
-            lambda: self.value(
-                "select (select count(*) from webhooks.outbox where relayed_at is null)"
-                " + (select count(*) from webhooks.deliveries where status = 'pending')"
-            )
-            == 0,
+            lambda: (
+                self.value(
+                    "select (select count(*) from webhooks.outbox where relayed_at is null)"
+                    " + (select count(*) from webhooks.deliveries where status = 'pending')"
+                )
+                == 0
+            ),
             timeout,
             "every delivery to finish",
         )

@@ -74,14 +74,15 @@ def running_receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
             path = self.path
             with receiver.lock:
                 receiver.requests.append(
-                    Request(path, {k.lower(): v for k, v in self.headers.items()}, body,
-                            time.time())
+                    Request(
+                        path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
+                    )
                 )
                 n = sum(1 for r in receiver.requests if r.path == path)
             answer = receiver.routes.get(path, ok)

@@ -33,7 +33,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     Retries are ours (kept in Postgres), so Dramatiq's Retries, AgeLimit, Callbacks and
     Pipelines are left out; TimeLimit is only a backstop behind the per-attempt deadline.
     """
-    return RedisBroker(
+    return RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=queue.NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
@@ -53,12 +53,8 @@ def register(
     def deliver(delivery_id: int, message_id: str) -> None:
         deliverer.deliver(delivery_id, message_id)
 
-    return dramatiq.actor(
-        deliver,
-        actor_name=queue.ACTOR,
-        queue_name=settings.queue_name,
-        broker=broker,
-    )
+    declare = dramatiq.actor(actor_name=queue.ACTOR, queue_name=settings.queue_name, broker=broker)
+    return declare(deliver)
 
 
 def build_deliverer(

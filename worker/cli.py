@@ -10,7 +10,9 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -316,6 +318,24 @@ def publish(
         emit_json({"id": event_id})
     else:
         click.echo(event_id)
+
+
+@main.command()
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where embedded data and logs go (default: a new temporary directory).",
+)
+def dev(workdir: Path | None) -> None:
+    """Run the whole pipeline with a demo receiver and sample events, until Ctrl-C.
+
+    With no DATABASE_URL an embedded Postgres is started, with no REDIS_URL an embedded
+    Redis: for development only.
+    """
+    from worker import dev as devmode
+
+    devmode.run(workdir or Path(tempfile.mkdtemp(prefix="webhooks-dev-")))
 
 
 # -- daemons ------------------------------------------------------------------------------

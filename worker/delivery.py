@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from worker import queries, retry, signing, transport
 from worker.breaker import CircuitBreaker, InFlightLimiter
+from worker.endpoints import RESERVED_HEADERS
 from worker.errors import WebhooksError
 from worker.outcome import Kind, Outcome, classify_error, classify_response
 from worker.resilience import Outage, retrying
@@ -36,6 +37,8 @@ MAX_RESPONSE_BYTES = 16384
 LOCK_MARGIN = 30.0
 #: An endpoint whose attempts take longer than this on average is capped to half the threads.
 SLOW_SECONDS = 2.0
+#: Every way a receiver or the network can fail an attempt (classified, then recorded).
+SEND_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, WebhooksError, OSError)
 
 
 class Observer(Protocol):
@@ -79,7 +82,11 @@ def request_headers(
     custom: Mapping[str, str], event_id: str, timestamp: int, signature: str
 ) -> dict[str, str]:
     """Return the headers of one attempt; the delivery's own always win over custom ones."""
-    headers = {k: v for k, v in custom.items() if not k.lower().startswith("webhook-")}
+    headers = {
+        k: v
+        for k, v in custom.items()
+        if not k.lower().startswith("webhook-") and k.lower() not in RESERVED_HEADERS
+    }
     headers.update(
         {
             "content-type": "application/json",
@@ -189,9 +196,7 @@ class Deliverer:
 
     def _gate(self, job: Job) -> tuple[float | None, bool]:
         """Return (seconds to wait or None, whether an in-flight slot was taken)."""
-        wait = self.breaker.allow(job.endpoint_id)
-        if wait is not None:
-            return wait + random.uniform(0, 1), False
+        slot = False
         if job.rate_limit:
             wait = self._rate_wait(job.endpoint_id, int(job.rate_limit))
             if wait is not None:
@@ -199,8 +204,15 @@ class Deliverer:
         if self._is_slow(job.endpoint_id):
             if not self.busy.try_acquire(job.endpoint_id):
                 return 1.0 + random.uniform(0, 1), False
-            return None, True
-        return None, False
+            slot = True
+        # Asked last: when the circuit is half-open this hands out the one probe, which must
+        # not be lost to a deferral by the other gates.
+        wait = self.breaker.allow(job.endpoint_id)
+        if wait is not None:
+            if slot:
+                self.busy.release(job.endpoint_id)
+            return wait + random.uniform(0, 1), False
+        return None, slot
 
     def _rate_wait(self, endpoint_id: str, limit: int) -> float | None:
         # A fixed one-second window shared by every worker process through Redis (soft
@@ -247,7 +259,7 @@ class Deliverer:
                 timeout=self.settings.request_timeout,
                 max_body=MAX_RESPONSE_BYTES,
             )
-        except (httpx.HTTPError, WebhooksError, OSError) as exc:
+        except SEND_ERRORS as exc:
             # Every way the receiver or the network can fail is classified and recorded.
             return classify_error(exc), b"", time.monotonic() - started
         outcome = classify_response(response.status_code, response.retry_after, datetime.now(UTC))
@@ -331,6 +343,8 @@ class Deliverer:
         )
         if outcome.kind in (Kind.SUCCEEDED, Kind.FAILED):
             self.breaker.record(job.endpoint_id, outcome.kind is Kind.SUCCEEDED)
+        else:
+            self.breaker.release(job.endpoint_id)  # a throttle says nothing of its health
         self.observer.attempt(outcome.kind.value, duration)
         if status == "succeeded":
             self.observer.succeeded((now - job.event_created_at).total_seconds())

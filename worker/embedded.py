@@ -41,7 +41,9 @@ class EmbeddedServices:
                 "DATABASE_URL", "not set, and pgserver is not installed (pip install '.[dev]')"
             ) from exc
         if self._pg is None:
-            self._pg = pgserver.get_server(self.root / "pgdata", cleanup_mode="stop")
+            self._pg = pgserver.get_server(  # type: ignore[attr-defined]
+                self.root / "pgdata", cleanup_mode="stop"
+            )
         return str(self._pg.get_uri())
 
     def redis_url(self) -> str:

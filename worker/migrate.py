@@ -143,7 +143,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
             if m.version in applied:
                 continue
             with conn.transaction():
-                conn.execute(m.sql)  # type: ignore[arg-type]
+                conn.execute(m.sql.encode())
                 conn.execute(
                     "insert into webhooks.schema_migrations (version, name, checksum)"
                     " values (%s, %s, %s)",

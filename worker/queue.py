@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import dramatiq
 import redis
@@ -42,9 +41,7 @@ def encode(queue: str, delivery_id: int, message_id: str) -> bytes:
     ).encode()
 
 
-def enqueue(
-    client: redis.Redis[Any] | redis.Redis, queue: str, items: Sequence[tuple[int, str]]
-) -> None:
+def enqueue(client: redis.Redis, queue: str, items: Sequence[tuple[int, str]]) -> None:
     """Push (delivery id, message id) pairs in one pipeline; the pipeline is atomic."""
     if not items:
         return
@@ -57,9 +54,7 @@ def enqueue(
     pipe.execute()
 
 
-def existing(
-    client: redis.Redis[Any] | redis.Redis, queue: str, message_ids: Sequence[str]
-) -> list[bool]:
+def existing(client: redis.Redis, queue: str, message_ids: Sequence[str]) -> list[bool]:
     """Tell, for each message id, whether Redis still holds the message (queued or unacked)."""
     if not message_ids:
         return []
@@ -67,6 +62,6 @@ def existing(
     return [v is not None for v in values]
 
 
-def depth(client: redis.Redis[Any] | redis.Redis, queue: str) -> int:
+def depth(client: redis.Redis, queue: str) -> int:
     """Return how many messages wait in the queue."""
     return int(client.llen(queue_key(queue)))

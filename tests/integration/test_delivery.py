@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -104,8 +105,9 @@ def test_410_disables_the_endpoint_and_dead_letters_its_deliveries(
     assert not endpoint.enabled and "410" in (endpoint.disabled_reason or "")
     assert p.value("select reason from webhooks.dead_letters") == "endpoint_disabled"
     p.publish("a.b", {})  # a disabled endpoint gets nothing new
-    p.wait_until(lambda: p.value(
-        "select count(*) from webhooks.outbox where relayed_at is null") == 0)
+    p.wait_until(
+        lambda: p.value("select count(*) from webhooks.outbox where relayed_at is null") == 0
+    )
     assert p.value("select count(*) from webhooks.deliveries") == 1
     assert len(receiver.to("/gone")) == 1
 
@@ -114,13 +116,15 @@ def test_429_with_retry_after_waits_and_spends_no_attempt(
     running: Pipeline, receiver: Receiver
 ) -> None:
     p = running
-    p.endpoint(receiver.on(
-        "/busy", lambda n: (429, {"retry-after": "1"}, b"") if n <= 3 else (200, {}, b"")
-    ))
+    p.endpoint(
+        receiver.on(
+            "/busy", lambda n: (429, {"retry-after": "1"}, b"") if n <= 3 else (200, {}, b"")
+        )
+    )
     p.publish("a.b", {})
     got = receiver.wait_for("/busy", 4, timeout=30)
     p.settle()
-    gaps = [b.at - a.at for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     assert min(gaps) >= 0.9  # Retry-After honoured
     d = p.rows("select status, attempts, spent from webhooks.deliveries")[0]
     # Three throttled attempts were recorded but only the last one spent the budget: with a
@@ -130,9 +134,7 @@ def test_429_with_retry_after_waits_and_spends_no_attempt(
     assert kinds.count("throttled") == 3
 
 
-def test_a_redirect_is_a_failure_and_is_not_followed(
-    running: Pipeline, receiver: Receiver
-) -> None:
+def test_a_redirect_is_a_failure_and_is_not_followed(running: Pipeline, receiver: Receiver) -> None:
     p = running
     p.endpoint(receiver.on("/moved", status(302, {"location": receiver.url("/target")})))
     p.publish("a.b", {})
@@ -170,22 +172,20 @@ def test_a_duplicate_message_never_resends_a_succeeded_delivery(
     receiver.wait_for("/once", 1)
     p.settle()
     d = p.rows("select id from webhooks.deliveries")[0]
-    message = p.value(
-        "select message_id::text from webhooks.deliveries where id = %s", d["id"]
-    )
+    message = p.value("select message_id::text from webhooks.deliveries where id = %s", d["id"])
     assert message is None  # used up by the attempt
     # Replay an old message by hand, as a Redis redelivery would.
     client = redis.Redis.from_url(p.settings.redis_url)
-    queue.enqueue(client, p.settings.queue_name, [(d["id"], "00000000-0000-0000-0000-000000000001")])
+    queue.enqueue(
+        client, p.settings.queue_name, [(d["id"], "00000000-0000-0000-0000-000000000001")]
+    )
     p.wait_until(lambda: queue.depth(client, p.settings.queue_name) == 0)
     p.wait_until(lambda: not client.hlen(queue.messages_key(p.settings.queue_name)))
     assert len(receiver.to("/once")) == 1
     assert p.value("select attempts from webhooks.deliveries") == 1
 
 
-def test_tenants_never_receive_each_others_events(
-    running: Pipeline, receiver: Receiver
-) -> None:
+def test_tenants_never_receive_each_others_events(running: Pipeline, receiver: Receiver) -> None:
     p = running
     p.endpoint(receiver.url("/acme"), tenant_id="acme")
     p.endpoint(receiver.url("/globex"), tenant_id="globex")
@@ -198,9 +198,7 @@ def test_tenants_never_receive_each_others_events(
     assert sorted(r.headers["webhook-id"] for r in receiver.to("/globex")) == sorted(globex)
 
 
-def test_rotated_secrets_sign_with_both_during_grace(
-    running: Pipeline, receiver: Receiver
-) -> None:
+def test_rotated_secrets_sign_with_both_during_grace(running: Pipeline, receiver: Receiver) -> None:
     p = running
     ep, old = p.endpoint(receiver.url("/rot"))
     new = p.registry.rotate_secret(ep, grace=3600)

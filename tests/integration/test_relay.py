@@ -29,9 +29,7 @@ def queued(p: Pipeline) -> list[tuple[int, str]]:
 
 
 def relay_once(p: Pipeline, lease: float = 30.0) -> Relay:
-    r = Relay(
-        RelayConfig(p.settings.require_database_url(), p.settings.redis_url, lease=lease)
-    )
+    r = Relay(RelayConfig(p.settings.require_database_url(), p.settings.redis_url, lease=lease))
     r.step()
     r.close()
     return r
@@ -60,8 +58,12 @@ def test_committed_events_get_one_delivery_per_matching_endpoint(pipeline: Pipel
         (str(row["event_id"]), str(row["endpoint_id"]))
         for row in p.rows("select event_id, endpoint_id from webhooks.deliveries")
     }
-    assert pairs == {(paid, all_types), (paid, invoices), (created, all_types),
-                     (acme, other_tenant)}
+    assert pairs == {
+        (paid, all_types),
+        (paid, invoices),
+        (created, all_types),
+        (acme, other_tenant),
+    }
     assert p.value("select count(*) from webhooks.outbox where relayed_at is null") == 0
     assert p.value("select count(*) from webhooks.outbox where id = %s", lonely) == 1
 
@@ -104,9 +106,18 @@ def test_messages_still_queued_are_not_duplicated(pipeline: Pipeline) -> None:
     p.publish("a.b", {})
     relay_once(p, lease=0.2)
     r = p.start_relay(lease=0.2)
-    p.wait_until(lambda: r.stats.batches >= 0 and p.value(
-        "select count(*) from webhooks.deliveries where next_attempt_at > now() + interval '0.1 s'"
-    ) == 1, 5, "the lease to be extended")
+    p.wait_until(
+        lambda: (
+            r.stats.batches >= 0
+            and p.value(
+                "select count(*) from webhooks.deliveries"
+                " where next_attempt_at > now() + interval '0.1 s'"
+            )
+            == 1
+        ),
+        5,
+        "the lease to be extended",
+    )
     assert len(queued(p)) == 1
     assert r.stats.reenqueued == 0
 
@@ -125,8 +136,9 @@ def test_two_relays_make_exactly_the_deliveries_one_would(pipeline: Pipeline) ->
         120,
         "the outbox to drain",
     )
-    for relay, _ in p.relays:
+    for relay, thread in p.relays:
         relay.stop()
+        thread.join(timeout=10)
     assert first.stats.events > 0 and second.stats.events > 0
     assert first.stats.events + second.stats.events == 50_000
     assert p.value("select count(*) from webhooks.deliveries") == 50_000

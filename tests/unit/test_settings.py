@@ -20,8 +20,18 @@ from worker.settings import (
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("0", 0), ("30", 30), ("30s", 30), ("5m", 300), ("2h", 7200), ("4d", 345600),
-     ("1h30m", 5400), ("250ms", 0.25), ("1w", 604800), (" 5S ", 5)],
+    [
+        ("0", 0),
+        ("30", 30),
+        ("30s", 30),
+        ("5m", 300),
+        ("2h", 7200),
+        ("4d", 345600),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("1w", 604800),
+        (" 5S ", 5),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -42,8 +52,8 @@ def test_defaults_match_the_brief() -> None:
     s = Settings.from_env({})
     assert s.database_url is None
     assert s.redis_url == "redis://127.0.0.1:6379/0"
-    assert s.retry_schedule == DEFAULT_SCHEDULE == parse_schedule(
-        "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h"
+    assert (
+        s.retry_schedule == DEFAULT_SCHEDULE == parse_schedule("0s,5s,5m,30m,2h,5h,10h,14h,20h,24h")
     )
     assert (s.max_delivery_age, s.disable_after, s.request_timeout) == (345600, 432000, 30)
     assert (s.max_payload_bytes, s.metrics_port, s.relay_metrics_port) == (262144, 9191, 9192)

@@ -1,0 +1,1 @@
+"""The service side of webhooks-outbox: relay, workers, delivery, dead letters, CLI."""
