@@ -5,6 +5,7 @@ Exit status: 0 success, 1 runtime failure, 2 usage error or bad setting.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -12,10 +13,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import redis
 
 from producers import publish as publish_event
 from worker import logs
@@ -24,7 +27,7 @@ from worker.db import connect, wrapped_errors
 from worker.endpoints import Endpoint, Endpoints, parse_header
 from worker.errors import ConfigError, InvalidEndpoint, PublishError, WebhooksError
 from worker.output import emit_json, fields, table
-from worker.settings import Settings, parse_duration
+from worker.settings import Settings, format_duration, parse_duration
 from worker.vault import Vault
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,10 +122,12 @@ def endpoint() -> None:
     """Register and manage the endpoints events are delivered to."""
 
 
-def _registry(conn: Any) -> Endpoints:
+def _registry(conn: Any, *, writes_secret: bool = False) -> Endpoints:
     vault = Vault(settings().secret_key)
-    if not vault.encrypts:
-        log.warning("WEBHOOKS_SECRET_KEY is not set: endpoint secrets are stored unencrypted")
+    if writes_secret and not vault.encrypts:
+        click.echo(
+            "warning: WEBHOOKS_SECRET_KEY is not set: the secret is stored unencrypted", err=True
+        )
     return Endpoints(conn, vault)
 
 
@@ -167,7 +172,7 @@ def endpoint_add(
     """Create an endpoint and print its id and signing secret."""
     parsed = dict(parse_header(h) for h in headers)
     with connect(settings().require_database_url()) as conn:
-        ep, secret = _registry(conn).add(
+        ep, secret = _registry(conn, writes_secret=True).add(
             url,
             tenant_id=tenant,
             event_types=event_types or None,
@@ -219,11 +224,26 @@ def endpoint_list(tenant: str | None, as_json: bool) -> None:
 def endpoint_show(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     """Show one endpoint."""
     with connect(settings().require_database_url()) as conn:
-        ep = _registry(conn).get(endpoint_id, tenant_id=tenant)
+        registry = _registry(conn)
+        ep = registry.get(endpoint_id, tenant_id=tenant)
+        health = registry.health(endpoint_id, tenant_id=tenant)
     if as_json:
-        emit_json(ep)
-    else:
-        click.echo(fields(_endpoint_fields(ep)))
+        emit_json({**_as_dict(ep), "health": health})
+        return
+    rate = health["success_rate_24h"]
+    click.echo(
+        fields(
+            [
+                *_endpoint_fields(ep),
+                ("attempts (24h)", health["attempts_24h"]),
+                ("success rate (24h)", f"{rate:.1%}" if rate is not None else None),
+                ("last success", health["last_success_at"]),
+                ("last error", health["last_error"]),
+                ("pending", health["pending"]),
+                ("dead letters", health["dead_letters"]),
+            ]
+        )
+    )
 
 
 @endpoint.command("disable")
@@ -266,7 +286,9 @@ def endpoint_rotate(endpoint_id: str, grace: str, tenant: str | None, as_json: b
     """Create a new signing secret; the old one keeps signing during the grace period."""
     seconds = duration(grace)
     with connect(settings().require_database_url()) as conn:
-        secret = _registry(conn).rotate_secret(endpoint_id, grace=seconds, tenant_id=tenant)
+        secret = _registry(conn, writes_secret=True).rotate_secret(
+            endpoint_id, grace=seconds, tenant_id=tenant
+        )
     if as_json:
         emit_json({"id": endpoint_id, "secret": secret, "grace_seconds": seconds})
     else:
@@ -318,6 +340,413 @@ def publish(
         emit_json({"id": event_id})
     else:
         click.echo(event_id)
+
+
+# -- operators: deliveries, dead letters, status, retention, invariants --------------------
+
+
+def when(text: str | None) -> datetime | None:
+    """Parse --since: an ISO 8601 time, or a duration meaning that long ago (``2h``)."""
+    if text is None:
+        return None
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a time (2026-01-31T12:00) nor a duration (2h)",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings().redis_url, socket_timeout=5, socket_connect_timeout=3)
+
+
+def _attempt_rows(attempts: list[dict[str, Any]]) -> str:
+    rows = [
+        {
+            "#": a["number"],
+            "started": a["started_at"],
+            "ms": round(a["duration_seconds"] * 1000),
+            "status": a["status_code"],
+            "error": a["error"] or "",
+            "trigger": a["trigger"],
+            "response": (a["response_body"] or "")[:60].replace("\n", " "),
+        }
+        for a in attempts
+    ]
+    return table(rows, ["#", "started", "ms", "status", "trigger", "error", "response"])
+
+
+page_options = [
+    click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000)),
+    click.option("--offset", default=0, show_default=True, type=click.IntRange(0)),
+]
+
+
+def paged(func: F) -> F:
+    """Add --limit and --offset to a listing command."""
+    for option in reversed(page_options):
+        func = option(func)
+    return func
+
+
+@main.group()
+def deliveries() -> None:
+    """Inspect deliveries and their attempts."""
+
+
+@deliveries.command("list")
+@click.option("--status", type=click.Choice(["pending", "succeeded", "dead"]))
+@click.option("--endpoint", "endpoint_id", help="Only this endpoint's deliveries.")
+@click.option("--event", "event_id", help="Only this event's deliveries.")
+@tenant_option
+@paged
+@json_option
+def deliveries_list(
+    status: str | None,
+    endpoint_id: str | None,
+    event_id: str | None,
+    tenant: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List deliveries, newest first."""
+    from worker import deliveries as store
+
+    with connect(settings().require_database_url()) as conn:
+        rows = store.list_deliveries(
+            conn,
+            status=status,
+            endpoint_id=endpoint_id,
+            event_id=event_id,
+            tenant_id=tenant,
+            limit=limit,
+            offset=offset,
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(
+        table(
+            rows,
+            [
+                "id",
+                "event_type",
+                "url",
+                "status",
+                "attempts",
+                "last_status_code",
+                "next_attempt_at",
+                "created_at",
+            ],
+        )
+    )
+
+
+@deliveries.command("show")
+@click.argument("delivery_id", type=int)
+@tenant_option
+@json_option
+def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None:
+    """Show one delivery with every attempt."""
+    from worker import deliveries as store
+
+    with connect(settings().require_database_url()) as conn:
+        row = store.show(conn, delivery_id, tenant)
+    if as_json:
+        emit_json(row)
+        return
+    click.echo(
+        fields(
+            [
+                ("delivery", row["id"]),
+                ("status", row["status"]),
+                ("tenant", row["tenant_id"]),
+                ("event", f"{row['event_id']} ({row['event_type']})"),
+                ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
+                ("attempts", row["attempts"]),
+                ("next attempt", row["next_attempt_at"]),
+                ("last error", row["last_error"]),
+                ("created", row["created_at"]),
+                ("finished", row["finished_at"]),
+            ]
+        )
+    )
+    click.echo("\n" + _attempt_rows(row["attempts"]))
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect and replay dead letters."""
+
+
+def selection_options(func: F) -> F:
+    """Add the dead-letter filters shared by list and replay."""
+    for option in reversed(
+        [
+            click.option("--endpoint", "endpoint_id", help="Only this endpoint's."),
+            click.option("--event-type", help="Only this event type's."),
+            click.option("--since", help="Only those that died since (2h, or an ISO time)."),
+            click.option(
+                "--reason",
+                type=click.Choice(
+                    ["attempts_exhausted", "expired", "endpoint_disabled", "tenant_mismatch"]
+                ),
+            ),
+            tenant_option,
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@dlq.command("list")
+@selection_options
+@click.option("--history", is_flag=True, help="Include dead letters already replayed.")
+@paged
+@json_option
+def dlq_list(
+    endpoint_id: str | None,
+    event_type: str | None,
+    since: str | None,
+    reason: str | None,
+    tenant: str | None,
+    history: bool,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List dead letters, newest first."""
+    from worker import dlq as letters
+
+    selection = letters.Selection(
+        endpoint_id=endpoint_id,
+        event_type=event_type,
+        since=when(since),
+        reason=reason,
+        tenant_id=tenant,
+    )
+    with connect(settings().require_database_url()) as conn:
+        rows = letters.list_letters(conn, selection, limit=limit, offset=offset, history=history)
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(
+        table(
+            rows,
+            [
+                "delivery_id",
+                "event_type",
+                "url",
+                "reason",
+                "attempts",
+                "last_status_code",
+                "died_at",
+                "replay_count",
+            ],
+        )
+    )
+
+
+@dlq.command("show")
+@click.argument("delivery_id", type=int)
+@tenant_option
+@json_option
+def dlq_show(delivery_id: int, tenant: str | None, as_json: bool) -> None:
+    """Show a dead letter: its event, endpoint and every attempt."""
+    from worker import dlq as letters
+
+    with connect(settings().require_database_url()) as conn:
+        row = letters.show(conn, delivery_id, tenant)
+    if as_json:
+        emit_json(row)
+        return
+    click.echo(
+        fields(
+            [
+                ("delivery", row["delivery_id"]),
+                ("reason", row["reason"]),
+                ("died", row["died_at"]),
+                ("tenant", row["tenant_id"]),
+                ("event", f"{row['event_id']} ({row['event_type']})"),
+                ("event created", row["event_created_at"]),
+                ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
+                ("endpoint enabled", row["enabled"]),
+                ("attempts", row["attempts"]),
+                ("last error", row["last_error"]),
+                ("replays", row["replay_count"]),
+                ("replayed at", row["replayed_at"]),
+            ]
+        )
+    )
+    click.echo("payload: " + json.dumps(row["payload"])[:2000])
+    click.echo("\n" + _attempt_rows(row["attempts"]))
+
+
+@dlq.command("replay")
+@click.option("--id", "ids", multiple=True, type=int, help="A dead letter's delivery id (repeat).")
+@selection_options
+@click.option("--all", "everything", is_flag=True, help="Every current dead letter.")
+@click.option("--limit", type=click.IntRange(1), help="Replay at most this many.")
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed; change nothing.")
+@click.option("--enable-endpoint", is_flag=True, help="Enable disabled endpoints selected.")
+@json_option
+def dlq_replay(
+    ids: tuple[int, ...],
+    endpoint_id: str | None,
+    event_type: str | None,
+    since: str | None,
+    reason: str | None,
+    tenant: str | None,
+    everything: bool,
+    limit: int | None,
+    dry_run: bool,
+    enable_endpoint: bool,
+    as_json: bool,
+) -> None:
+    """Replay dead letters: fresh attempts, same webhook-id, each enqueued once."""
+    from worker import dlq as letters
+
+    selection = letters.Selection(
+        ids=ids,
+        endpoint_id=endpoint_id,
+        event_type=event_type,
+        since=when(since),
+        reason=reason,
+        tenant_id=tenant,
+        everything=everything,
+    )
+    if selection.is_empty():
+        raise click.UsageError(
+            "choose what to replay: --id, --endpoint, --event-type, "
+            "--since, --reason, --tenant or --all"
+        )
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        show_bar = sys.stderr.isatty() and not as_json and not dry_run
+        total = letters.count(conn, selection) if show_bar else 0
+        if limit is not None:
+            total = min(total, limit)
+        with (
+            click.progressbar(length=total, label="replaying", file=sys.stderr, show_pos=True)
+            if show_bar
+            else contextlib.nullcontext() as bar
+        ):
+            result = letters.replay(
+                conn,
+                None if dry_run else _redis(),
+                selection,
+                limit=limit,
+                dry_run=dry_run,
+                enable_endpoints=enable_endpoint,
+                queue_name=conf.queue_name,
+                progress=bar.update if bar is not None else None,
+            )
+    if as_json:
+        emit_json(result)
+    elif dry_run:
+        click.echo(f"would replay {result.replayed} dead letters")
+    else:
+        for ep in result.enabled_endpoints:
+            click.echo(f"enabled endpoint {ep}")
+        click.echo(f"replayed {result.replayed} dead letters")
+
+
+@main.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Show outbox backlog and lag, deliveries by state, dead letters and queue depth."""
+    from worker import status as state
+
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        row = state.status(conn, _redis(), conf.queue_name)
+    if as_json:
+        emit_json(row)
+        return
+    age = row["outbox_oldest_age_seconds"]
+    click.echo(
+        fields(
+            [
+                ("outbox backlog", row["outbox_backlog"]),
+                ("oldest unrelayed", format_duration(age) if age is not None else None),
+                ("deliveries pending", row["pending"]),
+                ("  queued", row["queued"]),
+                ("  in flight", row["in_flight"]),
+                ("  due, not queued", row["due"]),
+                ("  waiting to retry", row["waiting"]),
+                ("dead letters", row["dead_letters"]),
+                ("endpoints", row["endpoints"]),
+                ("disabled endpoints", row["disabled_endpoints"]),
+                (
+                    "queue depth",
+                    row["queue_depth"]
+                    if row["queue_depth"] is not None
+                    else "unknown (Redis unreachable)",
+                ),
+            ]
+        )
+    )
+
+
+@main.command()
+@click.option("--older-than", required=True, help="Retention period, e.g. 30d.")
+@click.option("--include-dead", is_flag=True, help="Also delete dead letters not replayed.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+def prune(older_than: str, include_dead: bool, dry_run: bool, as_json: bool) -> None:
+    """Delete finished events older than the retention period, in short batches."""
+    from worker.prune import prune as run_prune
+
+    cutoff = datetime.now(UTC) - timedelta(seconds=duration(older_than))
+    with connect(settings().require_database_url()) as conn:
+        result = run_prune(conn, cutoff, include_dead=include_dead, dry_run=dry_run)
+    if as_json:
+        emit_json(result)
+    elif dry_run:
+        click.echo(f"would delete {result.events} events older than {cutoff:%Y-%m-%d %H:%M} UTC")
+    else:
+        click.echo(
+            f"deleted {result.events} events, {result.deliveries} deliveries, "
+            f"{result.attempts} attempts, {result.dead_letters} dead letters"
+        )
+
+
+@main.command()
+@click.option(
+    "--grace",
+    default="2m",
+    show_default=True,
+    help="How overdue a pending delivery may be before it counts as stuck.",
+)
+@json_option
+def check(grace: str, as_json: bool) -> None:
+    """Check the delivery invariants; exit 1 and list what is off."""
+    from worker import status as state
+
+    with connect(settings().require_database_url()) as conn:
+        found = state.check(conn, grace=duration(grace))
+    broken = {name: rows for name, rows in found.items() if rows}
+    if as_json:
+        emit_json({"ok": not broken, "violations": found})
+    else:
+        for inv in state.INVARIANTS:
+            rows = found[inv.name]
+            mark = click.style("ok  ", fg="green") if not rows else click.style("FAIL", fg="red")
+            click.echo(
+                f"{mark} {inv.name}" + (f": {len(rows)} x {inv.description}" if rows else "")
+            )
+            for row in rows[:10]:
+                click.echo("       " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    if broken:
+        sys.exit(1)
 
 
 @main.command()

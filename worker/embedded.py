@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ class EmbeddedServices:
                 "DATABASE_URL", "not set, and pgserver is not installed (pip install '.[dev]')"
             ) from exc
         if self._pg is None:
+            # pgserver asks platformdirs for a runtime dir it does not use; hush its warning.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             self._pg = pgserver.get_server(  # type: ignore[attr-defined]
                 self.root / "pgdata", cleanup_mode="stop"
             )

@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.types.json import Jsonb
-from worker.signing import generate_secret
 
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
 from worker import queries
 from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound
+from worker.signing import generate_secret
 from worker.vault import Vault
 
 MAX_URL = 2048
@@ -222,6 +222,37 @@ class Endpoints:
                 {"t": tenant_id},
             ).fetchall()
         return [Endpoint.from_row(r) for r in rows]
+
+    def health(self, endpoint_id: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+        """Return the endpoint's last 24 hours: attempts, success rate, last error, backlog."""
+        row = self._row(endpoint_id, tenant_id)
+        with wrapped_errors():
+            stats = self.conn.execute(
+                """
+                select count(*) as attempts_24h,
+                       count(*) filter (where a.status_code between 200 and 299) as ok_24h,
+                       (select max(a2.started_at) from webhooks.attempts a2
+                          join webhooks.deliveries d2 on d2.id = a2.delivery_id
+                         where d2.endpoint_id = %(id)s and a2.status_code between 200 and 299)
+                           as last_success_at,
+                       (select d3.last_error from webhooks.deliveries d3
+                         where d3.endpoint_id = %(id)s and d3.last_error is not null
+                         order by d3.updated_at desc limit 1) as last_error,
+                       (select count(*) from webhooks.deliveries d4
+                         where d4.endpoint_id = %(id)s and d4.status = 'pending') as pending,
+                       (select count(*) from webhooks.dead_letters dl
+                         where dl.endpoint_id = %(id)s and dl.replayed_at is null)
+                           as dead_letters
+                from webhooks.attempts a
+                join webhooks.deliveries d on d.id = a.delivery_id
+                where d.endpoint_id = %(id)s and a.started_at > now() - interval '24 hours'
+                """,
+                {"id": row["id"]},
+            ).fetchone()
+        out = dict(stats or {})
+        attempts = int(out.get("attempts_24h") or 0)
+        out["success_rate_24h"] = round(int(out["ok_24h"]) / attempts, 4) if attempts else None
+        return out
 
     def disable(
         self,

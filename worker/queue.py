@@ -16,6 +16,8 @@ import redis
 
 NAMESPACE = "dramatiq"
 ACTOR = "deliver"
+#: Seconds a queued delivery is left to its message before the scheduler checks on it.
+LEASE_SECONDS = 30.0
 
 
 def queue_key(queue: str) -> str:

@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from producers.publish import CHANNEL
 from worker import queries, queue
+from worker.queue import LEASE_SECONDS
 from worker.resilience import TRANSIENT, Outage, retrying
 
 log = logging.getLogger("webhooks.relay")
@@ -43,7 +44,7 @@ class RelayConfig:
     queue: str = "webhooks"
     batch_size: int = 1000
     #: Seconds a queued delivery is left to its message before the scheduler checks on it.
-    lease: float = 30.0
+    lease: float = LEASE_SECONDS
     #: Seconds to wait before checking again on a message Redis still holds (long queue).
     recheck: float = 300.0
     #: Seconds between polls when no notification arrives (LISTEN can be lost via poolers).

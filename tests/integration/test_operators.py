@@ -1,0 +1,249 @@
+"""Operators' commands: dead letters, replay, inspection, status, prune, check, errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from producers import Event, publish_many
+from tests.helpers import run_cli
+from tests.integration.test_delivery import verify
+from tests.pipeline import Pipeline
+from tests.receiver import Receiver
+from worker import dlq, queue
+from worker.relay import Relay, RelayConfig
+
+
+def env(p: Pipeline) -> dict[str, str]:
+    return {"DATABASE_URL": p.settings.require_database_url(), "REDIS_URL": p.settings.redis_url}
+
+
+def dead_letters(p: Pipeline, url: str, n: int, **endpoint: Any) -> tuple[str, str, list[str]]:
+    """Publish n events to a new endpoint, relay them and kill every delivery."""
+    ep, secret = p.endpoint(url, **endpoint)
+    with psycopg.connect(p.settings.require_database_url()) as conn:
+        ids = publish_many(conn, [Event("order.failed", {"i": i}) for i in range(n)])
+        conn.commit()
+    relay = Relay(RelayConfig(p.settings.require_database_url(), p.settings.redis_url))
+    relay.step()
+    relay.close()
+    redis.Redis.from_url(p.settings.redis_url).flushdb()
+    p.conn.execute(
+        "update webhooks.deliveries set status = 'dead', dead_reason = 'attempts_exhausted',"
+        " message_id = null, attempts = 0 where endpoint_id = %s",
+        (ep,),
+    )
+    return ep, secret, ids
+
+
+def queued_count(p: Pipeline) -> int:
+    return queue.depth(redis.Redis.from_url(p.settings.redis_url), p.settings.queue_name)
+
+
+def test_a_replayed_dead_letter_arrives_with_the_same_webhook_id(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    p = pipeline
+    ep, secret, ids = dead_letters(p, receiver.url("/fixed"), 3)
+    assert p.value("select count(*) from webhooks.dead_letters where replayed_at is null") == 3
+
+    result = run_cli("dlq", "replay", "--endpoint", ep, "--json", env=env(p))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["replayed"] == 3
+    p.start_relay()
+    p.start_worker()
+    got = receiver.wait_for("/fixed", 3)
+    p.settle()
+    assert sorted(r.headers["webhook-id"] for r in got) == sorted(ids)
+    for request in got:
+        verify(secret, request)
+    letters = p.rows("select replayed_at, replay_count, replays from webhooks.dead_letters")
+    assert all(r["replay_count"] == 1 and r["replayed_at"] for r in letters)
+    assert all(r["replays"][0]["by"] for r in letters)
+    triggers = {r["trigger"] for r in p.rows("select trigger from webhooks.attempts")}
+    assert triggers == {"replay"}
+    assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 3
+
+
+def test_replaying_twice_enqueues_each_delivery_once(pipeline: Pipeline) -> None:
+    p = pipeline
+    dead_letters(p, "http://127.0.0.1:9/x", 5)
+    first = run_cli("dlq", "replay", "--all", "--json", env=env(p))
+    second = run_cli("dlq", "replay", "--all", "--json", env=env(p))
+    assert json.loads(first.stdout)["replayed"] == 5
+    assert json.loads(second.stdout)["replayed"] == 0
+    assert queued_count(p) == 5
+
+
+def test_concurrent_replays_do_not_double_enqueue(pipeline: Pipeline) -> None:
+    p = pipeline
+    dead_letters(p, "http://127.0.0.1:9/x", 3000)
+    results: list[int] = []
+
+    def replay() -> None:
+        with psycopg.connect(
+            p.settings.require_database_url(), autocommit=True, row_factory=psycopg.rows.dict_row
+        ) as conn:
+            client = redis.Redis.from_url(p.settings.redis_url)
+            results.append(dlq.replay(conn, client, dlq.Selection(everything=True)).replayed)
+
+    threads = [threading.Thread(target=replay) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results) == 3000
+    assert queued_count(p) == 3000
+    assert p.value("select count(*) from webhooks.dead_letters where replay_count <> 1") == 0
+
+
+def test_replay_to_a_disabled_endpoint_is_refused_unless_enabled(pipeline: Pipeline) -> None:
+    p = pipeline
+    ep, _, _ = dead_letters(p, "http://127.0.0.1:9/x", 2)
+    p.registry.disable(ep, "broken receiver")
+    refused = run_cli("dlq", "replay", "--all", env=env(p))
+    assert refused.returncode == 1
+    assert "disabled" in refused.stderr and "--enable-endpoint" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert queued_count(p) == 0
+
+    dry = run_cli("dlq", "replay", "--all", "--dry-run", "--enable-endpoint", env=env(p))
+    assert "would replay 2" in dry.stdout and queued_count(p) == 0
+    assert not p.registry.get(ep).enabled
+
+    done = run_cli("dlq", "replay", "--all", "--enable-endpoint", env=env(p))
+    assert done.returncode == 0, done.stderr
+    assert "replayed 2" in done.stdout
+    assert p.registry.get(ep).enabled and queued_count(p) == 2
+
+
+def test_replay_limit_and_filters(pipeline: Pipeline) -> None:
+    p = pipeline
+    dead_letters(p, "http://127.0.0.1:9/x", 10)
+    limited = run_cli("dlq", "replay", "--all", "--limit", "4", "--json", env=env(p))
+    assert json.loads(limited.stdout)["replayed"] == 4
+    other = run_cli("dlq", "replay", "--event-type", "nothing.here", "--json", env=env(p))
+    assert json.loads(other.stdout)["replayed"] == 0
+    assert run_cli("dlq", "replay", env=env(p)).returncode == 2  # nothing chosen
+
+
+def test_dlq_list_and_show(pipeline: Pipeline) -> None:
+    p = pipeline
+    ep, _, ids = dead_letters(p, "http://127.0.0.1:9/x", 3)
+    listed = json.loads(run_cli("dlq", "list", "--json", "--endpoint", ep, env=env(p)).stdout)
+    assert sorted(r["event_id"] for r in listed) == sorted(ids)
+    assert (
+        run_cli("dlq", "list", "--reason", "expired", "--json", env=env(p)).stdout.strip() == "[]"
+    )
+    human = run_cli("dlq", "list", env=env(p)).stdout
+    assert "DELIVERY_ID" in human and "order.failed" in human
+    shown = run_cli("dlq", "show", str(listed[0]["delivery_id"]), env=env(p))
+    assert shown.returncode == 0 and "payload:" in shown.stdout
+    other_tenant = run_cli(
+        "dlq", "show", str(listed[0]["delivery_id"]), "--tenant", "acme", env=env(p)
+    )
+    assert other_tenant.returncode == 1 and "no dead letter" in other_tenant.stderr
+
+
+def test_deliveries_list_show_and_status(pipeline: Pipeline, receiver: Receiver) -> None:
+    p = pipeline
+    p.start_relay()
+    p.start_worker()
+    p.endpoint(receiver.url("/ok"))
+    p.publish("a.b", {})
+    p.settle()
+    rows = json.loads(run_cli("deliveries", "list", "--json", env=env(p)).stdout)
+    assert [r["status"] for r in rows] == ["succeeded"]
+    shown = json.loads(
+        run_cli("deliveries", "show", str(rows[0]["id"]), "--json", env=env(p)).stdout
+    )
+    assert [a["status_code"] for a in shown["attempts"]] == [200]
+    st = json.loads(run_cli("status", "--json", env=env(p)).stdout)
+    assert st["outbox_backlog"] == 0 and st["pending"] == 0 and st["queue_depth"] == 0
+    assert "outbox backlog" in run_cli("status", env=env(p)).stdout
+
+
+def test_prune_removes_only_finished_events(pipeline: Pipeline, receiver: Receiver) -> None:
+    p = pipeline
+    p.endpoint(receiver.url("/ok"))
+    ids = [p.publish("a.b", {"i": i}) for i in range(4)]
+    relay = Relay(RelayConfig(p.settings.require_database_url(), p.settings.redis_url))
+    relay.step()
+    relay.close()
+    p.conn.execute(
+        "update webhooks.deliveries set status = 'succeeded' where event_id = %s", (ids[0],)
+    )
+    p.conn.execute(
+        "update webhooks.deliveries set status = 'dead', dead_reason = 'expired'"
+        " where event_id = %s",
+        (ids[1],),
+    )
+    # ids[2] stays pending; ids[3] is not yet relayed... relay it but keep it pending too.
+    dry = run_cli("prune", "--older-than", "0s", "--dry-run", env=env(p))
+    assert "would delete 1 events" in dry.stdout
+    done = json.loads(run_cli("prune", "--older-than", "0s", "--json", env=env(p)).stdout)
+    assert done["events"] == 1 and done["deliveries"] == 1
+    left = {str(r["id"]) for r in p.rows("select id from webhooks.outbox")}
+    assert left == set(ids[1:])
+    with_dead = json.loads(
+        run_cli("prune", "--older-than", "0s", "--include-dead", "--json", env=env(p)).stdout
+    )
+    assert with_dead["events"] == 1 and with_dead["dead_letters"] == 1
+    assert (
+        json.loads(run_cli("prune", "--older-than", "30d", "--json", env=env(p)).stdout)["events"]
+        == 0
+    )
+
+
+def test_check_passes_then_names_what_is_broken(pipeline: Pipeline, receiver: Receiver) -> None:
+    p = pipeline
+    p.start_relay()
+    p.start_worker()
+    p.endpoint(receiver.url("/ok"))
+    p.publish("a.b", {})
+    p.settle()
+    ok = run_cli("check", env=env(p))
+    assert ok.returncode == 0, ok.stdout
+    p.conn.execute("update webhooks.deliveries set attempts = attempts + 1")
+    broken = run_cli("check", "--json", env=env(p))
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["violations"]["attempt_count_matches_rows"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["deliveries", "show", "999999"], 1, "error: no delivery with id 999999"),
+        (["dlq", "show", "424242"], 1, "error: no dead letter with id 424242"),
+        (["endpoint", "show", "not-a-uuid"], 1, "error: no endpoint with id not-a-uuid"),
+        (["dlq", "list", "--endpoint", "nope"], 1, "error: no endpoint with id nope"),
+        (["dlq", "list", "--since", "yesterdayish"], 2, "neither a time"),
+        (["prune", "--older-than", "soon"], 2, "not a duration"),
+        (["deliveries", "list", "--status", "lost"], 2, "Invalid value"),
+        (["endpoint", "add", "ftp://x"], 2, "error: URL must use http or https"),
+        (["endpoint", "add", "https://u:p@x.io"], 2, "error: URL must not contain credentials"),
+        (["endpoint", "add", "https://x.io", "--header", "webhook-id: 1"], 2, "cannot be set"),
+        (["publish", "a.b", "--data", "{not json"], 2, "not valid JSON"),
+        (["publish", "", "--data", "{}"], 2, "error: event type is empty"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    pipeline: Pipeline, args: list[str], code: int, message: str
+) -> None:
+    result = run_cli(*args, env=env(pipeline))
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unmigrated_database_is_one_line(empty_db_url: str) -> None:
+    for args in (["status"], ["dlq", "list"], ["endpoint", "list"], ["check"]):
+        result = run_cli(*args, env={"DATABASE_URL": empty_db_url})
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines == ["error: the webhooks schema is missing or behind: run `webhooks migrate`"]

@@ -1,0 +1,274 @@
+"""Inspect and replay dead letters.
+
+A replay gives each selected delivery a fresh attempt budget and age, keeps its event id
+(so its `webhook-id` is unchanged, guarantee 5), records who replayed it and when, and
+enqueues it. Rows are taken in batches with SKIP LOCKED and marked replayed in the same
+transaction, so replaying one selection twice, or from two terminals at once, enqueues each
+delivery once; a million dead letters stream through in bounded memory.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import redis
+
+from worker import deliveries, queue
+from worker.db import wrapped_errors
+from worker.errors import InvalidEndpoint, NotFound, WebhooksError
+
+#: Dead letters replayed per transaction.
+BATCH = 1000
+
+
+class ReplayRefused(WebhooksError):
+    """Refuse a replay to disabled endpoints unless asked to enable them."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters a command acts on; every field narrows it."""
+
+    ids: tuple[int, ...] = ()
+    endpoint_id: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    reason: str | None = None
+    tenant_id: str | None = None
+    everything: bool = False
+
+    def is_empty(self) -> bool:
+        """Tell whether nothing at all was chosen (a replay then needs --all)."""
+        return not (
+            self.ids
+            or self.endpoint_id
+            or self.event_type
+            or self.since
+            or self.reason
+            or self.tenant_id
+            or self.everything
+        )
+
+    def params(self) -> dict[str, Any]:
+        """Return the query parameters of the filter in `WHERE_SELECTED`."""
+        return {
+            "ids": list(self.ids) or None,
+            "endpoint": deliveries.parse_uuid("endpoint", self.endpoint_id),
+            "event_type": self.event_type,
+            "since": self.since,
+            "reason": self.reason,
+            "tenant": self.tenant_id,
+        }
+
+
+WHERE_SELECTED = """
+    (%(ids)s::bigint[] is null or dl.delivery_id = any(%(ids)s::bigint[]))
+    and (%(endpoint)s::uuid is null or dl.endpoint_id = %(endpoint)s::uuid)
+    and (%(event_type)s::text is null or dl.event_type = %(event_type)s::text)
+    and (%(since)s::timestamptz is null or dl.died_at >= %(since)s::timestamptz)
+    and (%(reason)s::text is null or dl.reason = %(reason)s::text)
+    and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s::text)
+"""
+
+LIST = (
+    """
+select dl.delivery_id, dl.tenant_id, dl.event_id::text, dl.endpoint_id::text, e.url,
+       dl.event_type, dl.reason, dl.attempts, dl.last_status_code, dl.last_error, dl.died_at,
+       dl.replayed_at, dl.replay_count
+from webhooks.dead_letters dl
+join webhooks.endpoints e on e.id = dl.endpoint_id
+where (dl.replayed_at is null or %(history)s) and """
+    + WHERE_SELECTED
+    + """
+order by dl.died_at desc, dl.delivery_id desc
+limit %(limit)s offset %(offset)s
+"""
+)
+
+SHOW = """
+select dl.*, dl.event_id::text as event_id, dl.endpoint_id::text as endpoint_id,
+       e.url, e.enabled, e.disabled_reason, o.payload, o.created_at as event_created_at,
+       d.status as delivery_status
+from webhooks.dead_letters dl
+join webhooks.endpoints e on e.id = dl.endpoint_id
+join webhooks.outbox o on o.id = dl.event_id
+join webhooks.deliveries d on d.id = dl.delivery_id
+where dl.delivery_id = %(id)s and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s)
+"""
+
+COUNT = "select count(*) as n from webhooks.dead_letters dl where dl.replayed_at is null and " + (
+    WHERE_SELECTED
+)
+
+DISABLED = (
+    """
+select distinct e.id::text as id, e.url
+from webhooks.dead_letters dl join webhooks.endpoints e on e.id = dl.endpoint_id
+where dl.replayed_at is null and not e.enabled and """
+    + WHERE_SELECTED
+)
+
+ENABLE = """
+update webhooks.endpoints
+set enabled = true, disabled_reason = null, disabled_at = null, failing_since = null,
+    updated_at = now()
+where id = any(%(ids)s::uuid[])
+"""
+
+REPLAY = (
+    """
+with picked as (
+    select dl.delivery_id
+    from webhooks.dead_letters dl
+    where dl.replayed_at is null and """
+    + WHERE_SELECTED
+    + """
+    order by dl.delivery_id
+    limit %(batch)s
+    for update of dl skip locked
+), revived as (
+    update webhooks.deliveries d
+    set status = 'pending', spent = 0, budget_started_at = now(), dead_reason = null,
+        finished_at = null, locked_until = null, next_trigger = 'replay',
+        message_id = gen_random_uuid(),
+        next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+    from picked
+    where d.id = picked.delivery_id and d.status = 'dead'
+    returning d.id, d.message_id::text as message_id
+), marked as (
+    update webhooks.dead_letters dl
+    set replayed_at = now(), replay_count = dl.replay_count + 1,
+        replays = dl.replays || jsonb_build_array(jsonb_build_object(
+            'at', now(), 'by', %(by)s::text, 'attempts_before', dl.attempts))
+    from picked
+    where dl.delivery_id = picked.delivery_id
+    returning dl.delivery_id
+)
+select (select count(*) from marked) as marked, id, message_id from revived
+union all
+select (select count(*) from marked), null, null
+"""
+)
+
+
+def operator() -> str:
+    """Return who is replaying, for the replay history (user@host)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no user name is no reason to refuse a replay
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def list_letters(
+    conn: psycopg.Connection[Any],
+    selection: Selection,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    history: bool = False,
+) -> list[dict[str, Any]]:
+    """Return dead letters, newest first (replayed ones too when ``history``)."""
+    with wrapped_errors():
+        rows: list[dict[str, Any]] = conn.execute(
+            LIST, {**selection.params(), "limit": limit, "offset": offset, "history": history}
+        ).fetchall()
+    return rows
+
+
+def show(
+    conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
+) -> dict[str, Any]:
+    """Return one dead letter with its event, endpoint and every attempt."""
+    with wrapped_errors():
+        row = conn.execute(SHOW, {"id": delivery_id, "tenant": tenant_id}).fetchone()
+        if row is None:
+            raise NotFound("dead letter", delivery_id)
+        attempts = conn.execute(deliveries.ATTEMPTS, {"id": delivery_id}).fetchall()
+    return {**row, "attempts": attempts}
+
+
+def count(conn: psycopg.Connection[Any], selection: Selection) -> int:
+    """Return how many current dead letters the selection holds."""
+    with wrapped_errors():
+        row = conn.execute(COUNT, selection.params()).fetchone()
+    return int(row["n"]) if row else 0
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did."""
+
+    replayed: int = 0
+    enabled_endpoints: tuple[str, ...] = ()
+    dry_run: bool = False
+
+
+def replay(
+    conn: psycopg.Connection[Any],
+    broker: redis.Redis | None,
+    selection: Selection,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    enable_endpoints: bool = False,
+    queue_name: str = "webhooks",
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """Replay the selected dead letters in batches; return how many were replayed."""
+    if selection.is_empty():
+        raise InvalidEndpoint("choose dead letters to replay (--id, --endpoint, ... or --all)")
+    if limit is not None and limit <= 0:
+        raise InvalidEndpoint("--limit must be positive")
+    params = selection.params()
+    with wrapped_errors():
+        disabled = conn.execute(DISABLED, params).fetchall()
+    if disabled and not enable_endpoints:
+        names = ", ".join(f"{r['id']} ({r['url']})" for r in disabled[:5])
+        raise ReplayRefused(
+            f"{len(disabled)} selected endpoint(s) are disabled: {names}; fix them and pass "
+            "--enable-endpoint to enable them and replay"
+        )
+    if dry_run:
+        total = count(conn, selection)
+        return ReplayResult(min(total, limit) if limit else total, dry_run=True)
+    result = ReplayResult(enabled_endpoints=tuple(r["id"] for r in disabled))
+    if disabled:
+        with wrapped_errors():
+            conn.execute(ENABLE, {"ids": [r["id"] for r in disabled]})
+    if broker is None:
+        raise WebhooksError("a Redis connection is needed to replay")
+    for items in _batches(conn, params, limit):
+        # Committed before the push: if the push fails, the relay's scheduler re-enqueues
+        # these deliveries once their lease has passed, so none is lost.
+        queue.enqueue(broker, queue_name, items)
+        result.replayed += len(items)
+        if progress is not None:
+            progress(len(items))
+    return result
+
+
+def _batches(
+    conn: psycopg.Connection[Any], params: dict[str, Any], limit: int | None
+) -> Iterator[list[tuple[int, str]]]:
+    left = limit
+    by = operator()
+    while left is None or left > 0:
+        size = BATCH if left is None else min(BATCH, left)
+        with wrapped_errors(), conn.transaction():
+            rows = conn.execute(
+                REPLAY, {**params, "batch": size, "by": by, "lease": queue.LEASE_SECONDS}
+            ).fetchall()
+        marked = int(rows[0]["marked"]) if rows else 0
+        items = [(int(r["id"]), r["message_id"]) for r in rows if r["id"] is not None]
+        if marked == 0:
+            return
+        if left is not None:
+            left -= marked
+        yield items
