@@ -35,7 +35,8 @@ USER_AGENT = "webhooks-outbox/0.1 (+Standard Webhooks)"
 MAX_RESPONSE_BYTES = 16384
 #: Seconds a claim outlives the attempt's deadline, for recording the result.
 LOCK_MARGIN = 30.0
-#: An endpoint whose attempts take longer than this on average is capped to half the threads.
+#: An endpoint whose attempts take longer than this on average (or that has not answered
+#: yet) may hold at most half of a process's threads, so it cannot starve the others.
 SLOW_SECONDS = 2.0
 #: Every way a receiver or the network can fail an attempt (classified, then recorded).
 SEND_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, WebhooksError, OSError)
@@ -229,8 +230,11 @@ class Deliverer:
         return (int(now) + 1 - now) + (count - limit - 1) / limit + random.uniform(0, 0.1)
 
     def _is_slow(self, endpoint_id: str) -> bool:
+        # An endpoint this process has not heard back from yet counts as slow: a burst of
+        # first attempts to a receiver that hangs must not take every thread before its
+        # first timeout reveals it. A fast endpoint leaves the cap after one answer.
         with self._latency_lock:
-            return self._latency.get(endpoint_id, 0.0) > SLOW_SECONDS
+            return self._latency.get(endpoint_id, SLOW_SECONDS + 1) > SLOW_SECONDS
 
     def _observe_latency(self, endpoint_id: str, seconds: float) -> None:
         with self._latency_lock:
