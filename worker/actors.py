@@ -17,7 +17,7 @@ from dramatiq.middleware import ShutdownNotifications, TimeLimit
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from worker import logs, queue
+from worker import logs, metrics, queue
 from worker.delivery import Deliverer, Observer
 from worker.settings import Settings
 
@@ -79,5 +79,8 @@ def setup() -> None:
     logs.configure(settings.log_format)
     threads = int(os.environ.get("WEBHOOKS_WORKER_THREADS", "8"))
     broker = build_broker(settings)
+    # Set by `webhooks worker`: this process writes its metric files there, and the endpoint
+    # process (worker.health.serve_workers) sums every process's files.
+    observer = metrics.worker_process_metrics(broker, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     dramatiq.set_broker(broker)
-    register(broker, build_deliverer(settings, threads), settings)
+    register(broker, build_deliverer(settings, threads, observer=observer), settings)

@@ -780,7 +780,11 @@ def dev(workdir: Path | None) -> None:
 )
 @json_option
 def relay(batch_size: int, lease: str, as_json: bool) -> None:
-    """Run the outbox relay and retry scheduler until SIGTERM or Ctrl-C."""
+    """Run the outbox relay and retry scheduler until SIGTERM or Ctrl-C.
+
+    Serves /metrics, /healthz and /readyz on WEBHOOKS_RELAY_METRICS_PORT.
+    """
+    from worker.health import start_relay_endpoint
     from worker.relay import Relay, RelayConfig
 
     conf = settings()
@@ -794,8 +798,12 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
             lease=duration(lease),
         )
     )
+    endpoint = start_relay_endpoint(conf, daemon.stats)
     daemon.install_signal_handlers()
-    daemon.run()
+    try:
+        daemon.run()
+    finally:
+        endpoint.close()
 
 
 @main.command()
@@ -809,10 +817,22 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
 @click.option("--threads", "-t", default=8, show_default=True, type=click.IntRange(1, 256))
 @json_option
 def worker(processes: int, threads: int, as_json: bool) -> None:
-    """Run Dramatiq worker processes that deliver webhooks."""
+    """Run Dramatiq worker processes that deliver webhooks.
+
+    Serves /metrics, /healthz and /readyz on WEBHOOKS_METRICS_PORT from a process of its own
+    that sums the metrics of every worker process.
+    """
+    from worker import health, metrics
+
     conf = settings()
     conf.require_database_url()  # fail here, in one line, not in every child process
+    health.ensure_port_free(conf.metrics_port, "WEBHOOKS_METRICS_PORT")
     env = dict(os.environ)
+    # prometheus_client's multiprocess mode: each worker process writes its own files there,
+    # the endpoint process sums them. Emptied first, so no earlier run's counts are added.
+    env["PROMETHEUS_MULTIPROC_DIR"] = metrics.prepare_multiproc_dir(
+        env.get("PROMETHEUS_MULTIPROC_DIR")
+    )
     env["WEBHOOKS_WORKER_THREADS"] = str(threads)
     if as_json:
         env["WEBHOOKS_LOG_FORMAT"] = "json"
@@ -830,6 +850,8 @@ def worker(processes: int, threads: int, as_json: bool) -> None:
         str(threads),
         "--queues",
         conf.queue_name,
+        "--fork-function",
+        "worker.health:serve_workers",
     ]
     os.execve(sys.executable, argv, env)
 
