@@ -167,7 +167,7 @@ class Deliverer:
     def _release(
         self, job: Job, *, next_at: datetime | None = None, dead_reason: str | None = None
     ) -> None:
-        self._execute(
+        released = self._execute(
             queries.RELEASE,
             {
                 "id": job.id,
@@ -176,8 +176,18 @@ class Deliverer:
                 "dead_reason": dead_reason,
             },
         )
-        if dead_reason:
+        if dead_reason and released:  # counted once, by whoever made it dead
             self.observer.dead(dead_reason)
+            log.info(
+                "delivery dead",
+                extra={
+                    "event_id": job.event_id,
+                    "delivery_id": job.id,
+                    "endpoint_id": job.endpoint_id,
+                    "attempt": job.attempts,
+                    "reason": dead_reason,
+                },
+            )
 
     def disable_endpoint(self, endpoint_id: str, reason: str) -> int:
         """Disable an endpoint; its pending deliveries become dead letters."""
@@ -324,7 +334,7 @@ class Deliverer:
             decision.action, "dead"
         )
         text = response_body.decode("utf-8", "replace").replace("\x00", "\ufffd")
-        self._execute(
+        recorded = self._execute(
             queries.RECORD,
             {
                 "id": job.id,
@@ -350,9 +360,12 @@ class Deliverer:
         else:
             self.breaker.release(job.endpoint_id)  # a throttle says nothing of its health
         self.observer.attempt(outcome.kind.value, duration)
-        if status == "succeeded":
+        # Only the attempt that moved the delivery out of pending counts it as finished (a
+        # concurrent disable may have killed it meanwhile).
+        moved = bool(recorded) and recorded[0]["was"] == "pending"
+        if moved and status == "succeeded":
             self.observer.succeeded((now - job.event_created_at).total_seconds())
-        elif status == "dead" and decision.reason:
+        elif moved and status == "dead" and decision.reason:
             self.observer.dead(decision.reason)
         log.info(
             "delivery %s",

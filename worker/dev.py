@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +39,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     # Linux: the child gets SIGTERM if `webhooks dev` itself is killed, so nothing is left.
     with suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -188,6 +197,10 @@ def run(workdir: Path) -> None:
             or "127.0.0.0/8",
             # A short schedule so the retry and the dead letter show within seconds.
             "WEBHOOKS_RETRY_SCHEDULE": os.environ.get("WEBHOOKS_RETRY_SCHEDULE") or "0s,2s,4s",
+            # Free ports unless set, so the demo runs beside a relay or worker already here.
+            "WEBHOOKS_METRICS_PORT": os.environ.get("WEBHOOKS_METRICS_PORT") or str(free_port()),
+            "WEBHOOKS_RELAY_METRICS_PORT": os.environ.get("WEBHOOKS_RELAY_METRICS_PORT")
+            or str(free_port()),
         }
         log_path = workdir / "pipeline.log"
         log_file = open(log_path, "ab")  # noqa: SIM115 - closed in finally
@@ -203,7 +216,11 @@ def run(workdir: Path) -> None:
                         preexec_fn=_die_with_parent,
                     )
                 )
-            say(f"relay and worker started (logs: {log_path})")
+            say(
+                f"relay and worker started (logs: {log_path}; metrics:"
+                f" http://127.0.0.1:{env['WEBHOOKS_RELAY_METRICS_PORT']}/metrics and"
+                f" http://127.0.0.1:{env['WEBHOOKS_METRICS_PORT']}/metrics)"
+            )
             receiver.start()
             say(f"receiver  http://127.0.0.1:{receiver.port} (verifies every signature)")
             with connect(db_url) as conn:

@@ -145,7 +145,7 @@ with prev as (
       and %(health)s
       and case when %(ok)s then failing_since is not null else failing_since is null end
 )
-select upd.attempts, upd.status from upd
+select upd.attempts, upd.status, prev.status as was from upd, prev
 """
 
 # Put a delivery back without an attempt (throttle, open circuit, rate limit, busy endpoint),
@@ -160,4 +160,5 @@ set next_attempt_at = coalesce(%(next)s::timestamptz, next_attempt_at),
     locked_until = null,
     updated_at = now()
 where id = %(id)s and status = 'pending'
+returning id
 """

@@ -1,0 +1,61 @@
+"""`webhooks dev`: the demo shows successes, a retry and a dead letter; Ctrl-C leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Return the pids whose environment or command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            blob = (entry / "environ").read_bytes() + (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in blob:
+            found.append(int(entry.name))
+    return found
+
+
+def test_dev_demo_runs_and_ctrl_c_stops_everything(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")},
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+    }
+    out = tmp_path / "dev.out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "dev", "--workdir", str(tmp_path / "work")],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "replay it with" not in out.read_text():
+                assert proc.poll() is None, out.read_text()
+                time.sleep(0.2)
+            text = out.read_text()
+            assert "replay it with" in text, text
+            assert "succeeded" in text and "will retry" in text and "gave up" in text
+            assert "signature valid" in text and "INVALID" not in text
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "stopped" in out.read_text()
+    db_name = db_url.rsplit("/", 1)[-1]
+    time.sleep(0.5)
+    assert processes_mentioning(db_name) == []
