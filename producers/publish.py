@@ -39,14 +39,23 @@ CHANNEL = "webhooks_outbox"
 
 # One statement: insert, or on a repeated idempotency key return the first event's id. DO
 # UPDATE (not DO NOTHING) makes Postgres lock and return the existing row even when a
-# concurrent publisher committed it after this statement's snapshot was taken. pg_notify
-# wakes the relay on commit, in the same round trip; Postgres folds repeats into one.
+# concurrent publisher committed it after this statement's snapshot was taken. Only rows
+# with a key come back (the others' ids are the ones sent), and pg_notify, called once,
+# wakes the relay on commit, in the same round trip. The arrays go as binary parameters
+# (%b): the text array format escapes every quote of every payload, which cost more client
+# CPU than the rest of the batch. Together: client CPU 32 -> 16 us and server CPU 11 -> 8 us
+# per event, 1.5 to 2 times the events per second (`webhooks bench`, publish_many).
 _INSERT_MANY = """
-insert into webhooks.outbox as o (id, tenant_id, event_type, payload, idempotency_key)
-select * from unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[], %s::text[])
-on conflict (tenant_id, idempotency_key) where idempotency_key is not null
-do update set idempotency_key = excluded.idempotency_key
-returning o.id, o.tenant_id, o.idempotency_key, pg_notify('webhooks_outbox', '') is null
+with inserted as (
+    insert into webhooks.outbox as o (id, tenant_id, event_type, payload, idempotency_key)
+    select * from unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::text[])
+    on conflict (tenant_id, idempotency_key) where idempotency_key is not null
+    do update set idempotency_key = excluded.idempotency_key
+    returning o.id, o.tenant_id, o.idempotency_key
+)
+select id, tenant_id, idempotency_key from inserted where idempotency_key is not null
+union all
+select null, null, null from (select pg_notify('webhooks_outbox', '')) as wake
 """
 _INSERT_ONE = """
 insert into webhooks.outbox as o (id, tenant_id, event_type, payload, idempotency_key)
@@ -101,6 +110,14 @@ def _check_name(
     return value
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def prepare(event: Event, max_payload_bytes: int) -> tuple[str, str, str, str | None]:
     """Validate one event; return (tenant, type, payload JSON, key) or raise PublishError."""
     event_type = _check_name(
@@ -116,14 +133,20 @@ def prepare(event: Event, max_payload_bytes: int) -> tuple[str, str, str, str | 
             )
         if "\x00" in key:
             raise InvalidEvent("idempotency key contains a NUL character")
+        if not key.isascii() and not _is_utf8(key):
+            raise InvalidEvent("idempotency key is not valid text (it has a lone surrogate)")
     try:
         body = json.dumps(event.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        # Encoding refuses lone surrogates (what invalid UTF-8 on a command line decodes
+        # to), which json.dumps lets through and Postgres cannot store.
+        size = len(body.encode())
+    except (TypeError, ValueError, RecursionError) as exc:
+        # ValueError includes circular references and UnicodeEncodeError; RecursionError is a
+        # payload nested deeper than the encoder goes.
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
     if "\\u0000" in body:
         # jsonb cannot store the NUL character.
         raise InvalidPayload("payload contains a NUL character (\\u0000), which jsonb cannot store")
-    size = len(body.encode())
     if size > max_payload_bytes:
         raise PayloadTooLarge(size, max_payload_bytes)
     return tenant, event_type, body, key

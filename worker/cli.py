@@ -47,6 +47,16 @@ class Cli(click.Group):
         except WebhooksError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except click.UsageError as exc:
+            # One line like every other error (click's own display adds the usage first).
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except UnicodeEncodeError:
+            # An argument that was not UTF-8 on the command line (Python keeps its bytes as
+            # lone surrogates) cannot be sent to Postgres: a usage error, not a traceback.
+            click.echo("error: an argument is not valid UTF-8 text", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             sys.exit(130)
 

@@ -39,7 +39,16 @@ LOCK_MARGIN = 30.0
 #: yet) may hold at most half of a process's threads, so it cannot starve the others.
 SLOW_SECONDS = 2.0
 #: Every way a receiver or the network can fail an attempt (classified, then recorded).
-SEND_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, WebhooksError, OSError)
+#: UnicodeError: a stored URL or header the client cannot encode (registered before the
+#: registry refused them) fails its attempts instead of escaping unrecorded for ever.
+SEND_ERRORS = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.StreamError,
+    WebhooksError,
+    OSError,
+    UnicodeError,
+)
 
 
 class Observer(Protocol):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -104,6 +105,12 @@ def validate_url(url: str) -> str:
         raise InvalidEndpoint("URL port must be 1-65535")
     if parts.fragment:
         raise InvalidEndpoint("URL must not contain a #fragment")
+    try:
+        # The worker's HTTP client parses it again (IDNA host names included): a URL it
+        # refuses could never be delivered to, so it is refused here, at registration.
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
     return url
 
 
@@ -124,6 +131,10 @@ def validate_header(name: str, value: str) -> tuple[str, str]:
         raise InvalidEndpoint(f"header {name!r} is set by the delivery itself and cannot be set")
     if any(ch in value for ch in "\r\n\x00") or len(value) > 4096:
         raise InvalidEndpoint(f"header {name!r} value has a line break, NUL, or is over 4 KiB")
+    if not value.isascii():
+        # The HTTP client sends header values as ASCII: any other value would fail every
+        # attempt before it is sent, and no attempt would ever be recorded.
+        raise InvalidEndpoint(f"header {name!r} value must be ASCII text")
     return name, value
 
 

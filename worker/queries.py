@@ -77,6 +77,15 @@ where d.id = due.id
 returning d.id, d.message_id::text as message_id, due.message_id is not null as had_message
 """
 
+# Redis lost its data (flushed, or restarted empty): every queued delivery's message may be
+# gone, so look at all of them now instead of when their leases end.
+RECHECK_QUEUED = """
+update webhooks.deliveries
+set next_attempt_at = now()
+where status = 'pending' and message_id is not null and next_attempt_at > now()
+  and (locked_until is null or locked_until < now())
+"""
+
 # Push back the check of deliveries whose message Redis still holds (a long queue).
 EXTEND_LEASE = """
 update webhooks.deliveries

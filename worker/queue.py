@@ -16,6 +16,8 @@ import redis
 
 NAMESPACE = "dramatiq"
 ACTOR = "deliver"
+#: A key the relays keep in Redis; its absence tells them Redis lost its data.
+SENTINEL_KEY = "webhooks:relay:alive"
 #: Seconds a queued delivery is left to its message before the scheduler checks on it.
 LEASE_SECONDS = 30.0
 
@@ -32,15 +34,20 @@ def messages_key(queue: str) -> str:
 
 def encode(queue: str, delivery_id: int, message_id: str) -> bytes:
     """Return the Dramatiq message that asks a worker to attempt one delivery."""
-    return dramatiq.Message(
-        queue_name=queue,
-        actor_name=ACTOR,
-        args=(delivery_id, message_id),
-        kwargs={},
-        options={"redis_message_id": message_id},
-        message_id=message_id,
-        message_timestamp=int(time.time() * 1000),
-    ).encode()
+    # The fields of dramatiq.Message.asdict(), encoded by Dramatiq's own encoder, without
+    # building a Message first: that halves the relay's encoding time, a fifth of its time
+    # per delivery (`webhooks bench`, relay alone: 22k -> 25k deliveries/s).
+    return dramatiq.get_encoder().encode(
+        {
+            "queue_name": queue,
+            "actor_name": ACTOR,
+            "args": [delivery_id, message_id],
+            "kwargs": {},
+            "options": {"redis_message_id": message_id},
+            "message_id": message_id,
+            "message_timestamp": int(time.time() * 1000),
+        }
+    )
 
 
 def enqueue(client: redis.Redis, queue: str, items: Sequence[tuple[int, str]]) -> None:

@@ -146,8 +146,20 @@ class Relay:
                 callback(events, len(items), seconds)
         return events, len(items)
 
+    def _redis_lost_data(self) -> bool:
+        # A key only the relays write: when it is missing, Redis was flushed or restarted
+        # empty since a relay last looked. SET NX makes one relay of many do the recheck.
+        return bool(self._broker().set(queue.SENTINEL_KEY, "1", nx=True))
+
     def schedule_once(self) -> int:
         """Enqueue due and orphaned deliveries; return how many were enqueued."""
+        if self._redis_lost_data():
+            cur = self._db().execute(queries.RECHECK_QUEUED)
+            if cur.rowcount:
+                log.warning(
+                    "Redis lost its data: checking every queued delivery now",
+                    extra={"deliveries": cur.rowcount},
+                )
         with self._db().transaction():
             rows = (
                 self._db()

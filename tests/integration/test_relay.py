@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import psycopg
 import redis
@@ -144,3 +145,41 @@ def test_two_relays_make_exactly_the_deliveries_one_would(pipeline: Pipeline) ->
     assert p.value("select count(*) from webhooks.deliveries") == 50_000
     assert p.value("select count(distinct event_id) from webhooks.deliveries") == 50_000
     assert len(queued(p)) == 50_000
+
+
+def test_a_flush_is_noticed_at_once_even_for_long_queued_deliveries(pipeline: Pipeline) -> None:
+    p = pipeline
+    p.endpoint("http://127.0.0.1:9/all")
+    for i in range(5):
+        p.publish("a.b", {"i": i})
+    relay = Relay(
+        RelayConfig(
+            p.settings.require_database_url(),
+            p.settings.redis_url,
+            lease=0.3,
+            recheck=300,
+            poll_interval=0.1,
+        )
+    )
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        # The messages wait in a queue no worker reads: once their lease passes, the relay
+        # finds them in Redis and leaves them alone for `recheck` (five minutes).
+        p.wait_until(
+            lambda: (
+                p.value(
+                    "select count(*) from webhooks.deliveries"
+                    " where next_attempt_at > now() + interval '100 seconds'"
+                )
+                == 5
+            ),
+            10,
+            "the long recheck",
+        )
+        redis.Redis.from_url(p.settings.redis_url).flushdb()
+        p.wait_until(lambda: len(queued(p)) == 5, 10, "the flush to be noticed")
+        assert relay.stats.reenqueued == 5
+    finally:
+        relay.stop()
+        thread.join(10)
