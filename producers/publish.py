@@ -250,7 +250,7 @@ def publish_many(
         return []
     ids: list[str] = []
     first_by_key: dict[tuple[str, str], str] = {}
-    cols: tuple[list[Any], list[str], list[str], list[str], list[str | None]] = ([], [], [], [], [])
+    cols: tuple[list[Any], ...] = ([], [], [], [], [])
     for tenant, etype, body, key in prepared:
         if key is not None and (tenant, key) in first_by_key:
             # A key repeated inside the batch names the same event: one row, one id.
