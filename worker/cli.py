@@ -866,5 +866,107 @@ def worker(processes: int, threads: int, as_json: bool) -> None:
     os.execve(sys.executable, argv, env)
 
 
+# -- bench --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--events", default=20_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--endpoints", default=2, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--processes", "-p", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--threads", "-t", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--payload-bytes", default=256, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--fail-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Share of requests the receiver answers with 500 (retried on a short schedule).",
+)
+@click.option(
+    "--rate",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Events per second offered in the latency phase (open loop).",
+)
+@click.option(
+    "--duration",
+    "duration_text",
+    default="10s",
+    show_default=True,
+    help="Length of the latency phase.",
+)
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--backlog",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Also time the relay draining this many events published before it starts.",
+)
+@click.option(
+    "--single-events",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Events published one per transaction for the `publish` figure.",
+)
+@click.option(
+    "--redis-db",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Redis database number for the bench's queue (default: the first empty one of 15..1).",
+)
+@json_option
+def bench(
+    events: int,
+    endpoints: int,
+    processes: int,
+    threads: int,
+    payload_bytes: int,
+    fail_rate: float,
+    rate: float,
+    duration_text: str,
+    repeats: int,
+    backlog: int,
+    single_events: int,
+    redis_db: int | None,
+    as_json: bool,
+) -> None:
+    """Benchmark publish, relay, workers and latency on this machine; print a report.
+
+    Creates its own database (on DATABASE_URL's server, else a local or an embedded
+    Postgres) and uses its own Redis database; removes both and stops every process it
+    started when it ends, also on Ctrl-C. Exit status 1 if any delivery was lost.
+    """
+    from worker import bench as benchmark
+
+    conf = settings()
+    opts = benchmark.Options(
+        events=events,
+        endpoints=endpoints,
+        processes=processes,
+        threads=threads,
+        payload_bytes=payload_bytes,
+        fail_rate=fail_rate,
+        rate=rate,
+        duration=duration(duration_text),
+        repeats=repeats,
+        backlog=backlog,
+        single_events=single_events,
+        database_url=conf.database_url,
+        redis_url=conf.redis_url if os.environ.get("REDIS_URL") else None,
+        redis_db=redis_db,
+        secret_key=conf.secret_key,
+    )
+    result = benchmark.run(opts, say=lambda line: click.echo(line, err=True))
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(benchmark.render(result))
+    if not result["correctness"]["ok"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,137 @@
+"""`webhooks bench` runs the whole pipeline, loses nothing, reports every figure, cleans up.
+
+Correctness only: timings on a shared test machine mean nothing, so none is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import redis
+
+from worker.bench import Tally, hmac_signature, percentile, render, signing_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIGURES = (
+    "publish_per_s",
+    "publish_many_per_s",
+    "relay_per_s",
+    "end_to_end_per_s",
+    "ceiling_per_s",
+)
+
+
+def run_bench(admin_url: str, redis_base_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DATABASE_URL=admin_url, REDIS_URL=redis_base_url)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "bench", "--json", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_tiny_bench_delivers_everything_reports_every_figure_and_cleans_up(
+    admin_url: str, redis_base_url: str
+) -> None:
+    done = run_bench(
+        admin_url,
+        redis_base_url,
+        *("--events", "200", "--endpoints", "2", "--processes", "1", "--threads", "2"),
+        *("--rate", "50", "--duration", "1s", "--repeats", "1", "--single-events", "50"),
+        *("--fail-rate", "0.1", "--backlog", "100"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+
+    for name in FIGURES:
+        assert result[name]["median"] > 0, name
+    assert result["relay_backlog_per_s"]["median"] > 0
+    assert result["pipeline_ratio"] > 0
+    assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    assert all(v >= 0 for v in result["latency_ms"].values())
+    assert set(result["latency_stages_ms"]) == {"relay", "queue", "http"}
+    rss = result["peak_rss_mib"]
+    assert rss["relay"] > 0 and rss["relay_alone"] > 0 and rss["relay_backlog"] > 0
+    assert rss["worker_processes"] and all(m > 0 for m in rss["worker_processes"])
+    assert set(result["targets"]) == {
+        "pipeline_ratio",
+        "relay_per_s",
+        "publish_many_per_s",
+        "latency_p50_ms",
+        "latency_p99_ms",
+    }
+
+    checks = result["correctness"]
+    assert checks["ok"] and checks["problems"] == []
+    assert checks["lost"] == 0
+    assert checks["signatures_checked"] > 0 and checks["signatures_bad"] == 0
+    (run,) = checks["end_to_end"]
+    assert run["expected"] == run["received"] == run["succeeded"] == 400
+    assert run["dead"] == run["pending"] == 0
+    # Answers of 500 were retried until they succeeded: one attempt per request made.
+    assert run["attempts"] == 400 + run["failed_requests"]
+    assert checks["latency"]["lost"] == 0
+    report = render(result)  # what `webhooks bench` prints without --json
+    assert "pipeline / ceiling" in report and "correctness" in report and "FAILED" not in report
+
+    # Its own database is gone and its Redis database is empty again.
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "select count(*) from pg_database where datname = %s", (result["database"],)
+        ).fetchone()
+    assert row == (0,)
+    claimed = result["machine"]["redis_db"]
+    assert claimed not in (0, 12, 13)
+    scheme_url = redis_base_url.split("?")[0]
+    url = (
+        f"{scheme_url}?db={claimed}"
+        if redis_base_url.startswith("unix")
+        else scheme_url.rsplit("/", 1)[0] + f"/{claimed}"
+    )
+    client = redis.Redis.from_url(url)
+    assert client.dbsize() == 0
+    client.close()
+
+
+def test_bad_options_are_a_one_line_usage_error(admin_url: str, redis_base_url: str) -> None:
+    done = run_bench(admin_url, redis_base_url, "--fail-rate", "1.5")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
+def test_the_receiver_verifies_the_standard_webhooks_test_vector() -> None:
+    key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    signature = hmac_signature(
+        key, b"msg_p5jXN8AQM9LWM0D4loKWxJek", b"1614265330", b'{"test": 2432232314}'
+    )
+    assert signature == b"v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_the_receiver_counts_duplicates_once_and_flags_bad_signatures() -> None:
+    tally = Tally(fail_rate=0.0, verify_every=1)
+    tally.keys[b"/e/0"] = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    head = (
+        b"POST /e/0 HTTP/1.1\r\nwebhook-id: evt_1\r\nwebhook-timestamp: 1\r\n"
+        b"webhook-signature: v1,bogus\r\ncontent-length: 2"
+    )
+    assert tally.handle(head, b"{}", 1.0).startswith(b"HTTP/1.1 200")
+    tally.handle(head, b"{}", 2.0)
+    summary = tally.summary()
+    assert summary["requests"] == 2 and summary["ok_pairs"] == 1
+    assert summary["bad"] == 2 and "signature" in summary["problems"][0]
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
