@@ -14,18 +14,17 @@ _last = 0
 def uuid7() -> uuid.UUID:
     """Return a new RFC 9562 UUIDv7, strictly increasing within this process."""
     global _last
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(os.urandom(10), "big") & ((1 << 74) - 1)
     with _lock:
-        ms = time.time_ns() // 1_000_000
-        # 48 bits of milliseconds, then 74 random bits; monotonic within a process even when
-        # many ids share one millisecond (the counter borrows the clock's next tick).
-        value = (ms << 80) | (rand & ((1 << 80) - 1))
-        if value <= _last:
-            value = _last + 1
-        _last = value
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return uuid.UUID(int=value)
+        # 48 bits of milliseconds then 74 random bits, as one number that only grows: ids
+        # made in the same millisecond count up from the previous one.
+        seq = ((time.time_ns() // 1_000_000) << 74) | rand
+        if seq <= _last:
+            seq = _last + 1
+        _last = seq
+    ms, rand_a, rand_b = seq >> 74, (seq >> 62) & 0xFFF, seq & ((1 << 62) - 1)
+    # Version 7 and the RFC 4122 variant sit between the fields, outside the counter.
+    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (rand_a << 64) | (0x2 << 62) | rand_b)
 
 
 def uuid7_floor(epoch_ms: int) -> uuid.UUID:

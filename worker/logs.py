@@ -54,3 +54,5 @@ def configure(log_format: str = "text", level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # httpx logs every request at INFO: a second, unstructured line per delivery.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
