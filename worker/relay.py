@@ -46,7 +46,10 @@ class RelayConfig:
     #: Seconds a queued delivery is left to its message before the scheduler checks on it.
     lease: float = LEASE_SECONDS
     #: Seconds to wait before checking again on a message Redis still holds (long queue).
-    recheck: float = 300.0
+    #: Short enough that a message a worker had to drop (its claim failed while Postgres
+    #: was down) is replaced within a minute; long enough that a long queue is not rechecked
+    #: row by row every few seconds.
+    recheck: float = 60.0
     #: Seconds between polls when no notification arrives (LISTEN can be lost via poolers).
     poll_interval: float = 1.0
 
