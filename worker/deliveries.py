@@ -85,9 +85,16 @@ def show(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
 ) -> dict[str, Any]:
     """Return one delivery with its event and every attempt."""
+    return with_attempts(conn, SHOW, "delivery", delivery_id, tenant_id)
+
+
+def with_attempts(
+    conn: psycopg.Connection[Any], sql: str, kind: str, delivery_id: int, tenant_id: str | None
+) -> dict[str, Any]:
+    """Return the row ``sql`` finds for a delivery, with its attempts; NotFound otherwise."""
     with wrapped_errors():
-        row = conn.execute(SHOW, {"id": delivery_id, "tenant": tenant_id}).fetchone()
+        row = conn.execute(sql, {"id": delivery_id, "tenant": tenant_id}).fetchone()
         if row is None:
-            raise NotFound("delivery", delivery_id)
+            raise NotFound(kind, delivery_id)
         attempts = conn.execute(ATTEMPTS, {"id": delivery_id}).fetchall()
     return {**row, "attempts": attempts}

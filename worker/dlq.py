@@ -21,7 +21,7 @@ import redis
 
 from worker import deliveries, queue
 from worker.db import wrapped_errors
-from worker.errors import InvalidEndpoint, NotFound, WebhooksError
+from worker.errors import InvalidEndpoint, WebhooksError
 
 #: Dead letters replayed per transaction.
 BATCH = 1000
@@ -186,12 +186,7 @@ def show(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
 ) -> dict[str, Any]:
     """Return one dead letter with its event, endpoint and every attempt."""
-    with wrapped_errors():
-        row = conn.execute(SHOW, {"id": delivery_id, "tenant": tenant_id}).fetchone()
-        if row is None:
-            raise NotFound("dead letter", delivery_id)
-        attempts = conn.execute(deliveries.ATTEMPTS, {"id": delivery_id}).fetchall()
-    return {**row, "attempts": attempts}
+    return deliveries.with_attempts(conn, SHOW, "dead letter", delivery_id, tenant_id)
 
 
 def count(conn: psycopg.Connection[Any], selection: Selection) -> int:
