@@ -101,6 +101,8 @@ def test_410_disables_the_endpoint_and_dead_letters_its_deliveries(
     p.publish("a.b", {})
     receiver.wait_for("/gone", 1)
     p.settle()
+    # The endpoint is disabled right after the attempt is recorded, in its own statement.
+    p.wait_until(lambda: not p.registry.get(ep).enabled, 10, "the endpoint to be disabled")
     endpoint = p.registry.get(ep)
     assert not endpoint.enabled and "410" in (endpoint.disabled_reason or "")
     assert p.value("select reason from webhooks.dead_letters") == "endpoint_disabled"
