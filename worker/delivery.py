@@ -129,7 +129,7 @@ class Deliverer:
         *,
         pool: ConnectionPool[Any],
         redis_client: redis.Redis,
-        http: httpx.Client | None = None,
+        http: transport.Client | None = None,
         vault: Vault | None = None,
         threads: int = 8,
         breaker: CircuitBreaker | None = None,

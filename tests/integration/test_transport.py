@@ -29,7 +29,7 @@ from worker.errors import BlockedDestination
 from worker.guard import Resolver
 from worker.outcome import classify_error
 from worker.settings import IPNetwork
-from worker.transport import Response, build_client, deadline, send
+from worker.transport import Client, Response, build_client, deadline, send
 
 LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"),)
 HUNDRED_MB = 100 * 1024 * 1024
@@ -105,7 +105,7 @@ def client(
     allowed: Sequence[IPNetwork] = LOOPBACK,
     request_timeout: float = 5.0,
     resolver: Resolver | None = None,
-) -> Iterator[httpx.Client]:
+) -> Iterator[Client]:
     extra: dict[str, Any] = {} if resolver is None else {"resolver": resolver}
     http = build_client(
         allowed_networks=allowed,
@@ -172,6 +172,23 @@ def test_a_post_arrives_with_its_body_headers_and_user_agent() -> None:
     assert b"content-type: application/json" in lowered
     assert b"accept-encoding: identity" in lowered
     assert body == BODY
+
+
+def test_a_cookie_set_by_a_receiver_is_never_sent_back() -> None:
+    seen: list[bytes] = []
+
+    def handler(conn: socket.socket, stop: threading.Event) -> None:
+        for _ in range(2):  # two requests on the same kept-alive connection
+            seen.append(read_request(conn))
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\nContent-Length: 2\r\n\r\nok"
+            )
+
+    with serving(handler) as server, client() as http:
+        for _ in range(2):
+            assert send(http, server.url(), BODY, HEADERS, timeout=5).status_code == 200
+    assert len(seen) == 2
+    assert all(b"\r\ncookie:" not in request.lower() for request in seen)
 
 
 def test_retry_after_is_returned_raw() -> None:
