@@ -25,7 +25,7 @@ from worker.breaker import CircuitBreaker, InFlightLimiter
 from worker.endpoints import RESERVED_HEADERS
 from worker.errors import WebhooksError
 from worker.outcome import Kind, Outcome, classify_error, classify_response
-from worker.resilience import Outage, retrying
+from worker.resilience import TRANSIENT, Outage, retrying
 from worker.settings import Settings
 from worker.vault import Vault
 
@@ -152,18 +152,23 @@ class Deliverer:
         self._latency: dict[str, float] = {}
         self._latency_lock = threading.Lock()
 
-    # -- database, each call one short statement retried on transient errors -------------
+    # -- database, each call one short statement (returning rows) retried on transient errors
 
     def _execute(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
             with self.pool.connection() as conn:
-                cur = conn.execute(sql, params)
-                rows = cur.fetchall() if cur.description else []
+                rows: list[dict[str, Any]] = conn.execute(sql, params).fetchall()
             self.outage.recovered()
             return rows
 
         # Infrastructure hiccups are retried here and never counted against the receiver.
-        result: list[dict[str, Any]] = retrying(self.outage, max_attempts=8)(run)
+        # The retry policy is only built once a try has failed: it costs more than a
+        # statement's own client-side work.
+        try:
+            return run()
+        except TRANSIENT as exc:
+            self.outage.failed(exc)
+        result: list[dict[str, Any]] = retrying(self.outage, max_attempts=7)(run)
         return result
 
     def _claim(self, delivery_id: int, message_id: str) -> Job | None:
