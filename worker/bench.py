@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
+from queue import Empty
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -1168,7 +1169,7 @@ class Bench:
                 out.get(timeout=120)
             meter.start()
             go.set()
-            spans = [out.get(timeout=STALL_SECONDS * 5) for _ in procs]
+            spans = self._collect_load(out, len(procs))
             cpu = meter.stop()
         finally:
             for p in procs:
@@ -1186,6 +1187,26 @@ class Bench:
         rate = sent / (max(float(s[2]) for s in spans) - min(float(s[1]) for s in spans))
         self.results.setdefault("cpu_ceiling", []).append(cpu)
         return rate
+
+    def _collect_load(self, out: Any, count: int) -> list[tuple[Any, ...]]:
+        """Wait for every load process's result; fail only if the receiver stops counting."""
+        assert self.receiver is not None
+        spans: list[tuple[Any, ...]] = []
+        last, last_change = -1, time.monotonic()
+        while len(spans) < count:
+            try:
+                spans.append(out.get(timeout=1.0))
+                continue
+            except Empty:
+                pass
+            seen = int(self.receiver.summary()["requests"])
+            if seen != last:
+                last, last_change = seen, time.monotonic()
+            elif time.monotonic() - last_change > STALL_SECONDS:
+                raise BenchError(
+                    f"ceiling stalled: {seen} requests received, none new for {STALL_SECONDS:.0f}s"
+                )
+        return spans
 
     def measure_end_to_end(self, relay: Daemon, workers: Daemon) -> tuple[float, dict[str, Any]]:
         """Publish every event as fast as possible and time until the last is received."""
