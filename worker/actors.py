@@ -65,7 +65,12 @@ def build_deliverer(
         settings.require_database_url(),
         min_size=1,
         max_size=max(2, threads),
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            # Shown in pg_stat_activity unless the DSN names the application itself.
+            "fallback_application_name": "webhooks-worker",
+        },
         open=True,
         name="webhooks-worker",
     )

@@ -18,7 +18,13 @@ INVALID_SCHEMA = "3F000"
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, object]]:
     """Open a connection returning dict rows; raise DatabaseError when Postgres is unreachable."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=10)
+        return psycopg.connect(
+            url,
+            autocommit=autocommit,
+            row_factory=dict_row,
+            connect_timeout=10,
+            fallback_application_name="webhooks",
+        )
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(f"cannot connect to Postgres: {first}") from exc

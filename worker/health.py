@@ -140,7 +140,7 @@ class Readiness:
                     self.database_url,
                     autocommit=True,
                     connect_timeout=2,
-                    application_name="webhooks-health",
+                    fallback_application_name="webhooks-health",
                 ) as conn,
                 conn.transaction(),
             ):

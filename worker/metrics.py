@@ -352,7 +352,7 @@ class PostgresBacklog:
                 row_factory=dict_row,
                 connect_timeout=self.connect_timeout,
                 tcp_user_timeout=round((self.connect_timeout + self.statement_timeout) * 1000),
-                application_name="webhooks-metrics",
+                fallback_application_name="webhooks-metrics",
             )
         return self._conn
 

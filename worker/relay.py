@@ -88,6 +88,7 @@ class Relay:
                 autocommit=True,
                 row_factory=dict_row,
                 connect_timeout=10,
+                fallback_application_name="webhooks-relay",
             )
         return self._conn
 
@@ -101,7 +102,10 @@ class Relay:
     def _listen(self) -> psycopg.Connection[Any]:
         if self._listener is None or self._listener.closed:
             self._listener = psycopg.connect(
-                self.config.database_url, autocommit=True, connect_timeout=10
+                self.config.database_url,
+                autocommit=True,
+                connect_timeout=10,
+                fallback_application_name="webhooks-relay",
             )
             self._listener.execute(f"listen {CHANNEL}")
         return self._listener

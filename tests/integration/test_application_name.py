@@ -1,0 +1,39 @@
+"""Every connection names its role in pg_stat_activity, unless the DSN names it already."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker import actors, db
+from worker.relay import Relay, RelayConfig
+from worker.settings import Settings
+
+NAME = "select current_setting('application_name') as name"
+
+
+def test_each_role_names_its_connections(db_url: str, redis_url: str) -> None:
+    with db.connect(db_url) as conn:
+        assert conn.execute(NAME).fetchone() == {"name": "webhooks"}
+
+    relay = Relay(RelayConfig(database_url=db_url, redis_url=redis_url))
+    try:
+        assert relay._db().execute(NAME).fetchone() == {"name": "webhooks-relay"}
+        row: Any = relay._listen().execute(NAME).fetchone()
+        assert row[0] == "webhooks-relay"
+    finally:
+        relay.close()
+
+    settings = Settings(database_url=db_url, redis_url=redis_url)
+    deliverer = actors.build_deliverer(settings, threads=2)
+    try:
+        with deliverer.pool.connection() as conn:
+            assert conn.execute(NAME).fetchone() == {"name": "webhooks-worker"}
+    finally:
+        deliverer.pool.close()
+        deliverer.http.close()
+
+
+def test_a_name_in_the_dsn_wins(db_url: str) -> None:
+    sep = "&" if "?" in db_url else "?"
+    with db.connect(f"{db_url}{sep}application_name=billing-webhooks") as conn:
+        assert conn.execute(NAME).fetchone() == {"name": "billing-webhooks"}
