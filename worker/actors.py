@@ -12,12 +12,12 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import ShutdownNotifications, TimeLimit
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from worker import logs, metrics, queue
+from worker.consumer import WakefulRedisBroker
 from worker.delivery import Deliverer, Observer
 from worker.settings import Settings
 
@@ -27,13 +27,13 @@ HEARTBEAT_TIMEOUT_MS = 60_000
 MAINTENANCE_CHANCE = 10_000
 
 
-def build_broker(settings: Settings) -> RedisBroker:
+def build_broker(settings: Settings) -> WakefulRedisBroker:
     """Return the Redis broker, with only the middleware the delivery needs.
 
     Retries are ours (kept in Postgres), so Dramatiq's Retries, AgeLimit, Callbacks and
     Pipelines are left out; TimeLimit is only a backstop behind the per-attempt deadline.
     """
-    return RedisBroker(  # type: ignore[no-untyped-call]
+    return WakefulRedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=queue.NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,

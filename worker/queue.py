@@ -32,6 +32,15 @@ def messages_key(queue: str) -> str:
     return f"{NAMESPACE}:{queue}.msgs"
 
 
+def wake_channel(client: redis.Redis, queue: str) -> str:
+    """Return the Redis channel idle workers of a queue listen on (`worker.consumer`).
+
+    Channels are shared by every database of a Redis server, so the name carries the
+    database number: deployments sharing a server do not wake each other.
+    """
+    return f"webhooks:wake:{client.connection_pool.connection_kwargs.get('db', 0)}:{queue}"
+
+
 def encode(queue: str, delivery_id: int, message_id: str) -> bytes:
     """Return the Dramatiq message that asks a worker to attempt one delivery."""
     # The fields of dramatiq.Message.asdict(), encoded by Dramatiq's own encoder, without
@@ -51,7 +60,7 @@ def encode(queue: str, delivery_id: int, message_id: str) -> bytes:
 
 
 def enqueue(client: redis.Redis, queue: str, items: Sequence[tuple[int, str]]) -> None:
-    """Push (delivery id, message id) pairs in one pipeline; the pipeline is atomic."""
+    """Push (delivery id, message id) pairs in one atomic pipeline and wake idle workers."""
     if not items:
         return
     pipe = client.pipeline(transaction=True)
@@ -60,6 +69,7 @@ def enqueue(client: redis.Redis, queue: str, items: Sequence[tuple[int, str]]) -
         mapping={mid: encode(queue, did, mid) for did, mid in items},
     )
     pipe.rpush(queue_key(queue), *[mid for _, mid in items])
+    pipe.publish(wake_channel(client, queue), len(items))
     pipe.execute()
 
 
