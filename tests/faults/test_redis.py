@@ -57,6 +57,7 @@ def test_losing_redis_delays_deliveries_and_loses_none(
         c.wait_until(
             lambda: client.llen(queue.queue_key("webhooks")) == 300, 30, "300 queued messages"
         )
+        client.set("test:marker", "1")
 
     if loss == "flush":
         redis_server.flush()
@@ -68,7 +69,9 @@ def test_losing_redis_delays_deliveries_and_loses_none(
         time.sleep(3)
         redis_server.start()
     with redis_server.client() as client:
-        assert client.llen(queue.queue_key("webhooks")) == 0  # every message is gone
+        # Redis lost everything. (Its queue may already be filling again: the relay notices
+        # the loss and re-enqueues from Postgres as soon as Redis answers.)
+        assert client.get("test:marker") is None
 
     c.settle(90)
     assert relay.alive(), "the relay exited on a transient error"
