@@ -130,6 +130,24 @@ def test_the_receiver_counts_duplicates_once_and_flags_bad_signatures() -> None:
     assert summary["bad"] == 2 and "signature" in summary["problems"][0]
 
 
+def test_only_the_pipelines_requests_must_carry_a_fresh_timestamp() -> None:
+    # The ceiling signs every request before it starts; a long ceiling is not "bad".
+    key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    tally = Tally(fail_rate=0.0, verify_every=1)
+    body = b'{"type":"t","timestamp":"x","data":{}}'
+    for path in (b"/e/0", b"/c/0"):
+        tally.keys[path] = key
+        signature = hmac_signature(key, b"evt_1", b"1000", body).decode()
+        head = (
+            f"POST {path.decode()} HTTP/1.1\r\nwebhook-id: evt_1\r\nwebhook-timestamp: 1000"
+            f"\r\nwebhook-signature: {signature}\r\ncontent-length: {len(body)}"
+        ).encode()
+        tally.handle(head, body, 1000.0 + 600)
+    summary = tally.summary()
+    assert summary["bad"] == 1
+    assert summary["problems"] == ["/e/0 evt_1: timestamp outside tolerance"]
+
+
 def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0
