@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import psycopg
 import redis
@@ -183,3 +184,52 @@ def test_a_flush_is_noticed_at_once_even_for_long_queued_deliveries(pipeline: Pi
     finally:
         relay.stop()
         thread.join(10)
+
+
+def test_the_scheduler_runs_once_per_poll_interval_however_busy_the_outbox(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    p.endpoint("http://127.0.0.1:9/all")
+    retried = p.publish("a.b", {"retry": True})
+    relay_once(p)
+    redis.Redis.from_url(p.settings.redis_url).delete(
+        queue.queue_key(p.settings.queue_name), queue.messages_key(p.settings.queue_name)
+    )
+    # Its attempt failed and the retry falls due in a moment.
+    p.conn.execute(
+        "update webhooks.deliveries set message_id = null,"
+        " next_attempt_at = now() + interval '0.3 seconds'"
+    )
+    relay = Relay(
+        RelayConfig(
+            p.settings.require_database_url(), p.settings.redis_url, lease=0.2, poll_interval=0.5
+        )
+    )
+    passes: list[float] = []
+    schedule_once = relay.schedule_once
+
+    def counted() -> int:
+        passes.append(time.monotonic())
+        return schedule_once()
+
+    relay.schedule_once = counted  # type: ignore[method-assign]
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        # 150 notifications over about 1.5 s: fan-out answers each one, the scheduler does
+        # not, yet it still runs while they keep coming and enqueues the retry that falls due.
+        for i in range(150):
+            p.publish("a.b", {"i": i})
+            time.sleep(0.01)
+        p.wait_until(lambda: relay.stats.events == 150, 10, "every event to be relayed")
+        p.wait_until(lambda: relay.stats.scheduled == 1, 10, "the due retry")
+    finally:
+        relay.stop()
+        thread.join(10)
+    assert retried in {
+        p.value("select event_id::text from webhooks.deliveries where id = %s", d)
+        for d, _ in queued(p)
+    }
+    span = passes[-1] - passes[0]
+    assert 2 <= len(passes) <= span / 0.5 + 2, (len(passes), span)
