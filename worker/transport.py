@@ -8,7 +8,8 @@ Delivery rules kept here:
   (no DNS rebinding). TLS still verifies the certificate against the host name, because
   httpcore starts TLS with the URL's host as server name.
 - An attempt ends by its overall deadline: httpx timeouts apply per socket operation, so
-  a receiver trickling a byte at a time could otherwise hold a worker thread for ever.
+  a receiver trickling a byte at a time could otherwise hold a worker thread for ever. Name
+  resolution counts against the connect timeout and the deadline too.
 - At most ``max_body`` bytes of the response are kept; the rest is never read.
 """
 
@@ -26,7 +27,7 @@ from typing import Any, NoReturn
 import httpcore
 import httpx
 
-from worker.guard import Resolver, resolve
+from worker.guard import Resolver, parse_ip_literal, resolve
 from worker.settings import IPNetwork
 
 __all__ = ["Client", "Response", "build_client", "deadline", "send"]
@@ -229,9 +230,8 @@ class _GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        _remaining(timeout, httpcore.ConnectTimeout)
         # Raises BlockedDestination, which httpx lets through unchanged.
-        addresses = resolve(host, port, self._allowed, self._resolver)
+        addresses = self._resolve(host, port, _remaining(timeout, httpcore.ConnectTimeout))
         options = list(socket_options or ())
         failure: Exception | None = None
         for address in addresses:
@@ -249,6 +249,30 @@ class _GuardedBackend(httpcore.NetworkBackend):
             return _DeadlineStream(stream)
         assert failure is not None  # resolve never returns an empty list
         raise failure
+
+    def _resolve(self, host: str, port: int, seconds: float | None) -> list[str]:
+        if parse_ip_literal(host) is not None:
+            return resolve(host, port, self._allowed, self._resolver)
+        # getaddrinfo cannot be interrupted and a name server that drops packets keeps it
+        # for the resolver's own timeouts (5 s a try, per server). It runs in a thread of its
+        # own, so the attempt stops waiting at its connect timeout and deadline instead.
+        outcome: list[list[str] | BaseException] = []
+        done = threading.Event()
+
+        def lookup() -> None:
+            try:
+                outcome.append(resolve(host, port, self._allowed, self._resolver))
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=lookup, name="webhooks-resolve", daemon=True).start()
+        if not done.wait(seconds):
+            raise httpcore.ConnectTimeout(f"resolving {host} took longer than {seconds:.3g}s")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def connect_unix_socket(
         self,

@@ -381,6 +381,25 @@ def test_each_checked_address_is_tried_in_order() -> None:
     assert response.body == b"ok"
 
 
+def test_a_slow_name_server_costs_no_more_than_the_connect_timeout() -> None:
+    answered = threading.Event()
+
+    def slow(host: str, port: int) -> list[tuple[Any, Any, Any, Any, tuple[Any, ...]]]:
+        time.sleep(3)  # a name server that drops packets: libc retries for seconds
+        answered.set()
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    with serving(respond("200 OK")) as server, client(resolver=slow) as http:
+        started = time.monotonic()
+        with pytest.raises(httpx.ConnectTimeout) as caught:
+            send(http, server.url(host="receiver.test"), BODY, HEADERS, timeout=0.5)
+        elapsed = time.monotonic() - started
+        assert server.accepted == 0
+    assert elapsed < 2, elapsed  # the lookup alone takes 3 s
+    assert not answered.is_set()
+    assert classify_error(caught.value).error == "timed out connecting"
+
+
 def test_a_refused_connection_is_a_connection_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]
