@@ -301,7 +301,7 @@ class _GuardedTransport(httpx.HTTPTransport):
         ssl_context = httpx.create_ssl_context(verify=True, trust_env=False)
         super().__init__(verify=ssl_context, trust_env=False, limits=_LIMITS, retries=0)
         self._pool.close()
-        self._pool = httpcore.ConnectionPool(
+        self._pool = _Pool(
             ssl_context=ssl_context,
             max_connections=_LIMITS.max_connections,
             max_keepalive_connections=_LIMITS.max_keepalive_connections,
@@ -313,3 +313,22 @@ class _GuardedTransport(httpx.HTTPTransport):
             retries=0,
             network_backend=backend,
         )
+
+
+class _Pool(httpcore.ConnectionPool):
+    """httpcore's connection pool, except that it never closes a connection it handed out.
+
+    httpcore 1.0.9 gives a waiting request an idle connection, and the request's thread
+    starts it a moment later. A pass run by another thread in between still sees the
+    connection idle and may close it as surplus or expired, after the request has started:
+    the receiver gets the POST while the worker reads "bad file descriptor" and records a
+    failure, so the delivery is sent again (encode/httpcore#1110; 2 failed requests in
+    10,731 from 32 threads on one process). A connection a request in the pool refers to
+    stays in the pool instead; every other decision is httpcore's.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
+        closing = super()._assign_requests_to_connections()
+        given = {id(r.connection) for r in self._requests if r.connection is not None}
+        self._connections.extend(c for c in closing if id(c) in given)
+        return [c for c in closing if id(c) not in given]
