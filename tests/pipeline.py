@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from producers import publish
-from worker.actors import build_broker, build_deliverer, register
+from worker.actors import build_broker, build_engine, register
 from worker.endpoints import Endpoints
 from worker.relay import Relay, RelayConfig
 from worker.settings import Settings
@@ -39,7 +39,7 @@ class Pipeline:
         self.registry = Endpoints(self.conn, Vault(self.settings.secret_key))
         self.relays: list[tuple[Relay, threading.Thread]] = []
         self.workers: list[dramatiq.Worker] = []
-        self.deliverers: list[Any] = []
+        self.engines: list[Any] = []
 
     def start_relay(self, lease: float = 2.0, batch_size: int = 1000) -> Relay:
         relay = Relay(
@@ -58,11 +58,11 @@ class Pipeline:
         self.relays.append((relay, thread))
         return relay
 
-    def start_worker(self, threads: int = 4) -> dramatiq.Worker:
+    def start_worker(self, threads: int = 4, concurrency: int = 32) -> dramatiq.Worker:
         broker = build_broker(self.settings)
-        deliverer = build_deliverer(self.settings, threads)
-        self.deliverers.append(deliverer)
-        register(broker, deliverer, self.settings)
+        engine = build_engine(self.settings, concurrency)
+        self.engines.append(engine)
+        register(broker, engine, self.settings)
         worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)
         worker.start()
         self.workers.append(worker)
@@ -112,7 +112,4 @@ class Pipeline:
         for relay, thread in self.relays:
             relay.stop()
             thread.join(timeout=10)
-        for deliverer in self.deliverers:
-            deliverer.pool.close()
-            deliverer.http.close()
         self.conn.close()

@@ -97,8 +97,13 @@ def running_receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        # A worker opens hundreds of connections at once; the default backlog of 5 would
+        # refuse most of them.
+        request_queue_size = 512
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     receiver.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,8 +1,8 @@
 """The Dramatiq side of the workers: the broker and the `deliver` actor.
 
 Nothing happens at import time. `webhooks worker` runs Dramatiq's own CLI with
-``worker.actors:setup``, which Dramatiq calls in each worker process to build the broker,
-the connection pool and the HTTP client of that process.
+``worker.actors:setup``, which Dramatiq calls in each worker process to build the broker
+and the delivery engine (`worker.engine`) of that process.
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ import os
 from typing import Any
 
 import dramatiq
-import redis
 from dramatiq.middleware import ShutdownNotifications, TimeLimit
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from worker import logs, metrics, queue
 from worker.consumer import WakefulRedisBroker
-from worker.delivery import Deliverer, Observer
+from worker.engine import DEFAULT_CONCURRENCY, Engine, Observer
 from worker.settings import Settings
 
 #: Dramatiq requeues unacked messages of a worker silent for this long (ms).
@@ -46,46 +43,52 @@ def build_broker(settings: Settings) -> WakefulRedisBroker:
 
 
 def register(
-    broker: dramatiq.Broker, deliverer: Deliverer, settings: Settings
+    broker: dramatiq.Broker, engine: Engine, settings: Settings
 ) -> dramatiq.Actor[Any, Any]:
-    """Declare the `deliver` actor on ``broker``."""
+    """Declare the `deliver` actor on ``broker``, handing each message to ``engine``.
+
+    The actor returns as soon as the engine holds the delivery (it blocks while the engine
+    is full), so Dramatiq acknowledges the message then; Postgres keeps the delivery's lease
+    until its attempt is recorded (see `worker.engine.engine`). The engine starts with the
+    Dramatiq worker and finishes what it holds when the worker stops.
+    """
 
     def deliver(delivery_id: int, message_id: str) -> None:
-        deliverer.deliver(delivery_id, message_id)
+        engine.submit(delivery_id, message_id)
 
+    broker.add_middleware(EngineLifecycle(engine))
     declare = dramatiq.actor(actor_name=queue.ACTOR, queue_name=settings.queue_name, broker=broker)
     return declare(deliver)
 
 
-def build_deliverer(
-    settings: Settings, threads: int, observer: Observer | None = None
-) -> Deliverer:
-    """Return a Deliverer with its own connection pool and HTTP client."""
-    pool: ConnectionPool[Any] = ConnectionPool(
-        settings.require_database_url(),
-        min_size=1,
-        max_size=max(2, threads),
-        kwargs={
-            "autocommit": True,
-            "row_factory": dict_row,
-            # Shown in pg_stat_activity unless the DSN names the application itself.
-            "fallback_application_name": "webhooks-worker",
-        },
-        open=True,
-        name="webhooks-worker",
-    )
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    return Deliverer(settings, pool=pool, redis_client=client, threads=threads, observer=observer)
+class EngineLifecycle(dramatiq.Middleware):
+    """Start the engine when a Dramatiq worker boots, drain and stop it when it stops."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.engine.start()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.engine.close()
+
+
+def build_engine(
+    settings: Settings, concurrency: int = DEFAULT_CONCURRENCY, observer: Observer | None = None
+) -> Engine:
+    """Return this process's delivery engine (not started: the Dramatiq worker starts it)."""
+    return Engine(settings, concurrency=concurrency, observer=observer)
 
 
 def setup() -> None:
     """Build this worker process's broker and actor (Dramatiq calls it per process)."""
     settings = Settings.from_env()
     logs.configure(settings.log_format)
-    threads = int(os.environ.get("WEBHOOKS_WORKER_THREADS", "8"))
+    concurrency = int(os.environ.get("WEBHOOKS_WORKER_CONCURRENCY", DEFAULT_CONCURRENCY))
     broker = build_broker(settings)
     # Set by `webhooks worker`: this process writes its metric files there, and the endpoint
     # process (worker.health.serve_workers) sums every process's files.
     observer = metrics.worker_process_metrics(broker, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     dramatiq.set_broker(broker)
-    register(broker, build_deliverer(settings, threads, observer=observer), settings)
+    register(broker, build_engine(settings, concurrency, observer=observer), settings)

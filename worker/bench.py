@@ -10,10 +10,16 @@ runs:
 - relay alone: deliveries created and enqueued per second with no worker running (and, with
   ``--backlog``, behind a large backlog);
 - end to end: deliveries per second from the start of publishing to receipt, workers included;
-- ceiling: as many processes and threads, posting pre-signed requests to the same receiver with
-  a bare ``httpx.Client`` (no database, no queue), and the ratio pipeline / ceiling;
+  meanwhile the requests in flight at the receiver, the worker processes' Postgres connections
+  and the CPU each role spends per delivery;
+- ceiling: as many processes, at 8 and at 32 threads each, posting pre-signed requests to the
+  same receiver with a bare ``httpx.Client`` (no database, no queue); the best of the two, and
+  the ratio pipeline / ceiling;
 - latency: commit to receipt at an open-loop offered load (``--rate``), p50 to max;
 - peak RSS (VmHWM) of the relay and of every worker process.
+
+With ``--receiver-delay`` the receiver answers every request that long after it arrived, as
+real receivers do (50-500 ms), without holding up the other requests.
 
 Correctness is checked, not assumed: every delivery row must have succeeded, the receiver must
 have counted every (event, endpoint) at least once, duplicates are reported, and a sample of
@@ -44,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +92,18 @@ VERIFY_EVERY = 20
 #: failures (--fail-rate) pauses an endpoint for 30 s or more, so this is generous.
 STALL_SECONDS = 120.0
 PUBLISH_BATCH = 1000
+#: Threads per process of the two ceiling runs; the best is the ceiling. More threads keep
+#: more requests in flight to a slow receiver but contend for the GIL with a fast one.
+CEILING_THREADS = (8, 32)
+#: With --receiver-delay a ceiling thread makes at most 1/delay requests a second, so the
+#: ceiling sends only about this many seconds' worth (events x endpoints could take minutes).
+CEILING_SECONDS = 5.0
+#: The roles of the CPU-per-delivery figure, in the order shown.
+CPU_ROLES = ("workers", "postgres", "redis", "relay", "receiver", "bench")
+#: Well below the workers' attempt deadline (30 s by default), so no attempt times out.
+MAX_RECEIVER_DELAY = 10.0
+#: How often the worker processes' Postgres connections are counted during end to end.
+SAMPLE_SECONDS = 0.05
 #: The Dramatiq queue `webhooks relay` and `webhooks worker` use (in the bench's own Redis
 #: database, so it is the bench's alone).
 QUEUE = Settings().queue_name
@@ -104,6 +123,12 @@ from webhooks.deliveries
 _LISTENING = """
 select count(*) as n from pg_stat_activity
 where datname = current_database() and query ilike 'listen %%' and backend_start >= %(since)s
+"""
+# Every connection a worker process opens is named `webhooks-worker...` (worker.actors); the
+# bench's own connections are not.
+_WORKER_CONNECTIONS = """
+select count(*) as n from pg_stat_activity
+where datname = current_database() and starts_with(application_name, 'webhooks-worker')
 """
 _UNSUCCESSFUL = """
 select error_kind, coalesce(status_code::text, left(error, 120)) as error, count(*) as n
@@ -149,6 +174,10 @@ class Options:
     #: WEBHOOKS_SECRET_KEY: with it the endpoints' secrets are stored encrypted, as in
     #: production, and the workers decrypt them on every attempt.
     secret_key: str | None = None
+    #: Seconds the receiver waits before answering each request.
+    receiver_delay: float = 0.0
+    #: `webhooks worker --concurrency`; None leaves the worker's default.
+    concurrency: int | None = None
 
     def check(self) -> None:
         """Raise BenchError for values the benchmark cannot run with."""
@@ -161,6 +190,11 @@ class Options:
             (self.repeats < 1, "--repeats must be at least 1"),
             (self.payload_bytes < 0, "--payload-bytes must not be negative"),
             (self.redis_db is not None and self.redis_db < 0, "--redis-db must be >= 0"),
+            (
+                not 0.0 <= self.receiver_delay <= MAX_RECEIVER_DELAY,
+                f"--receiver-delay must be between 0 and {MAX_RECEIVER_DELAY:g}s",
+            ),
+            (self.concurrency is not None and self.concurrency < 1, "--concurrency must be >= 1"),
         ]
         for bad, message in problems:
             if bad:
@@ -191,6 +225,44 @@ def figure(runs: Sequence[float]) -> dict[str, Any]:
         "max": round(max(runs), 1),
         "runs": [round(r, 1) for r in runs],
     }
+
+
+def ceiling_requests(total: int, processes: int, threads: int, delay: float) -> int:
+    """Return how many of `total` requests a ceiling run sends.
+
+    All of them with no receiver delay; with one, at most CEILING_SECONDS' worth for
+    `processes` x `threads` clients that each wait `delay` per request.
+    """
+    if delay <= 0:
+        return total
+    per_thread = max(1, math.ceil(CEILING_SECONDS / delay))
+    return min(total, processes * threads * per_thread)
+
+
+def cpu_ms_per_delivery(
+    cores: dict[str, float], seconds: float, deliveries: int
+) -> dict[str, float]:
+    """Return the CPU milliseconds each role spent per delivery over a phase of `seconds`.
+
+    `cores` is CpuMeter's unrounded cores by role. ``worker`` and ``worker-main`` are summed
+    as ``workers``: the Dramatiq parent and its children are one deployment unit. ``bench``
+    is the publisher. Processes outside the bench (``other``) are left out: they are not the
+    pipeline's cost, and the CPU rows of the report show them.
+    """
+    per = dict.fromkeys(CPU_ROLES, 0.0)
+    for role, used in cores.items():
+        name = "workers" if role.startswith("worker") else role
+        if name in per:
+            per[name] += used * seconds * 1000 / max(1, deliveries)
+    return {role: round(ms, 3) for role, ms in per.items()}
+
+
+def worker_args(opts: Options) -> list[str]:
+    """Return the arguments of the `webhooks worker` command the bench starts."""
+    args = ["worker", "--processes", str(opts.processes), "--threads", str(opts.threads)]
+    if opts.concurrency is not None:  # else the worker's own default, as an operator gets it
+        args += ["--concurrency", str(opts.concurrency)]
+    return args
 
 
 def payload(seq: int, size: int) -> dict[str, Any]:
@@ -295,6 +367,9 @@ class CpuMeter:
         self._start: dict[int, tuple[str, int, int]] = {}
         self._machine = (0, 0)
         self._t0 = 0.0
+        #: Set by `stop`, unrounded, for figures per delivery: cores by role and the seconds.
+        self.cores: dict[str, float] = {}
+        self.seconds = 0.0
 
     def start(self) -> None:
         """Take the first snapshot."""
@@ -320,6 +395,7 @@ class CpuMeter:
                     others[name] = others.get(name, 0.0) + cores
             used[role] = used.get(role, 0.0) + cores
         busy = (machine[0] - self._machine[0]) / max(1, machine[1] - self._machine[1])
+        self.cores, self.seconds = dict(used), wall
         result: dict[str, Any] = {
             k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1])
         }
@@ -438,20 +514,86 @@ class Tally:
         }
 
 
-class _HttpConnection(asyncio.Protocol):
-    """HTTP/1.1 with keep-alive and pipelining; just enough for webhook POSTs."""
+class InFlight:
+    """Count the requests received but not answered yet: the peak and the time-weighted mean.
 
-    def __init__(self, tally: Tally) -> None:
+    Exact accounting (every arrival and answer moves the count), over a window that
+    `restart` opens; times are seconds on any monotonic clock.
+    """
+
+    def __init__(self, now: float) -> None:
+        self.current = 0
+        self.restart(now)
+
+    def restart(self, now: float) -> None:
+        """Open a new window; requests still waiting carry over into it."""
+        self.since = self.last = now
+        self.area = 0.0  # integral of `current` over time since `since`
+        self.peak = self.current
+
+    def _advance(self, now: float) -> None:
+        self.area += self.current * max(0.0, now - self.last)
+        self.last = max(self.last, now)
+
+    def received(self, now: float) -> None:
+        """Count a request that arrived."""
+        self._advance(now)
+        self.current += 1
+        self.peak = max(self.peak, self.current)
+
+    def answered(self, now: float) -> None:
+        """Count a request answered (or whose connection closed before its answer)."""
+        self._advance(now)
+        self.current -= 1
+
+    def summary(self, now: float) -> dict[str, float]:
+        """Return the peak and the time-weighted mean since `restart`."""
+        self._advance(now)
+        span = now - self.since
+        mean = self.area / span if span > 0 else float(self.current)
+        return {"in_flight_peak": self.peak, "in_flight_mean": round(mean, 2)}
+
+
+class _HttpConnection(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive and pipelining; just enough for webhook POSTs.
+
+    With a delay, each answer is written that long after its request arrived, from a timer,
+    so the other requests (on this connection and the others) go on meanwhile.
+    """
+
+    def __init__(self, tally: Tally, in_flight: InFlight, delay: float) -> None:
         self.tally = tally
+        self.in_flight = in_flight
+        self.delay = delay
         self.buffer = bytearray()
+        self.waiting: deque[bytes] = deque()  # answers not written yet, in request order
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        now = self.loop.time()
+        for _ in self.waiting:  # never answered, but no longer in flight either
+            self.in_flight.answered(now)
+        self.waiting.clear()
+
+    def _answer(self) -> None:
+        # Each timer writes the oldest waiting answer, not "its own": HTTP/1.1 answers in
+        # request order, and with one delay for all the oldest is the one that is due.
+        if not self.waiting:
+            return  # the connection was lost meanwhile
+        response = self.waiting.popleft()
+        self.in_flight.answered(self.loop.time())
+        assert self.transport is not None
+        if not self.transport.is_closing():
+            self.transport.write(response)
+
     def data_received(self, data: bytes) -> None:
         now = time.time()
+        clock = self.loop.time()
         buffer = self.buffer
         buffer += data
         transport = self.transport
@@ -476,14 +618,26 @@ class _HttpConnection(asyncio.Protocol):
                 return
             body = bytes(buffer[end + 4 : total])
             del buffer[:total]
-            transport.write(self.tally.handle(head, body, now))
+            response = self.tally.handle(head, body, now)
+            self.in_flight.received(clock)
+            if self.delay > 0:
+                self.waiting.append(response)
+                self.loop.call_later(self.delay, self._answer)
+            else:
+                self.in_flight.answered(clock)
+                transport.write(response)
 
 
-async def _serve(conn: Connection, fail_rate: float) -> None:
+async def _serve(conn: Connection, fail_rate: float, delay: float) -> None:
     loop = asyncio.get_running_loop()
     tally = Tally(fail_rate)
+    in_flight = InFlight(loop.time())
     server = await loop.create_server(
-        lambda: _HttpConnection(tally), "127.0.0.1", 0, backlog=1024, reuse_address=True
+        lambda: _HttpConnection(tally, in_flight, delay),
+        "127.0.0.1",
+        0,
+        backlog=1024,
+        reuse_address=True,
     )
     conn.send(server.sockets[0].getsockname()[1])
     done: asyncio.Future[None] = loop.create_future()
@@ -497,11 +651,12 @@ async def _serve(conn: Connection, fail_rate: float) -> None:
             tally.keys.update({p.encode(): signing_key(s) for p, s in args[0].items()})
             conn.send(True)
         elif name == "summary":
-            conn.send(tally.summary())
+            conn.send({**tally.summary(), **in_flight.summary(loop.time())})
         elif name == "take":
             records = (tally.times, tally.paths, tally.ids, tally.codes)
-            summary = tally.summary()
+            summary = {**tally.summary(), **in_flight.summary(loop.time())}
             tally.clear()
+            in_flight.restart(loop.time())
             conn.send((summary, records))
         elif name == "stop" and not done.done():
             done.set_result(None)
@@ -511,19 +666,24 @@ async def _serve(conn: Connection, fail_rate: float) -> None:
     server.close()
 
 
-def _receiver_main(conn: Connection, fail_rate: float) -> None:  # pragma: no cover - child
+def _receiver_main(
+    conn: Connection, fail_rate: float, delay: float
+) -> None:  # pragma: no cover - child
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
-    asyncio.run(_serve(conn, fail_rate))
+    asyncio.run(_serve(conn, fail_rate, delay))
 
 
 class ReceiverProcess:
     """Run the receiver in its own process and talk to it over a pipe."""
 
-    def __init__(self, fail_rate: float) -> None:
+    def __init__(self, fail_rate: float, delay: float = 0.0) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=_receiver_main, args=(child, fail_rate), name="bench-receiver", daemon=True
+            target=_receiver_main,
+            args=(child, fail_rate, delay),
+            name="bench-receiver",
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -544,7 +704,7 @@ class ReceiverProcess:
         self._call_result(30.0)
 
     def summary(self) -> dict[str, Any]:
-        """Return counts since the last `take`."""
+        """Return counts (and the requests in flight) since the last `take`."""
         self._conn.send(("summary",))
         result: dict[str, Any] = self._call_result(30.0)
         return result
@@ -568,6 +728,54 @@ class ReceiverProcess:
             self.process.terminate()
             self.process.join(5)
         self._conn.close()
+
+
+# -- sampling during a phase ---------------------------------------------------------------------
+
+
+class Sampler:
+    """Call `probe` every `interval` seconds on a thread of its own and keep its values.
+
+    The samples are evenly spaced, so their plain mean is the time-weighted mean.
+    """
+
+    def __init__(self, probe: Callable[[], float | None], interval: float = SAMPLE_SECONDS) -> None:
+        self.probe = probe
+        self.interval = interval
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            value = self.probe()  # first sample at once: a short phase still gets one
+            if value is not None:
+                self.values.append(value)
+            if self._stop.wait(self.interval):
+                return
+
+    def summary(self) -> dict[str, float]:
+        """Return the peak and the mean of the samples (0 without any)."""
+        if not self.values:
+            return {"peak": 0.0, "mean": 0.0}
+        return {"peak": max(self.values), "mean": round(statistics.fmean(self.values), 2)}
+
+
+def worker_connections(conn: psycopg.Connection[Any]) -> float | None:
+    """Return how many Postgres connections the worker processes hold, None if unknown."""
+    try:
+        row = conn.execute(_WORKER_CONNECTIONS).fetchone()
+    except psycopg.Error:
+        return None  # one lost sample; the phase goes on
+    return float(row[0]) if row is not None else None
 
 
 # -- the ceiling: bare httpx clients, no database, no queue ------------------------------------
@@ -787,7 +995,7 @@ class Bench:
         self._conn = psycopg.connect(self.db_url, autocommit=True, row_factory=dict_row)
         migrate.migrate(self.conn)
         self._claim_redis_db()
-        self.receiver = ReceiverProcess(self.opts.fail_rate)
+        self.receiver = ReceiverProcess(self.opts.fail_rate, self.opts.receiver_delay)
         registry = Endpoints(self.conn, Vault(self.opts.secret_key))
         keys: dict[str, str] = {}
         for k in range(self.opts.endpoints):
@@ -1118,14 +1326,7 @@ class Bench:
     def start_pipeline(self) -> tuple[Daemon, Daemon]:
         """Start the relay and the workers and wait until a warm-up batch went through."""
         relay = self.start("relay", "relay")
-        workers = self.start(
-            "worker",
-            "worker",
-            "--processes",
-            str(self.opts.processes),
-            "--threads",
-            str(self.opts.threads),
-        )
+        workers = self.start("worker", *worker_args(self.opts))
         self._wait_listening(relay)
         assert self.receiver is not None
         warm = self.publish_batches(self.opts.processes * self.opts.threads * 4)
@@ -1135,11 +1336,13 @@ class Bench:
         self.reset()
         return relay, workers
 
-    def measure_ceiling(self) -> float:
-        """Post pre-signed requests from the same processes x threads with bare clients."""
+    def measure_ceiling(self, threads: int) -> float:
+        """Post pre-signed requests from as many processes x `threads` with bare clients."""
         assert self.receiver is not None
-        total = self.opts.events * self.opts.endpoints
         n = self.opts.processes
+        total = ceiling_requests(
+            self.opts.events * self.opts.endpoints, n, threads, self.opts.receiver_delay
+        )
         shares = [total // n + (1 if i < total % n else 0) for i in range(n)]
         urls = [self.receiver.url(f"/c/{k}") for k in range(self.opts.endpoints)]
         ctx = multiprocessing.get_context("spawn")
@@ -1152,7 +1355,7 @@ class Bench:
                     urls,
                     self.ceiling_secret,
                     shares[i],
-                    self.opts.threads,
+                    threads,
                     self.opts.payload_bytes,
                     go,
                     out,
@@ -1210,24 +1413,41 @@ class Bench:
                 )
         return spans
 
-    def measure_end_to_end(self, relay: Daemon, workers: Daemon) -> tuple[float, dict[str, Any]]:
-        """Publish every event as fast as possible and time until the last is received."""
+    def measure_end_to_end(
+        self, relay: Daemon, workers: Daemon
+    ) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        """Publish every event as fast as possible and time until the last is received.
+
+        Return the rate, the correctness check, and what was observed meanwhile: requests in
+        flight at the receiver, the workers' Postgres connections, CPU per delivery by role.
+        """
         assert self.receiver is not None
         self.reset()
+        self.receiver.take()  # the receiver's in-flight window opens here
         meter = CpuMeter(self.roles)
-        meter.start()
-        started = time.time()
-        event_ids = self.publish_batches(self.opts.events)
-        published = time.time()
-        expected = len(event_ids) * self.opts.endpoints
-        summary = self.wait_received(expected, [relay, workers])
-        cpu = meter.stop()
+        with (
+            psycopg.connect(self.db_url, autocommit=True) as watch,
+            Sampler(lambda: worker_connections(watch)) as pg,
+        ):
+            meter.start()
+            started = time.time()
+            event_ids = self.publish_batches(self.opts.events)
+            published = time.time()
+            expected = len(event_ids) * self.opts.endpoints
+            summary = self.wait_received(expected, [relay, workers])
+            cpu = meter.stop()
         state = self.wait_settled([relay, workers])
         _, records = self.receiver.take()
         check = self.check_delivered("end to end", event_ids, records, state)
         check["publish_seconds"] = round(published - started, 3)
         self.results.setdefault("cpu_end_to_end", []).append(cpu)
-        return expected / (summary["last_new"] - started), check
+        seen = {
+            "in_flight_peak": summary["in_flight_peak"],
+            "in_flight_mean": summary["in_flight_mean"],
+            "pg_connections": pg.summary(),
+            "cpu_ms_per_delivery": cpu_ms_per_delivery(meter.cores, meter.seconds, expected),
+        }
+        return expected / (summary["last_new"] - started), check, seen
 
     def measure_latency(self, relay: Daemon, workers: Daemon) -> None:
         """Publish one event per transaction at --rate (open loop); time commit to receipt."""
@@ -1296,23 +1516,42 @@ class Bench:
     def measure_pipeline(self) -> None:
         """Start the pipeline; alternate ceiling and end-to-end runs; then the latency phase."""
         relay, workers = self.start_pipeline()
-        ceilings, pipelines, checks = [], [], []
+        by_threads: dict[int, list[float]] = {t: [] for t in CEILING_THREADS}
+        ceilings, pipelines, checks, seen = [], [], [], []
         for r in range(self.opts.repeats):
-            ceilings.append(self.measure_ceiling())
-            rate, check = self.measure_end_to_end(relay, workers)
+            for threads, runs in by_threads.items():
+                runs.append(self.measure_ceiling(threads))
+            ceilings.append(max(runs[-1] for runs in by_threads.values()))
+            rate, check, observed = self.measure_end_to_end(relay, workers)
             pipelines.append(rate)
             checks.append(check)
+            seen.append(observed)
+            each = ", ".join(f"{t} threads {runs[-1]:,.0f}" for t, runs in by_threads.items())
             self.say(
-                f"  run {r + 1}: ceiling {ceilings[-1]:,.0f} requests/s,"
-                f" end to end {rate:,.0f} deliveries/s ({rate / ceilings[-1]:.2f})"
+                f"  run {r + 1}: ceiling {ceilings[-1]:,.0f} requests/s ({each}),"
+                f" end to end {rate:,.0f} deliveries/s ({rate / ceilings[-1]:.2f});"
+                f" in flight peak {observed['in_flight_peak']}"
             )
-        self.results["ceiling_per_s"] = figure(ceilings)
-        self.results["end_to_end_per_s"] = figure(pipelines)
-        self.results["pipeline_ratio"] = round(
-            self.results["end_to_end_per_s"]["median"] / self.results["ceiling_per_s"]["median"],
-            3,
+        res = self.results
+        res["ceiling_per_s"] = figure(ceilings)  # the best of the thread counts, run by run
+        res["ceiling_by_threads_per_s"] = {str(t): figure(runs) for t, runs in by_threads.items()}
+        res["end_to_end_per_s"] = figure(pipelines)
+        res["pipeline_ratio"] = round(
+            res["end_to_end_per_s"]["median"] / res["ceiling_per_s"]["median"], 3
         )
-        self.results["correctness"] = {"end_to_end": checks}
+        res["in_flight"] = {
+            "peak": figure([s["in_flight_peak"] for s in seen]),
+            "mean": figure([s["in_flight_mean"] for s in seen]),
+        }
+        res["worker_pg_connections"] = {
+            "peak": figure([s["pg_connections"]["peak"] for s in seen]),
+            "mean": figure([s["pg_connections"]["mean"] for s in seen]),
+        }
+        res["cpu_ms_per_delivery"] = {
+            role: round(median([s["cpu_ms_per_delivery"][role] for s in seen]), 3)
+            for role in CPU_ROLES
+        }
+        res["correctness"] = {"end_to_end": checks}
         self.say(f"  latency: {self.opts.rate:g} events/s for {self.opts.duration:g}s")
         self.measure_latency(relay, workers)
         rss = self.results["peak_rss_mib"]
@@ -1382,8 +1621,10 @@ def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
         bench.measure_publish()
         say("relay alone")
         bench.measure_relay()
+        concurrency = "default" if opts.concurrency is None else opts.concurrency
         say(
             f"pipeline: {opts.processes} worker processes x {opts.threads} threads,"
+            f" concurrency {concurrency}, receiver delay {opts.receiver_delay * 1000:g} ms,"
             " alternating with the ceiling"
         )
         bench.measure_pipeline()
@@ -1413,19 +1654,30 @@ def _rate(fig: dict[str, Any] | None, unit: str) -> str:
     return f"{fig['median']:>10,.0f} {unit:<14} {spread}"
 
 
+def _short(fig: dict[str, Any] | None, fmt: str = ",.0f") -> str:
+    if not fig:
+        return "-"
+    spread = f" [{fig['min']:{fmt}} - {fig['max']:{fmt}}]" if len(fig["runs"]) > 1 else ""
+    return f"{fig['median']:{fmt}}{spread}"
+
+
 def render(res: dict[str, Any]) -> str:
     """Return the results as a readable report."""
     m, o, c = res["machine"], res["options"], res["correctness"]
     rss = res["peak_rss_mib"]
     lat = res["latency_ms"]
     stages = res["latency_stages_ms"]
+    inflight, pg = res.get("in_flight", {}), res.get("worker_pg_connections", {})
     deliveries = o["events"] * o["endpoints"]
+    concurrency = o.get("concurrency") or "default"
+    delay_ms = o.get("receiver_delay", 0.0) * 1000
     lines = [
         f"webhooks bench: {m['cpus']} CPUs ({m['cpu_model']}), load {m['load_average']},"
         f" Python {m['python']}, PostgreSQL {m['postgres']}"
         f" (synchronous_commit={m['postgres_synchronous_commit']}), Redis {m['redis']}",
         f"  {o['events']:,} events x {o['endpoints']} endpoints = {deliveries:,} deliveries;"
-        f" workers {o['processes']} processes x {o['threads']} threads;"
+        f" workers {o['processes']} processes x {o['threads']} threads,"
+        f" concurrency {concurrency}; receiver delay {delay_ms:g} ms;"
         f" payload {o['payload_bytes']} B; fail rate {o['fail_rate']:g};"
         f" median of {o['repeats']} [min - max]",
         "",
@@ -1442,8 +1694,20 @@ def render(res: dict[str, Any]) -> str:
         )
     lines += [
         f"end to end                      {_rate(res['end_to_end_per_s'], 'deliveries/s')}",
-        f"ceiling (bare httpx)            {_rate(res['ceiling_per_s'], 'requests/s')}",
+        f"ceiling (bare httpx), best      {_rate(res['ceiling_per_s'], 'requests/s')}",
+        "  by threads per process        "
+        + ", ".join(
+            f"{t}: {_short(fig)} requests/s"
+            for t, fig in res.get("ceiling_by_threads_per_s", {}).items()
+        ),
         f"pipeline / ceiling              {res['pipeline_ratio']:>10.2f}",
+        f"in flight at the receiver       peak {_short(inflight.get('peak'))},"
+        f" time-weighted mean {_short(inflight.get('mean'), ',.1f')} (end to end)",
+        f"worker Postgres connections     peak {_short(pg.get('peak'))},"
+        f" mean {_short(pg.get('mean'), ',.1f')} (end to end)",
+        "CPU per delivery (end to end)   "
+        + ", ".join(f"{k} {v:.3f}" for k, v in res.get("cpu_ms_per_delivery", {}).items())
+        + " ms (median of runs)",
         f"latency at {res['latency_offered_per_s']:g} events/s"
         f"{'':<{max(0, 16 - len(format(res['latency_offered_per_s'], 'g')))}}"
         f"p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, max {lat['max']} ms",

@@ -825,12 +825,22 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
     show_default="CPU count",
 )
 @click.option("--threads", "-t", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--concurrency",
+    "-c",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Requests in flight per process (size it as rate x receiver latency).",
+)
 @json_option
-def worker(processes: int, threads: int, as_json: bool) -> None:
+def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> None:
     """Run Dramatiq worker processes that deliver webhooks.
 
-    Serves /metrics, /healthz and /readyz on WEBHOOKS_METRICS_PORT from a process of its own
-    that sums the metrics of every worker process.
+    Each process holds up to --concurrency requests in flight on one event loop, whatever
+    --threads is (Dramatiq's threads only hand messages over). Serves /metrics, /healthz and
+    /readyz on WEBHOOKS_METRICS_PORT from a process of its own that sums the metrics of every
+    worker process.
     """
     from worker import health, metrics
 
@@ -843,7 +853,7 @@ def worker(processes: int, threads: int, as_json: bool) -> None:
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics.prepare_multiproc_dir(
         env.get("PROMETHEUS_MULTIPROC_DIR")
     )
-    env["WEBHOOKS_WORKER_THREADS"] = str(threads)
+    env["WEBHOOKS_WORKER_CONCURRENCY"] = str(concurrency)
     if as_json:
         env["WEBHOOKS_LOG_FORMAT"] = "json"
     # Idle consumers poll Redis with a backoff capped at this many ms (Dramatiq's default
@@ -917,6 +927,19 @@ def worker(processes: int, threads: int, as_json: bool) -> None:
     type=click.IntRange(min=0),
     help="Redis database number for the bench's queue (default: the first empty one of 15..1).",
 )
+@click.option(
+    "--receiver-delay",
+    "receiver_delay_text",
+    default="0",
+    show_default=True,
+    help="How long the receiver waits before answering each request (e.g. 100ms).",
+)
+@click.option(
+    "--concurrency",
+    default=None,
+    type=click.IntRange(1, 10_000),
+    help="Passed to `webhooks worker --concurrency` (default: the worker's own).",
+)
 @json_option
 def bench(
     events: int,
@@ -931,6 +954,8 @@ def bench(
     backlog: int,
     single_events: int,
     redis_db: int | None,
+    receiver_delay_text: str,
+    concurrency: int | None,
     as_json: bool,
 ) -> None:
     """Benchmark publish, relay, workers and latency on this machine; print a report.
@@ -958,7 +983,13 @@ def bench(
         redis_url=conf.redis_url if os.environ.get("REDIS_URL") else None,
         redis_db=redis_db,
         secret_key=conf.secret_key,
+        receiver_delay=duration(receiver_delay_text),
+        concurrency=concurrency,
     )
+    try:
+        opts.check()  # values click cannot range-check (durations): a usage error, status 2
+    except benchmark.BenchError as exc:
+        raise click.UsageError(str(exc)) from None
     result = benchmark.run(opts, say=lambda line: click.echo(line, err=True))
     if as_json:
         emit_json(result)

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import psycopg
+import yarl
 from psycopg.types.json import Jsonb
 
 from producers.ids import uuid7
@@ -106,10 +106,11 @@ def validate_url(url: str) -> str:
     if parts.fragment:
         raise InvalidEndpoint("URL must not contain a #fragment")
     try:
-        # The worker's HTTP client parses it again (IDNA host names included): a URL it
-        # refuses could never be delivered to, so it is refused here, at registration.
-        httpx.URL(url)
-    except httpx.InvalidURL as exc:
+        # The worker's HTTP client (aiohttp, on yarl) parses it again, IDNA host names
+        # included: a URL it refuses could never be delivered to, so it is refused here.
+        if not yarl.URL(url).raw_host:
+            raise ValueError("no host")
+    except (ValueError, UnicodeError) as exc:
         raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
     return url
 

@@ -93,81 +93,104 @@ set next_attempt_at = now() + %(lease)s * interval '1 second'
 where id = any(%(ids)s) and status = 'pending'
 """
 
-# A worker claims the delivery its message names: only the message the delivery expects
-# (a stale or duplicate message finds nothing, guarantee 5), only while pending, and only if
-# no other worker holds it. The lock outlives one attempt; the scheduler leaves the delivery
-# alone until it expires (a worker killed mid-attempt is retried after that).
+# A worker claims the deliveries its messages name, a batch in one statement: only the
+# message a delivery expects (a stale or duplicate message finds nothing, guarantee 5), only
+# while pending, and only if no other worker holds it. Rows are locked in id order, so
+# concurrent claims never deadlock. The lock outlives one attempt; the scheduler leaves the
+# delivery alone until it expires (a worker killed mid-attempt is retried after that).
 CLAIM = """
+with wanted as (
+    select d.id
+    from webhooks.deliveries d
+    join unnest(%(ids)s::bigint[], %(message_ids)s::uuid[]) as m(id, message_id)
+      on d.id = m.id and d.message_id = m.message_id
+    where d.status = 'pending'
+      and (d.locked_until is null or d.locked_until < now())
+    order by d.id
+    for update of d
+)
 update webhooks.deliveries d
 set locked_until = now() + %(lock)s * interval '1 second',
     next_attempt_at = greatest(d.next_attempt_at, now() + %(lock)s * interval '1 second')
-from webhooks.outbox o, webhooks.endpoints e
-where d.id = %(id)s
-  and d.message_id = %(message_id)s::uuid
-  and d.status = 'pending'
-  and (d.locked_until is null or d.locked_until < now())
+from wanted, webhooks.outbox o, webhooks.endpoints e
+where d.id = wanted.id
   and o.id = d.event_id
   and e.id = d.endpoint_id
 returning d.id, d.tenant_id, d.attempts, d.spent, d.budget_started_at, d.next_trigger,
           d.event_created_at, o.id::text as event_id, o.event_type, o.payload::text as payload,
           e.id::text as endpoint_id, e.tenant_id as endpoint_tenant, e.url, e.secrets,
-          e.headers, e.rate_limit, e.enabled, e.failing_since, now() as now
+          e.headers, e.rate_limit, e.enabled, e.failing_since
 """
 
-# Record one HTTP attempt and the delivery's new state in one statement: the attempt row is
-# written with the state change, never after it (guarantee 4), and never edited. The counters
-# move even if something else finished the delivery meanwhile; the state only if pending.
+# Record a batch of HTTP attempts and their deliveries' new states in one statement: each
+# attempt row is written with its state change, never after it (guarantee 4), and never
+# edited. The counters move even if something else finished a delivery meanwhile; the
+# state only if pending. `health` carries one change per endpoint (worker.engine.plan).
 RECORD = """
-with prev as (
-    select id, status from webhooks.deliveries where id = %(id)s for update
+with r as (
+    select * from jsonb_to_recordset(%(rows)s::jsonb) as r(
+        id bigint, tenant text, spend int, status text, dead_reason text,
+        next timestamptz, trigger text, started timestamptz, duration double precision,
+        status_code int, body text, error_kind text, error text)
+), prev as (
+    select d.id, d.status
+    from webhooks.deliveries d join r on r.id = d.id
+    order by d.id
+    for update of d
 ), upd as (
     update webhooks.deliveries d
     set attempts = d.attempts + 1,
-        spent = d.spent + %(spend)s,
-        status = case when prev.status = 'pending' then %(status)s else d.status end,
-        dead_reason = case when prev.status = 'pending' then %(dead_reason)s
+        spent = d.spent + r.spend,
+        status = case when prev.status = 'pending' then r.status else d.status end,
+        dead_reason = case when prev.status = 'pending' then r.dead_reason
                            else d.dead_reason end,
-        next_attempt_at = case when prev.status = 'pending' and %(next)s::timestamptz is not null
-                               then %(next)s::timestamptz else d.next_attempt_at end,
-        finished_at = case when prev.status = 'pending' and %(status)s <> 'pending'
+        next_attempt_at = case when prev.status = 'pending' and r.next is not null
+                               then r.next else d.next_attempt_at end,
+        finished_at = case when prev.status = 'pending' and r.status <> 'pending'
                            then now() else d.finished_at end,
         next_trigger = 'scheduled',
         message_id = null,
         locked_until = null,
-        last_status_code = %(status_code)s,
-        last_error = %(error)s,
+        last_status_code = r.status_code,
+        last_error = r.error,
         updated_at = now()
-    from prev
-    where d.id = prev.id
+    from r, prev
+    where d.id = r.id and prev.id = r.id
     returning d.id, d.attempts, d.status
 ), attempt as (
     insert into webhooks.attempts
         (delivery_id, tenant_id, number, trigger, started_at, duration_seconds, status_code,
          response_body, error_kind, error)
-    select upd.id, %(tenant)s, upd.attempts, %(trigger)s, %(started)s, %(duration)s,
-           %(status_code)s, %(body)s, %(error_kind)s, %(error)s
-    from upd
+    select upd.id, r.tenant, upd.attempts, r.trigger, r.started, r.duration,
+           r.status_code, r.body, r.error_kind, r.error
+    from upd join r on r.id = upd.id
 ), health as (
-    update webhooks.endpoints
-    set failing_since = case when %(ok)s then null else now() end
-    where id = %(endpoint_id)s
-      and %(health)s
-      and case when %(ok)s then failing_since is not null else failing_since is null end
+    update webhooks.endpoints e
+    set failing_since = case when h.state = 'ok' then null
+                             when h.state = 'failing_again' then now()
+                             else coalesce(e.failing_since, now()) end
+    from jsonb_to_recordset(%(health)s::jsonb) as h(endpoint_id uuid, state text)
+    where e.id = h.endpoint_id
+      and case when h.state = 'ok' then e.failing_since is not null
+               when h.state = 'failing_again' then true
+               else e.failing_since is null end
 )
-select upd.attempts, upd.status, prev.status as was from upd, prev
+select upd.id, upd.status, prev.status as was from upd join prev on prev.id = upd.id
 """
 
-# Put a delivery back without an attempt (throttle, open circuit, rate limit, busy endpoint),
-# or kill it without one (too old, endpoint disabled).
+# Put deliveries back without an attempt (throttle, open circuit, rate limit, busy endpoint),
+# or kill them without one (too old, endpoint disabled, tenant mismatch), a batch at once.
 RELEASE = """
-update webhooks.deliveries
-set next_attempt_at = coalesce(%(next)s::timestamptz, next_attempt_at),
-    status = %(status)s,
-    dead_reason = %(dead_reason)s,
-    finished_at = case when %(status)s = 'dead' then now() else null end,
+update webhooks.deliveries d
+set next_attempt_at = coalesce(r.next, d.next_attempt_at),
+    status = r.status,
+    dead_reason = r.dead_reason,
+    finished_at = case when r.status = 'dead' then now() else null end,
     message_id = null,
     locked_until = null,
     updated_at = now()
-where id = %(id)s and status = 'pending'
-returning id
+from jsonb_to_recordset(%(rows)s::jsonb) as r(id bigint, next timestamptz, status text,
+                                              dead_reason text)
+where d.id = r.id and d.status = 'pending'
+returning d.id
 """

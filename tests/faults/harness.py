@@ -280,11 +280,15 @@ class Cluster:
             "relay", ["relay", "--lease", lease, "--batch-size", str(batch_size)], env
         )
 
-    def start_worker(self, *, threads: int = 4, processes: int = 1) -> Proc:
+    def start_worker(
+        self, *, threads: int = 4, processes: int = 1, concurrency: int | None = None
+    ) -> Proc:
         # Each pool sums its own processes' metric files (SIGKILL leaves them behind).
         metrics_dir = self.workdir / f"metrics-{self._count + 1}"
         env = self.env(PGAPPNAME="fault-worker", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
         args = ["worker", "--processes", str(processes), "--threads", str(threads)]
+        if concurrency is not None:
+            args += ["--concurrency", str(concurrency)]
         return self._start("worker", args, env)
 
     def stop_all(self) -> None:

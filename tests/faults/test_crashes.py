@@ -16,7 +16,7 @@ from tests.faults.harness import BlackHole, Cluster, RedisServer, metric
 from tests.faults.receivers import Sink
 
 
-def test_a_worker_killed_mid_delivery_is_replaced_and_the_delivery_completes(
+def test_a_worker_killed_mid_batch_is_replaced_and_every_delivery_completes(
     cluster: Cluster, sink: Sink
 ) -> None:
     c = cluster
@@ -32,8 +32,8 @@ def test_a_worker_killed_mid_delivery_is_replaced_and_the_delivery_completes(
         return 200
 
     c.settings_env["WEBHOOKS_REQUEST_TIMEOUT"] = "20s"
-    # Two endpoints: a worker caps the requests in flight to one endpoint it has not heard
-    # back from at half its threads, so two of them take all four threads.
+    # Two endpoints, ten events: the engine holds all twenty requests in flight at once (an
+    # endpoint it has not heard back from may take half of its 256 slots).
     for path in ("/hold1", "/hold2"):
         _, secret = c.endpoint(sink.url(path))
         sink.route(path, secret, hold_first)
@@ -41,16 +41,16 @@ def test_a_worker_killed_mid_delivery_is_replaced_and_the_delivery_completes(
     c.start_relay(lease="2s")
     worker = c.start_worker(threads=4)
 
-    c.wait_until(lambda: len(held) >= 4, 30, "four requests held open by the receiver")
+    c.wait_until(lambda: len(held) >= 20, 30, "twenty requests held open by the receiver")
     in_flight = c.value("select count(*) from webhooks.deliveries where locked_until > now()")
-    assert in_flight == 4  # every worker thread is mid-delivery
+    assert in_flight == 20  # every delivery is mid-attempt in the one process
     worker.kill()
     killed_at = time.monotonic()
     release.set()  # the answers go to a dead process
     c.start_worker(threads=4)
 
     recovered = c.settle(150)
-    print(f"\nworker killed mid-delivery: everything delivered {recovered:.1f}s after the kill")
+    print(f"\nworker killed mid-batch: everything delivered {recovered:.1f}s after the kill")
 
     done = c.rows("select status, attempts, event_id::text from webhooks.deliveries")
     assert len(done) == 20 and {d["status"] for d in done} == {"succeeded"}
@@ -61,8 +61,8 @@ def test_a_worker_killed_mid_delivery_is_replaced_and_the_delivery_completes(
     ok = sink.ok()
     assert set(ok) == {(path, i) for path in ("/hold1", "/hold2") for i in ids}
     assert all(n == 1 for n in ok.values())  # one successful receipt per delivery
-    assert sum(sink.seen.values()) == 24  # the four killed attempts were sent again
-    assert sorted(sink.seen.values()).count(2) == 4  # ... with the same webhook-id
+    assert sum(sink.seen.values()) == 40  # the twenty killed attempts were sent again
+    assert sorted(sink.seen.values()).count(2) == 20  # ... with the same webhook-id
     assert sink.unverified() == []
     assert time.monotonic() - killed_at < 150
     c.check()

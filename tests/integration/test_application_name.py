@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from worker import actors, db
@@ -24,13 +25,17 @@ def test_each_role_names_its_connections(db_url: str, redis_url: str) -> None:
         relay.close()
 
     settings = Settings(database_url=db_url, redis_url=redis_url)
-    deliverer = actors.build_deliverer(settings, threads=2)
-    try:
-        with deliverer.pool.connection() as conn:
-            assert conn.execute(NAME).fetchone() == {"name": "webhooks-worker"}
-    finally:
-        deliverer.pool.close()
-        deliverer.http.close()
+    engine = actors.build_engine(settings, concurrency=2)
+
+    async def name() -> Any:
+        await engine.pool.open()
+        try:
+            async with engine.pool.connection() as conn:
+                return await (await conn.execute(NAME)).fetchone()
+        finally:
+            await engine.pool.close()
+
+    assert asyncio.run(name()) == {"name": "webhooks-worker"}
 
 
 def test_a_name_in_the_dsn_wins(db_url: str) -> None:

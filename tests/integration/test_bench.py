@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 
-from worker.bench import Tally, hmac_signature, percentile, render, signing_key
+from worker.bench import (
+    CPU_ROLES,
+    ReceiverProcess,
+    Tally,
+    hmac_signature,
+    percentile,
+    render,
+    signing_key,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +59,7 @@ def test_a_tiny_bench_delivers_everything_reports_every_figure_and_cleans_up(
         *("--events", "200", "--endpoints", "2", "--processes", "1", "--threads", "2"),
         *("--rate", "50", "--duration", "1s", "--repeats", "1", "--single-events", "50"),
         *("--fail-rate", "0.1", "--backlog", "100"),
+        *("--receiver-delay", "20ms", "--concurrency", "16"),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
@@ -56,6 +68,25 @@ def test_a_tiny_bench_delivers_everything_reports_every_figure_and_cleans_up(
         assert result[name]["median"] > 0, name
     assert result["relay_backlog_per_s"]["median"] > 0
     assert result["pipeline_ratio"] > 0
+    assert result["options"]["receiver_delay"] == 0.02
+    assert result["options"]["concurrency"] == 16
+
+    # The ceiling is the best of 8 and 32 threads per process; the ratio is against it.
+    by_threads = result["ceiling_by_threads_per_s"]
+    assert set(by_threads) == {"8", "32"} and all(f["median"] > 0 for f in by_threads.values())
+    best = max(f["median"] for f in by_threads.values())
+    assert result["ceiling_per_s"]["median"] == best
+    assert result["pipeline_ratio"] == round(result["end_to_end_per_s"]["median"] / best, 3)
+
+    # What the end-to-end phase held: requests in flight at the receiver, worker connections.
+    in_flight = result["in_flight"]
+    assert in_flight["peak"]["median"] >= 1
+    assert 0 <= in_flight["mean"]["median"] <= in_flight["peak"]["median"]
+    pg = result["worker_pg_connections"]
+    assert pg["peak"]["median"] >= 1 and 0 < pg["mean"]["median"] <= pg["peak"]["median"]
+    cpu = result["cpu_ms_per_delivery"]
+    assert set(cpu) == set(CPU_ROLES) and all(ms >= 0 for ms in cpu.values())
+    assert cpu["workers"] > 0
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert all(v >= 0 for v in result["latency_ms"].values())
     assert set(result["latency_stages_ms"]) == {"relay", "queue", "http"}
@@ -82,6 +113,9 @@ def test_a_tiny_bench_delivers_everything_reports_every_figure_and_cleans_up(
     assert checks["latency"]["lost"] == 0
     report = render(result)  # what `webhooks bench` prints without --json
     assert "pipeline / ceiling" in report and "correctness" in report and "FAILED" not in report
+    for line in ("receiver delay 20 ms", "in flight at the receiver", "CPU per delivery"):
+        assert line in report
+    assert "worker Postgres connections" in report and "8: " in report and "32: " in report
 
     # Its own database is gone and its Redis database is empty again.
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -103,9 +137,10 @@ def test_a_tiny_bench_delivers_everything_reports_every_figure_and_cleans_up(
 
 
 def test_bad_options_are_a_one_line_usage_error(admin_url: str, redis_base_url: str) -> None:
-    done = run_bench(admin_url, redis_base_url, "--fail-rate", "1.5")
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
+    for bad in (("--fail-rate", "1.5"), ("--receiver-delay", "11s"), ("--concurrency", "0")):
+        done = run_bench(admin_url, redis_base_url, *bad)
+        assert done.returncode == 2, bad
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_the_receiver_verifies_the_standard_webhooks_test_vector() -> None:
@@ -153,3 +188,38 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
     assert percentile(values, 100) == 100.0
+
+
+def post(url: str) -> int:
+    return httpx.post(url, content=b"{}", timeout=30.0).status_code
+
+
+def test_a_slow_receiver_holds_many_requests_at_once_and_counts_them_in_flight() -> None:
+    receiver = ReceiverProcess(fail_rate=0.0, delay=0.5)
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            codes = list(pool.map(post, [receiver.url(f"/e/{i}") for i in range(10)]))
+        assert codes == [200] * 10
+        summary = receiver.summary()
+        assert summary["requests"] == 10
+        # One request answered at a time would never be more than one in flight.
+        assert summary["in_flight_peak"] > 1
+        assert summary["in_flight_mean"] > 0
+    finally:
+        receiver.stop()
+
+
+def test_a_slow_receiver_answers_every_pipelined_request_on_a_connection() -> None:
+    receiver = ReceiverProcess(fail_rate=0.0, delay=0.05)
+    request = b"POST /e/0 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+    try:
+        with socket.create_connection(("127.0.0.1", receiver.port), timeout=30) as sock:
+            sock.sendall(request * 3)
+            answers = b""
+            while answers.count(b"HTTP/1.1 200") < 3:
+                chunk = sock.recv(4096)
+                assert chunk, f"connection closed after {answers!r}"
+                answers += chunk
+        assert receiver.summary()["requests"] == 3
+    finally:
+        receiver.stop()

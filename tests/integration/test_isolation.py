@@ -1,4 +1,4 @@
-"""One slow endpoint must not take the worker threads from the healthy ones."""
+"""One slow endpoint must not take the worker's in-flight slots from the healthy ones."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ def hold_until(released: threading.Event) -> Callable[[int], Answer]:
     return answer
 
 
-def test_a_hanging_endpoint_leaves_threads_for_the_healthy_one(
+def test_a_hanging_endpoint_leaves_slots_for_the_healthy_one(
     make_pipeline: Callable[..., Pipeline], receiver: Receiver, gate: threading.Event
 ) -> None:
     # The slow receiver holds every request until the test releases it, so without a
-    # per-endpoint cap all four threads would sit on it and the healthy endpoint would get
+    # per-endpoint cap all four in-flight slots would sit on it and the healthy endpoint would get
     # nothing until then. No timing is asserted: only who gets through while it hangs.
     p = make_pipeline(request_timeout=60.0)
     p.endpoint(receiver.on("/slow", hold_until(gate)), event_types=["slow.thing"])
@@ -40,10 +40,10 @@ def test_a_hanging_endpoint_leaves_threads_for_the_healthy_one(
     for i in range(100):
         p.publish("healthy.thing", {"i": i})
     p.start_relay()
-    p.start_worker(threads=4)
+    p.start_worker(threads=4, concurrency=4)
 
     receiver.wait_for("/healthy", 100, timeout=60)
-    assert len(receiver.to("/slow")) <= 2  # at most half of the four threads
+    assert len(receiver.to("/slow")) <= 2  # at most half of the four slots
     gate.set()
     p.settle(timeout=120)
     assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 120

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -32,8 +33,8 @@ from tests.unit.test_properties import (
     UNSERIALISABLE,
 )
 from worker import cli
+from worker.engine.http import Response, Sender
 from worker.settings import parse_networks
-from worker.transport import build_client, send
 
 DB_SETTINGS = settings(
     max_examples=60,
@@ -233,14 +234,21 @@ LOCATIONS = st.sampled_from(
 def test_a_redirect_is_never_followed(redirector: Redirector, code: int, location: str) -> None:
     redirector.answer, redirector.location = f"{code} Moved", location
     redirector.requests.clear()
-    # Loopback is allowed here, as in development: even then nothing is followed.
-    with build_client(
-        allowed_networks=parse_networks("127.0.0.0/8,::1/128"),
-        connect_timeout=2,
-        request_timeout=5,
-        user_agent="webhooks-test/1",
-    ) as http:
-        response = send(http, f"http://127.0.0.1:{redirector.port}/hook", b"{}", {}, timeout=5)
+
+    async def attempt() -> Response:
+        # Loopback is allowed here, as in development: even then nothing is followed.
+        http = Sender(
+            allowed_networks=parse_networks("127.0.0.0/8,::1/128"),
+            connect_timeout=2,
+            request_timeout=5,
+            user_agent="webhooks-test/1",
+        )
+        try:
+            return await http.send(f"http://127.0.0.1:{redirector.port}/hook", b"{}", {})
+        finally:
+            await http.close()
+
+    response = asyncio.run(attempt())
     assert response.status_code == code
     assert response.retry_after is None
     assert redirector.requests == ["POST /hook HTTP/1.1"]  # the attempt itself, nothing more

@@ -1,4 +1,5 @@
-"""The bench waits on progress, not on a fixed clock (pure logic: a fake receiver and queue)."""
+"""The bench's pure pieces: it waits on progress, not on a fixed clock (a fake receiver and
+queue), counts requests in flight exactly, and turns CPU and samples into its figures."""
 
 from __future__ import annotations
 
@@ -49,3 +50,101 @@ def test_a_ceiling_load_that_stops_making_progress_fails_in_one_line(
     out: queue.Queue[tuple[Any, ...]] = queue.Queue()
     with pytest.raises(bench.BenchError, match="ceiling stalled: 7 requests received"):
         bench_counting([7])._collect_load(out, 1)
+
+
+def test_in_flight_reports_the_peak_and_the_time_weighted_mean() -> None:
+    flight = bench.InFlight(now=0.0)
+    flight.received(0.0)  # one request held for 4 s
+    flight.received(1.0)  # a second one held for 1 s
+    flight.answered(2.0)
+    flight.answered(4.0)
+    # (1 x 1 s + 2 x 1 s + 1 x 2 s + 0 x 6 s) / 10 s
+    assert flight.summary(10.0) == {"in_flight_peak": 2, "in_flight_mean": 0.5}
+
+
+def test_in_flight_carries_waiting_requests_into_a_new_window() -> None:
+    flight = bench.InFlight(now=0.0)
+    for _ in range(3):
+        flight.received(0.0)
+    flight.answered(1.0)
+    flight.restart(5.0)  # two still waiting: they count from the window's start
+    flight.answered(6.0)
+    flight.answered(7.0)
+    assert flight.summary(9.0) == {"in_flight_peak": 2, "in_flight_mean": 0.75}
+
+
+def test_an_instant_answer_is_never_more_than_one_in_flight() -> None:
+    flight = bench.InFlight(now=0.0)
+    for t in (1.0, 2.0, 3.0):
+        flight.received(t)
+        flight.answered(t)
+    assert flight.summary(4.0) == {"in_flight_peak": 1, "in_flight_mean": 0.0}
+
+
+def test_the_worker_role_sums_the_dramatiq_parent_and_its_children() -> None:
+    cores = {"worker": 0.5, "worker-main": 0.1, "postgres": 0.2, "bench": 0.05, "other": 0.9}
+    per = bench.cpu_ms_per_delivery(cores, seconds=10.0, deliveries=1000)
+    # 0.6 cores x 10 s = 6000 ms over 1000 deliveries; processes outside the bench are left out.
+    assert per == {
+        "workers": 6.0,
+        "postgres": 2.0,
+        "redis": 0.0,
+        "relay": 0.0,
+        "receiver": 0.0,
+        "bench": 0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("total", "processes", "threads", "delay", "sent"),
+    [
+        (40_000, 2, 8, 0.0, 40_000),  # no delay: everything, as fast as it goes
+        (40_000, 2, 8, 0.1, 2 * 8 * 50),  # 100 ms: about CEILING_SECONDS' worth
+        (40_000, 2, 32, 0.1, 2 * 32 * 50),
+        (400, 1, 8, 0.02, 400),  # fewer than that: all of them
+        (40_000, 1, 1, 30.0, 1),  # a delay beyond CEILING_SECONDS: one each
+    ],
+)
+def test_a_slow_receiver_bounds_the_ceilings_requests(
+    total: int, processes: int, threads: int, delay: float, sent: int
+) -> None:
+    assert bench.ceiling_requests(total, processes, threads, delay) == sent
+
+
+def test_the_workers_get_concurrency_only_when_it_is_asked_for() -> None:
+    assert bench.worker_args(bench.Options(processes=2, threads=4)) == [
+        *("worker", "--processes", "2", "--threads", "4"),
+    ]
+    assert bench.worker_args(bench.Options(concurrency=64))[-2:] == ["--concurrency", "64"]
+
+
+def test_a_sampler_keeps_every_sample_and_skips_the_lost_ones() -> None:
+    values = iter([3.0, None, 5.0, 4.0])
+    seen = threading.Event()
+
+    def probe() -> float | None:
+        value = next(values, 4.0)
+        if value == 4.0:
+            seen.set()
+        return value
+
+    with bench.Sampler(probe, interval=0.001) as sampler:
+        assert seen.wait(10)
+    assert sampler.values[:3] == [3.0, 5.0, 4.0]
+    assert sampler.summary()["peak"] == 5.0
+    assert bench.Sampler(probe).summary() == {"peak": 0.0, "mean": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"receiver_delay": -0.1}, "--receiver-delay"),
+        ({"receiver_delay": 60.0}, "--receiver-delay"),
+        ({"concurrency": 0}, "--concurrency"),
+    ],
+)
+def test_bad_receiver_delays_and_concurrencies_are_refused(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(bench.BenchError, match=message):
+        bench.Options(**change).check()

@@ -1,21 +1,19 @@
-"""Specify how one HTTP attempt is classified."""
+"""Specify how one HTTP attempt that got an answer is classified.
+
+Attempts that raised instead are classified by the transport: tests/unit/test_http_failures.py.
+"""
 
 from __future__ import annotations
 
-import errno
-import socket
-import ssl
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-from worker.errors import BlockedDestination
+from tests.unit.test_http_failures import FAILURES
 from worker.outcome import (
     ERROR_KINDS,
     Kind,
     Outcome,
-    classify_error,
     classify_response,
     parse_retry_after,
 )
@@ -103,107 +101,15 @@ def test_parse_retry_after(value: str, now: datetime, expected: float | None) ->
     assert parse_retry_after(value, now) == expected
 
 
-def _raised(outer: BaseException, cause: BaseException) -> BaseException:
-    """Return `outer` raised from `cause`, the way httpx and httpcore chain errors."""
-    try:
-        try:
-            raise cause
-        except BaseException as inner:
-            raise outer from inner
-    except BaseException as caught:
-        return caught
-
-
-def _cert_error() -> ssl.SSLCertVerificationError:
-    error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] verify failed")
-    error.verify_message = "self-signed certificate"  # set by the C layer in real errors
-    return error
-
-
-@pytest.mark.parametrize(
-    ("exc", "error_kind", "error"),
-    [
-        (httpx.ConnectTimeout("x"), "timeout", "timed out connecting"),
-        (httpx.ReadTimeout("x"), "timeout", "timed out waiting for the response"),
-        (httpx.WriteTimeout("x"), "timeout", "timed out sending the request"),
-        (httpx.PoolTimeout("x"), "timeout", "timed out waiting for a free connection"),
-        (
-            _raised(
-                httpx.ConnectError("[Errno 111] Connection refused"),
-                ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
-            ),
-            "connect",
-            "connection refused",
-        ),
-        (
-            _raised(
-                httpx.ConnectError("[Errno 113] No route to host"),
-                OSError(errno.EHOSTUNREACH, "No route to host"),
-            ),
-            "connect",
-            "no route to host",
-        ),
-        (
-            _raised(
-                httpx.ConnectError("[Errno -2] Name or service not known"),
-                socket.gaierror(-2, "Name or service not known"),
-            ),
-            "connect",
-            "name or service not known",
-        ),
-        (httpx.ConnectError("something odd"), "connect", "something odd"),
-        (
-            _raised(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]"), _cert_error()),
-            "tls",
-            "certificate verify failed: self-signed certificate",
-        ),
-        (
-            _raised(
-                httpx.ConnectError("wrapped"),
-                _raised(OSError("httpcore"), ssl.SSLEOFError(8, "EOF occurred")),
-            ),
-            "tls",
-            "TLS handshake failed: connection closed by peer",
-        ),
-        (
-            httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"),
-            "tls",
-            "[SSL: WRONG_VERSION_NUMBER] wrong version number",
-        ),
-        (
-            _raised(
-                httpx.ReadError("[Errno 104] Connection reset by peer"),
-                ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
-            ),
-            "connect",
-            "connection reset by peer",
-        ),
-        (httpx.WriteError(""), "connect", "connection lost"),
-        (
-            httpx.RemoteProtocolError("Server disconnected without sending a response."),
-            "protocol",
-            "Server disconnected without sending a response.",
-        ),
-        (httpx.LocalProtocolError("Illegal header value"), "protocol", "Illegal header value"),
-        (
-            httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'."),
-            "protocol",
-            "Request URL has an unsupported protocol 'ftp://'.",
-        ),
-        (httpx.DecodingError("x" * 500), "protocol", "x" * 199 + "…"),
-        (
-            BlockedDestination("db.internal", "private address 10.0.0.1"),
-            "blocked",
-            "blocked: private address 10.0.0.1",
-        ),
-        (ValueError("boom\nTraceback (most recent call last):"), "protocol", "ValueError: boom"),
-    ],
-)
-def test_classify_error(exc: BaseException, error_kind: str, error: str) -> None:
-    assert classify_error(exc) == Outcome(Kind.FAILED, None, error_kind, error)
-
-
 def test_every_error_kind_is_listed() -> None:
+    # What an answer can mean (every status) and what a failure can mean (the transport's
+    # table, tests/unit/test_http_failures.py) are together exactly the listed kinds.
+    from_responses = {
+        classify_response(status, "1", NOW).error_kind for status in range(100, 600)
+    } - {None}
+    from_failures = {error_kind for _, error_kind, _ in FAILURES}
+    assert from_responses | from_failures == set(ERROR_KINDS)
+    assert len(ERROR_KINDS) == len(set(ERROR_KINDS))
     assert set(ERROR_KINDS) == {
         "http_status",
         "redirect",

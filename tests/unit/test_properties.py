@@ -16,8 +16,8 @@ import string
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import httpx
 import pytest
+import yarl
 from click.testing import CliRunner
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
@@ -208,8 +208,8 @@ def test_a_url_is_accepted_only_if_it_can_be_sent(url: str) -> None:
         validate_url(url)
     except InvalidEndpoint:
         return
-    parsed = httpx.URL(url)  # the worker's client can build a request to it
-    assert parsed.scheme in ("http", "https") and parsed.host
+    parsed = yarl.URL(url)  # the worker's client can build a request to it
+    assert parsed.scheme in ("http", "https") and parsed.raw_host
     assert not any(ch.isspace() for ch in url)
     assert "@" not in url.split("/")[2]  # no credentials in the authority
 
@@ -230,8 +230,8 @@ def test_an_accepted_header_can_be_sent_and_never_injects_another(name: str, val
     lower = name.lower()
     assert not lower.startswith(("webhook-", "proxy-")) and lower not in RESERVED_HEADERS
     assert not any(ch in value for ch in "\r\n\x00")
-    # What the worker's HTTP client will do with it on every delivery.
-    assert httpx.Headers({name: value})[name] == value
+    # What the worker's HTTP client writes on every delivery: one ASCII header line.
+    assert f"{name}: {value}\r\n".encode("ascii").count(b"\r\n") == 1
 
 
 @given(TOKENS, st.text(alphabet=string.printable, max_size=100))

@@ -1,0 +1,155 @@
+"""The delivery engine: many requests in flight per process, few Postgres connections, batches.
+
+Real Postgres, Redis and HTTP receiver; the engine is driven through Dramatiq (the pipeline)
+or, for what Dramatiq cannot arrange on demand, handed messages directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.pipeline import Pipeline
+from tests.receiver import Answer, Receiver
+from worker import queries
+from worker.actors import build_engine
+from worker.engine import Engine
+
+WORKER_CONNECTIONS = (
+    "select count(*) from pg_stat_activity"
+    " where application_name = 'webhooks-worker' and datname = current_database()"
+)
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    released = threading.Event()
+    yield released
+    released.set()  # let the receiver's held requests go, whatever happened
+
+
+def hold_until(released: threading.Event) -> Callable[[int], Answer]:
+    def answer(_: int) -> Answer:
+        released.wait(60)
+        return 200, {}, b"ok"
+
+    return answer
+
+
+def fan_out(p: Pipeline) -> list[tuple[int, str]]:
+    """Create the deliveries of every published event, as the relay does, without a queue."""
+    rows = p.conn.execute(queries.FAN_OUT, {"batch": 10_000, "lease": 30.0}).fetchall()
+    return [(r["id"], r["message_id"]) for r in rows if r["id"] is not None]
+
+
+def wait_idle(engine: Engine, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while engine.held() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.held() == 0
+
+
+def test_one_process_holds_its_concurrency_in_flight_on_at_most_three_connections(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver, gate: threading.Event
+) -> None:
+    # Two Dramatiq threads, 40 slots: every request is held open by the receiver until the
+    # test has counted them, so the count is exact and no timing is asserted.
+    p = make_pipeline(request_timeout=60.0)
+    for path in ("/a", "/b"):
+        p.endpoint(receiver.on(path, hold_until(gate)))
+    for i in range(30):
+        p.publish("order.paid", {"i": i})
+    p.start_relay()
+    p.start_worker(threads=2, concurrency=40)
+
+    receiver.wait_for("/a", 20)
+    receiver.wait_for("/b", 20)
+    time.sleep(0.3)  # room for a 41st request, which must not come
+    assert len(receiver.requests) == 40
+    assert p.value(WORKER_CONNECTIONS) <= 3
+    gate.set()
+    p.settle(timeout=60)
+    assert p.value("select count(*) from webhooks.attempts") == 60
+    assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 60
+
+
+def test_duplicate_messages_in_one_batch_make_one_attempt(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    # Guarantee 5 inside one claim statement: the same message twice, and a stale one.
+    p = make_pipeline()
+    p.endpoint(receiver.url("/a"))
+    event_id = p.publish("order.paid", {"n": 1})
+    [(delivery_id, message_id)] = fan_out(p)
+    engine = build_engine(p.settings, concurrency=8)
+    engine.start()
+    try:
+        for _ in range(3):
+            engine.submit(delivery_id, message_id)
+        engine.submit(delivery_id, "00000000-0000-0000-0000-000000000000")
+        wait_idle(engine)
+    finally:
+        engine.close()
+    assert [r.headers["webhook-id"] for r in receiver.to("/a")] == [event_id]
+    assert p.value("select count(*) from webhooks.attempts") == 1
+    assert p.value("select status from webhooks.deliveries") == "succeeded"
+
+
+def test_a_burst_is_sent_and_recorded_with_every_attempt_once(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    # Hundreds handed over at once: the claims and the records go in batches; each delivery
+    # still gets exactly one attempt row with its state change (guarantee 4).
+    p = make_pipeline()
+    p.endpoint(receiver.url("/a"))
+    p.endpoint(receiver.on("/fail", lambda _: (500, {}, b"no")))
+    for i in range(150):
+        p.publish("order.paid", {"i": i})
+    handed = fan_out(p)
+    engine = build_engine(p.settings, concurrency=400)
+    engine.start()
+    try:
+        for delivery_id, message_id in handed:
+            engine.submit(delivery_id, message_id)
+        wait_idle(engine)
+    finally:
+        engine.close()
+    rows: list[dict[str, Any]] = p.rows(
+        "select d.status, d.attempts, count(a.id) as recorded, min(a.number) as number"
+        " from webhooks.deliveries d left join webhooks.attempts a on a.delivery_id = d.id"
+        " group by d.id"
+    )
+    assert len(rows) == 300
+    assert {(r["attempts"], r["recorded"], r["number"]) for r in rows} == {(1, 1, 1)}
+    assert sorted({r["status"] for r in rows}) == ["pending", "succeeded"]
+    assert len(receiver.to("/a")) == 150 and len(receiver.to("/fail")) == 150
+    failing = p.value("select count(*) from webhooks.endpoints where failing_since is not null")
+    assert failing == 1
+
+
+def test_close_finishes_what_the_engine_holds(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    # A graceful stop (SIGTERM) waits for the requests in flight and records them.
+    p = make_pipeline()
+
+    def slow(_: int) -> Answer:
+        time.sleep(0.3)
+        return 200, {}, b"ok"
+
+    p.endpoint(receiver.on("/slow", slow))
+    for i in range(20):
+        p.publish("order.paid", {"i": i})
+    handed = fan_out(p)
+    engine = build_engine(p.settings, concurrency=64)
+    engine.start()
+    for delivery_id, message_id in handed:
+        engine.submit(delivery_id, message_id)
+    engine.close()
+    assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 20
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.submit(*handed[0])

@@ -1,0 +1,583 @@
+"""The delivery engine: hundreds of attempts in flight per process on one event loop.
+
+Dramatiq's threads only hand messages over (`Engine.submit`, which blocks while the engine
+is full). On the engine's own thread an asyncio loop then, for whatever has arrived:
+
+1. claims every named delivery in one statement (`queries.CLAIM`),
+2. kills or defers what must not be sent (`plan.admit`, the gates, `plan.defer`),
+3. sends the rest concurrently (`http.Sender`), each within its deadline,
+4. records every finished attempt with its delivery's new state in one statement
+   (`queries.RECORD`), and every release in another (`queries.RELEASE`).
+
+Claims and writes are group commits: whatever arrived or finished while the previous
+statement ran goes into the next one, so nothing waits at low load and a statement carries
+hundreds of rows at high load. No transaction is open during a request. The Postgres pool
+holds at most three connections (claims, writes, endpoint disables), whatever the
+concurrency.
+
+A worker killed mid-batch loses nothing: its messages were acknowledged when handed over,
+so every delivery it held is still `pending` in Postgres with a lease (the relay's, or the
+claim's lock), and the scheduler enqueues it again once that lease runs out (guarantee 3).
+A request that reached the receiver before the kill is sent again: at least once, same
+`webhook-id` (guarantee 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import redis
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from worker import queries
+from worker.breaker import CircuitBreaker, InFlightLimiter
+from worker.engine import plan
+from worker.engine.http import Sender, classify_failure
+from worker.engine.request import (
+    MAX_RESPONSE_BYTES,
+    USER_AGENT,
+    envelope,
+    request_headers,
+    valid_keys,
+)
+from worker.outcome import Kind, Outcome, classify_response
+from worker.resilience import TRANSIENT, Outage
+from worker.settings import Settings
+from worker.signing import signature_header
+from worker.vault import Vault
+
+__all__ = ["DEFAULT_CONCURRENCY", "Engine", "Observer"]
+
+log = logging.getLogger("webhooks.worker")
+
+#: Requests in flight per process by default: ~1,000 deliveries/s per process at 250 ms.
+DEFAULT_CONCURRENCY = 256
+#: Rows one claim or record statement carries at most.
+MAX_BATCH = 500
+#: Seconds a claim outlives the attempt's deadline, for recording the result.
+LOCK_MARGIN = 30.0
+#: An endpoint whose attempts take longer than this on average (or that has not answered
+#: yet) may hold at most half of a process's slots, so it cannot starve the others.
+SLOW_SECONDS = 2.0
+#: Seconds a claim statement is retried through a Postgres outage before its deliveries are
+#: left to their leases.
+CLAIM_PATIENCE = 10.0
+
+
+class Observer(Protocol):
+    """Receive what happens to deliveries (metrics implement it)."""
+
+    def attempt(self, outcome: str, seconds: float) -> None: ...
+    def succeeded(self, latency: float) -> None: ...
+    def dead(self, reason: str) -> None: ...
+
+
+class _Quiet:
+    def attempt(self, outcome: str, seconds: float) -> None:
+        pass
+
+    def succeeded(self, latency: float) -> None:
+        pass
+
+    def dead(self, reason: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _Finished:
+    job: plan.Claimed
+    outcome: Outcome
+    body: bytes
+    started_at: datetime
+    duration: float
+
+
+class Engine:
+    """Claim, send and record deliveries for one worker process; thread-safe `submit`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        redis_client: redis.Redis | None = None,
+        sender: Sender | None = None,
+        vault: Vault | None = None,
+        breaker: CircuitBreaker | None = None,
+        observer: Observer | None = None,
+        application_name: str = "webhooks-worker",
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.settings = settings
+        self.concurrency = concurrency
+        self.redis = redis_client or redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        self.sender = sender or Sender(
+            allowed_networks=settings.allowed_networks,
+            connect_timeout=settings.connect_timeout,
+            request_timeout=settings.request_timeout,
+            user_agent=USER_AGENT,
+            max_connections=concurrency,
+        )
+        self.vault = vault or Vault(settings.secret_key)
+        self.breaker = breaker or CircuitBreaker()
+        self.busy = InFlightLimiter(max(1, concurrency // 2))
+        self.observer: Observer = observer or _Quiet()
+        self.outage = Outage("Postgres or Redis", log)
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.require_database_url(),
+            min_size=1,
+            max_size=3,
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                # Shown in pg_stat_activity unless the DSN names the application itself.
+                "fallback_application_name": application_name,
+            },
+            open=False,
+            name=application_name,
+            timeout=10.0,
+        )
+        self._lock_seconds = settings.request_timeout + LOCK_MARGIN
+        self._slots = threading.Semaphore(concurrency)
+        self._held = 0  # submitted and not yet written; touched on the loop only
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._closed = False
+        self._arrived: list[tuple[int, str]] = []
+        self._finished: list[_Finished] = []
+        self._releases: list[tuple[plan.Claimed, plan.Release]] = []
+        self._latency: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._claim_wake: asyncio.Event | None = None
+        self._write_wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+
+    # -- lifecycle (any thread) -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the engine's thread and loop; idempotent."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="webhooks-engine", daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    def submit(self, delivery_id: int, message_id: str) -> None:
+        """Hand over the delivery a message names; block while `concurrency` are held."""
+        if self._closed:
+            raise RuntimeError("the delivery engine is closed")
+        self._slots.acquire()
+        self._loop.call_soon_threadsafe(self._accept, delivery_id, message_id)
+
+    def held(self) -> int:
+        """Return how many deliveries were handed over and are not yet written back."""
+        return self._held
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish what was handed over (up to `timeout` seconds), then stop the loop."""
+        if self._closed or self._thread is None:
+            self._closed = True
+            return
+        self._closed = True
+        wait = self._lock_seconds if timeout is None else timeout
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(wait), self._loop)
+        try:
+            future.result(wait + 15)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._boot())
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    async def _boot(self) -> None:
+        self._claim_wake = asyncio.Event()
+        self._write_wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        await self.pool.open(wait=False)
+        self._spawn(self._claimer())
+        self._spawn(self._writer())
+
+    async def _shutdown(self, timeout: float) -> None:
+        assert self._idle is not None
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning(
+                "stopping with %d deliveries unfinished; their leases bring them back",
+                self._held,
+            )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sender.close()
+        await self.pool.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _accept(self, delivery_id: int, message_id: str) -> None:
+        assert self._claim_wake is not None and self._idle is not None
+        self._held += 1
+        self._idle.clear()
+        self._arrived.append((delivery_id, message_id))
+        self._claim_wake.set()
+
+    def _done(self, count: int) -> None:
+        assert self._idle is not None
+        self._held -= count
+        for _ in range(count):
+            self._slots.release()
+        if self._held == 0:
+            self._idle.set()
+
+    # -- Postgres, each call one statement, retried through short outages ------------------
+
+    async def _execute(
+        self, sql: str, params: Mapping[str, Any], patience: float
+    ) -> list[dict[str, Any]]:
+        give_up = time.monotonic() + patience
+        delay = 0.1
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    cursor = await conn.execute(sql, params)
+                    rows: list[dict[str, Any]] = await cursor.fetchall()
+                self.outage.recovered()
+                return rows
+            except TRANSIENT as exc:
+                self.outage.failed(exc)
+                if time.monotonic() + delay > give_up:
+                    raise
+            await asyncio.sleep(delay + random.uniform(0, delay / 2))
+            delay = min(delay * 2, 5.0)
+
+    # -- claim, admit, gate ------------------------------------------------------------------
+
+    async def _claimer(self) -> None:
+        assert self._claim_wake is not None
+        while True:
+            await self._claim_wake.wait()
+            self._claim_wake.clear()
+            while self._arrived:
+                batch = self._arrived[:MAX_BATCH]
+                del self._arrived[:MAX_BATCH]
+                try:
+                    await self._claim(batch)
+                except Exception:
+                    log.exception(
+                        "could not claim %d deliveries; their leases bring them back", len(batch)
+                    )
+                    self._done(len(batch))
+
+    async def _claim(self, batch: Sequence[tuple[int, str]]) -> None:
+        rows = await self._execute(
+            queries.CLAIM,
+            {
+                "ids": [d for d, _ in batch],
+                "message_ids": [m for _, m in batch],
+                "lock": self._lock_seconds,
+            },
+            CLAIM_PATIENCE,
+        )
+        # Done, dead, held by another worker, or a stale or duplicate message.
+        self._done(len(batch) - len(rows))
+        jobs = [plan.Claimed.from_row(row) for row in rows]
+        now = datetime.now(UTC)
+        max_age = self.settings.max_delivery_age
+        admitted: list[plan.Claimed] = []
+        for job in jobs:
+            release = plan.admit(job, now, max_age)
+            if release is not None:
+                self._release(job, release)
+            else:
+                admitted.append(job)
+        rate_waits = await self._rate_waits([job for job in admitted if job.rate_limit])
+        for job in admitted:
+            wait, slot = self._gate(job, rate_waits.get(job.id))
+            if wait is not None:
+                self._release(job, plan.defer(job, now, wait, max_age))
+            else:
+                self._spawn(self._attempt(job, slot))
+
+    def _gate(self, job: plan.Claimed, rate_wait: float | None) -> tuple[float | None, bool]:
+        """Return (seconds to wait or None, whether a slow-endpoint slot was taken)."""
+        if rate_wait is not None:
+            return rate_wait, False
+        slot = False
+        if self._is_slow(job.endpoint_id):
+            if not self.busy.try_acquire(job.endpoint_id):
+                return 1.0 + random.uniform(0, 1), False
+            slot = True
+        # Asked last: when the circuit is half-open this hands out the one probe, which must
+        # not be lost to a deferral by the other gates.
+        wait = self.breaker.allow(job.endpoint_id)
+        if wait is not None:
+            if slot:
+                self.busy.release(job.endpoint_id)
+            return wait + random.uniform(0, 1), False
+        return None, slot
+
+    async def _rate_waits(self, jobs: Sequence[plan.Claimed]) -> dict[int, float]:
+        """Count each job against its endpoint's per-second limit, in one Redis round trip."""
+        if not jobs:
+            return {}
+        try:
+            return await asyncio.to_thread(rate_waits, self.redis, jobs, time.time())
+        except TRANSIENT as exc:
+            # The limit cannot be checked: wait a little rather than exceed it.
+            self.outage.failed(exc)
+            return {job.id: 1.0 + random.uniform(0, 1) for job in jobs}
+
+    def _is_slow(self, endpoint_id: str) -> bool:
+        # An endpoint this process has not heard back from yet counts as slow: a burst of
+        # first attempts to a receiver that hangs must not take every slot before its first
+        # timeout reveals it. A fast endpoint leaves the cap after one answer.
+        return self._latency.get(endpoint_id, SLOW_SECONDS + 1) > SLOW_SECONDS
+
+    def _observe_latency(self, endpoint_id: str, seconds: float) -> None:
+        old = self._latency.get(endpoint_id)
+        self._latency[endpoint_id] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+    # -- send -------------------------------------------------------------------------------
+
+    async def _attempt(self, job: plan.Claimed, slot: bool) -> None:
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        try:
+            outcome, body = await self._send(job, started_at)
+        finally:
+            if slot:
+                self.busy.release(job.endpoint_id)
+        duration = time.monotonic() - started
+        self._observe_latency(job.endpoint_id, duration)
+        if outcome.kind in (Kind.SUCCEEDED, Kind.FAILED):
+            self.breaker.record(job.endpoint_id, outcome.kind is Kind.SUCCEEDED)
+        else:
+            self.breaker.release(job.endpoint_id)  # a throttle says nothing of its health
+        self._finished.append(_Finished(job, outcome, body, started_at, duration))
+        self._wake_writer()
+
+    async def _send(self, job: plan.Claimed, now: datetime) -> tuple[Outcome, bytes]:
+        try:
+            body = envelope(job.event_type, job.event_created_at, job.payload)
+            keys = valid_keys(job.secrets, self.vault, now)
+            stamp = int(time.time())
+            headers = request_headers(
+                job.headers,
+                job.event_id,
+                stamp,
+                signature_header(keys, job.event_id, stamp, body),
+            )
+            response = await self.sender.send(job.url, body, headers, max_body=MAX_RESPONSE_BYTES)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Every way the receiver, the network or the stored endpoint can fail an attempt
+            # is classified and recorded; none escapes unrecorded.
+            return classify_failure(exc), b""
+        outcome = classify_response(response.status_code, response.retry_after, datetime.now(UTC))
+        return outcome, response.body
+
+    # -- write back ---------------------------------------------------------------------------
+
+    def _release(self, job: plan.Claimed, release: plan.Release) -> None:
+        self._releases.append((job, release))
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        assert self._write_wake is not None
+        self._write_wake.set()
+
+    async def _writer(self) -> None:
+        assert self._write_wake is not None
+        while True:
+            await self._write_wake.wait()
+            self._write_wake.clear()
+            while self._releases or self._finished:
+                if self._releases:
+                    releases = self._releases[:MAX_BATCH]
+                    del self._releases[:MAX_BATCH]
+                    await self._guarded(self._write_releases, releases)
+                if self._finished:
+                    finished = self._finished[:MAX_BATCH]
+                    del self._finished[:MAX_BATCH]
+                    await self._guarded(self._write_attempts, finished)
+
+    async def _guarded(self, write: Callable[[Any], Any], batch: Sequence[Any]) -> None:
+        try:
+            await write(batch)
+        except Exception:
+            # The claims' locks run out and the scheduler takes the deliveries up again.
+            log.exception("could not write %d deliveries back; they will be retried", len(batch))
+        finally:
+            self._done(len(batch))
+
+    async def _write_releases(self, batch: Sequence[tuple[plan.Claimed, plan.Release]]) -> None:
+        rows = [
+            {
+                "id": job.id,
+                "next": _iso(release.next_attempt_at),
+                "status": "dead" if release.dead_reason else "pending",
+                "dead_reason": release.dead_reason,
+            }
+            for job, release in batch
+        ]
+        released = await self._execute(queries.RELEASE, {"rows": Jsonb(rows)}, self._lock_seconds)
+        moved = {row["id"] for row in released}
+        for job, release in batch:
+            if release.dead_reason and job.id in moved:  # counted once, by whoever killed it
+                if release.dead_reason == "tenant_mismatch":
+                    log.error("delivery crosses tenants", extra={"delivery_id": job.id})
+                self.observer.dead(release.dead_reason)
+                log.info("delivery dead", extra=_fields(job, reason=release.dead_reason))
+
+    async def _write_attempts(self, batch: Sequence[_Finished]) -> None:
+        now = datetime.now(UTC)
+        settings = self.settings
+        settled = [
+            plan.settle(
+                f.job,
+                f.outcome,
+                now,
+                schedule=settings.retry_schedule,
+                max_age=settings.max_delivery_age,
+                disable_after=settings.disable_after,
+            )
+            for f in batch
+        ]
+        rows = [_record_row(f, s) for f, s in zip(batch, settled, strict=True)]
+        health = plan.endpoint_health((f.job.endpoint_id, f.outcome.kind) for f in batch)
+        recorded = await self._execute(
+            queries.RECORD,
+            {
+                "rows": Jsonb(rows),
+                "health": Jsonb([{"endpoint_id": k, "state": v} for k, v in health.items()]),
+            },
+            self._lock_seconds,
+        )
+        was = {row["id"]: row["was"] for row in recorded}
+        disable: dict[str, str] = {}
+        for f, s in zip(batch, settled, strict=True):
+            self.observer.attempt(f.outcome.kind.value, f.duration)
+            # Only the attempt that moved the delivery out of pending counts it as finished
+            # (a concurrent disable may have killed it meanwhile).
+            moved = was.get(f.job.id) == "pending"
+            if moved and s.status == "succeeded":
+                self.observer.succeeded((now - f.job.event_created_at).total_seconds())
+            elif moved and s.status == "dead" and s.decision.reason:
+                self.observer.dead(s.decision.reason)
+            log.info(
+                "delivery %s",
+                s.decision.action,
+                extra=_fields(
+                    f.job,
+                    attempt=f.job.attempts + 1,
+                    status=f.outcome.status_code,
+                    outcome=f.outcome.kind.value,
+                    error=f.outcome.error,
+                    duration=round(f.duration, 4),
+                ),
+            )
+            if s.disable_reason:
+                disable.setdefault(f.job.endpoint_id, s.disable_reason)
+        for endpoint_id, reason in disable.items():
+            self._spawn(self._disable(endpoint_id, reason))
+
+    async def _disable(self, endpoint_id: str, reason: str) -> None:
+        """Disable an endpoint; its pending deliveries become dead letters."""
+        try:
+            rows = await self._execute(
+                queries.DISABLE_ENDPOINT,
+                {"id": endpoint_id, "tenant": None, "reason": reason},
+                self._lock_seconds,
+            )
+        except Exception:
+            log.exception("could not disable endpoint %s", endpoint_id)
+            return
+        moved = int(rows[0]["dead_lettered"]) if rows else 0
+        log.warning(
+            "endpoint disabled",
+            extra={"endpoint_id": endpoint_id, "reason": reason, "dead_lettered": moved},
+        )
+        for _ in range(moved):
+            self.observer.dead("endpoint_disabled")
+
+
+def rate_waits(client: redis.Redis, jobs: Iterable[plan.Claimed], now: float) -> dict[int, float]:
+    """Count jobs against their endpoints' limits; return the wait of each one over it.
+
+    A fixed one-second window shared by every worker process through Redis (soft state:
+    losing it only loosens the limit for a second).
+    """
+    jobs = list(jobs)
+    second = int(now)
+    pipe = client.pipeline(transaction=False)
+    for job in jobs:
+        key = f"webhooks:ratelimit:{job.endpoint_id}:{second}"
+        pipe.incr(key)
+        pipe.expire(key, 2)
+    counts = pipe.execute()[::2]
+    waits: dict[int, float] = {}
+    for job, count in zip(jobs, counts, strict=True):
+        limit = int(job.rate_limit or 0)
+        if int(count) > limit:
+            # Come back roughly when this request's turn in the line arrives.
+            waits[job.id] = (
+                (second + 1 - now) + (int(count) - limit - 1) / limit + random.uniform(0, 0.1)
+            )
+    return waits
+
+
+def _record_row(f: _Finished, s: plan.Settlement) -> dict[str, Any]:
+    text = f.body.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    return {
+        "id": f.job.id,
+        "tenant": f.job.tenant_id,
+        "spend": 1 if s.decision.spends_attempt else 0,
+        "status": s.status,
+        "dead_reason": s.decision.reason if s.status == "dead" else None,
+        "next": _iso(s.decision.next_attempt_at),
+        "trigger": f.job.next_trigger,
+        "started": _iso(f.started_at),
+        "duration": f.duration,
+        "status_code": f.outcome.status_code,
+        "body": text or None,
+        "error_kind": f.outcome.error_kind,
+        "error": f.outcome.error,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _fields(job: plan.Claimed, **more: Any) -> dict[str, Any]:
+    return {
+        "event_id": job.event_id,
+        "delivery_id": job.id,
+        "endpoint_id": job.endpoint_id,
+        "attempt": job.attempts,
+        **more,
+    }

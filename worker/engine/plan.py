@@ -1,0 +1,150 @@
+"""Decide, per claimed delivery, what the engine does: pure functions over values, no I/O.
+
+Before the attempt, `admit` kills what must not be sent (guarantee 8: tenants; guarantee 3:
+age) and `defer` puts a gated delivery back without spending an attempt. After it, `settle`
+turns the outcome into the delivery's new state, and says when the endpoint must be
+disabled (410 Gone, or failing with no success for too long). `endpoint_health` folds a
+batch's outcomes into one change per endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Literal
+
+from worker import retry
+from worker.outcome import Kind, Outcome
+
+__all__ = [
+    "Claimed",
+    "Release",
+    "Settlement",
+    "admit",
+    "defer",
+    "endpoint_health",
+    "settle",
+]
+
+Status = Literal["pending", "succeeded", "dead"]
+Health = Literal["ok", "failing", "failing_again"]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed delivery with what its attempt needs (one row of the claim statement)."""
+
+    id: int
+    tenant_id: str
+    attempts: int
+    spent: int
+    budget_started_at: datetime
+    next_trigger: str
+    event_created_at: datetime
+    event_id: str
+    event_type: str
+    payload: str
+    endpoint_id: str
+    endpoint_tenant: str
+    url: str
+    secrets: list[dict[str, Any]]
+    headers: dict[str, str]
+    rate_limit: int | None
+    enabled: bool
+    failing_since: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Claimed:
+        """Build from a claim row, ignoring columns the attempt does not use."""
+        return cls(**{f.name: row[f.name] for f in _CLAIMED_FIELDS})
+
+
+_CLAIMED_FIELDS = fields(Claimed)
+
+
+@dataclass(frozen=True)
+class Release:
+    """Put a delivery back without an attempt: later (`next_attempt_at`) or dead."""
+
+    next_attempt_at: datetime | None = None
+    dead_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The delivery's state after an attempt, and whether its endpoint must be disabled."""
+
+    decision: retry.Decision
+    status: Status
+    disable_reason: str | None = None
+
+
+def admit(job: Claimed, now: datetime, max_age: float) -> Release | None:
+    """Return the release of a delivery that must not be attempted, or None to go on."""
+    if not job.enabled:
+        return Release(dead_reason="endpoint_disabled")
+    if job.tenant_id != job.endpoint_tenant:
+        # Guarantee 8: never deliver across tenants, whatever created the row.
+        return Release(dead_reason="tenant_mismatch")
+    if (now - job.budget_started_at).total_seconds() > max_age:
+        return Release(dead_reason="expired")
+    return None
+
+
+def defer(job: Claimed, now: datetime, seconds: float, max_age: float) -> Release:
+    """Return the release of a gated delivery: later without an attempt, or dead when too old."""
+    decision = retry.defer(now, seconds, job.budget_started_at, max_age)
+    return Release(decision.next_attempt_at, decision.reason)
+
+
+def settle(
+    job: Claimed,
+    outcome: Outcome,
+    now: datetime,
+    *,
+    schedule: Sequence[float],
+    max_age: float,
+    disable_after: float,
+    jitter: Callable[[float], float] = retry.default_jitter,
+) -> Settlement:
+    """Return what the attempt with this outcome does to the delivery and its endpoint."""
+    decision = retry.decide(
+        outcome,
+        attempts_made=job.spent + 1,
+        schedule=schedule,
+        created_at=job.budget_started_at,
+        now=now,
+        max_age=max_age,
+        jitter=jitter,
+    )
+    status: Status = {"succeed": "succeeded", "retry": "pending", "defer": "pending"}.get(
+        decision.action, "dead"
+    )  # type: ignore[assignment]
+    disable = None
+    if decision.action == "disable":
+        disable = f"receiver answered {outcome.status_code} Gone"
+    elif (
+        outcome.kind is Kind.FAILED
+        and job.failing_since is not None
+        and (now - job.failing_since).total_seconds() >= disable_after
+    ):
+        disable = f"failing with no success since {job.failing_since:%Y-%m-%d %H:%M:%S} UTC"
+    return Settlement(decision, status, disable)
+
+
+def endpoint_health(outcomes: Iterable[tuple[str, Kind]]) -> dict[str, Health]:
+    """Fold attempts (endpoint id, outcome kind, in the order they ended) per endpoint.
+
+    ``ok``: the last attempt succeeded (failing_since clears). ``failing``: every attempt
+    failed (failing_since starts now unless already set). ``failing_again``: a success then
+    failures (failing_since starts now). Throttles and gone say nothing of health.
+    """
+    health: dict[str, Health] = {}
+    for endpoint_id, kind in outcomes:
+        if kind is Kind.SUCCEEDED:
+            health[endpoint_id] = "ok"
+        elif kind is Kind.FAILED:
+            before = health.get(endpoint_id)
+            health[endpoint_id] = "failing" if before in (None, "failing") else "failing_again"
+    return health

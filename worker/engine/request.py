@@ -1,0 +1,68 @@
+"""Build one attempt's request: the Standard Webhooks body, headers and signature keys.
+
+Pure functions over the claimed delivery; the wire format is the brief's (ARCHITECTURE.md,
+Delivery rules).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from worker import signing
+from worker.endpoints import RESERVED_HEADERS
+from worker.vault import Vault
+
+__all__ = ["MAX_RESPONSE_BYTES", "USER_AGENT", "envelope", "request_headers", "valid_keys"]
+
+USER_AGENT = "webhooks-outbox/0.1 (+Standard Webhooks)"
+MAX_RESPONSE_BYTES = 16384
+
+
+def envelope(event_type: str, created_at: datetime, payload_json: str) -> bytes:
+    """Return the Standard Webhooks body; the stored payload JSON is spliced in as it is."""
+    stamp = created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return (
+        f'{{"type":{json.dumps(event_type)},"timestamp":"{stamp}","data":{payload_json}}}'
+    ).encode()
+
+
+def request_headers(
+    custom: Mapping[str, str], event_id: str, timestamp: int, signature: str
+) -> dict[str, str]:
+    """Return the headers of one attempt; the delivery's own always win over custom ones.
+
+    Raises ValueError for a custom header that is not ASCII text (stored before the registry
+    refused such values): the attempt fails, recorded, before any connection is made.
+    """
+    headers = {
+        k: v
+        for k, v in custom.items()
+        if not k.lower().startswith("webhook-") and k.lower() not in RESERVED_HEADERS
+    }
+    for name, value in headers.items():
+        if not (name.isascii() and value.isascii()):
+            raise ValueError(f"header {name!r} is not ASCII text and cannot be sent")
+    headers.update(
+        {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        }
+    )
+    return headers
+
+
+def valid_keys(secrets: Sequence[Mapping[str, Any]], vault: Vault, now: datetime) -> list[bytes]:
+    """Return the signing keys of every secret not yet expired (several during rotation)."""
+    keys = []
+    for entry in secrets:
+        expires = entry.get("expires_at")
+        if expires is not None and datetime.fromisoformat(expires) <= now:
+            continue
+        keys.append(signing.decode_secret(vault.open(entry["secret"])))
+    return keys
