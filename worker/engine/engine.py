@@ -155,7 +155,10 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._closed = False
-        self._arrived: list[tuple[int, str]] = []
+        self._inbox: list[tuple[int, str]] = []  # filled by Dramatiq's threads
+        self._inbox_lock = threading.Lock()
+        self._inbox_woken = False
+        self._arrived: list[tuple[int, str]] = []  # taken over by the loop
         self._finished: list[_Finished] = []
         self._releases: list[tuple[plan.Claimed, plan.Release]] = []
         self._latency: dict[str, float] = {}
@@ -179,7 +182,13 @@ class Engine:
         if self._closed:
             raise RuntimeError("the delivery engine is closed")
         self._slots.acquire()
-        self._loop.call_soon_threadsafe(self._accept, delivery_id, message_id)
+        # One loop wake-up per burst, not per message: the loop takes the whole inbox.
+        with self._inbox_lock:
+            self._inbox.append((delivery_id, message_id))
+            if self._inbox_woken:
+                return
+            self._inbox_woken = True
+        self._loop.call_soon_threadsafe(self._accept)
 
     def held(self) -> int:
         """Return how many deliveries were handed over and are not yet written back."""
@@ -237,11 +246,14 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _accept(self, delivery_id: int, message_id: str) -> None:
+    def _accept(self) -> None:
         assert self._claim_wake is not None and self._idle is not None
-        self._held += 1
+        with self._inbox_lock:
+            arrived, self._inbox = self._inbox, []
+            self._inbox_woken = False
+        self._held += len(arrived)
         self._idle.clear()
-        self._arrived.append((delivery_id, message_id))
+        self._arrived.extend(arrived)
         self._claim_wake.set()
 
     def _done(self, count: int) -> None:
@@ -444,7 +456,11 @@ class Engine:
             }
             for job, release in batch
         ]
-        released = await self._execute(queries.RELEASE, {"rows": Jsonb(rows)}, self._lock_seconds)
+        released = await self._execute(
+            queries.RELEASE,
+            {"rows": Jsonb(rows), "ids": [job.id for job, _ in batch]},
+            self._lock_seconds,
+        )
         moved = {row["id"] for row in released}
         for job, release in batch:
             if release.dead_reason and job.id in moved:  # counted once, by whoever killed it
@@ -473,6 +489,7 @@ class Engine:
             queries.RECORD,
             {
                 "rows": Jsonb(rows),
+                "ids": [f.job.id for f in batch],
                 "health": Jsonb([{"endpoint_id": k, "state": v} for k, v in health.items()]),
             },
             self._lock_seconds,
