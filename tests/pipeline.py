@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from producers import publish
-from worker.actors import build_broker, build_engine, register
+from worker.actors import build_broker, build_engine, queue_prefetch, register
 from worker.endpoints import Endpoints
 from worker.relay import Relay, RelayConfig
 from worker.settings import Settings
@@ -64,6 +64,7 @@ class Pipeline:
         self.engines.append(engine)
         register(broker, engine, self.settings)
         worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)
+        worker.queue_prefetch = queue_prefetch(threads, concurrency)
         worker.start()
         self.workers.append(worker)
         return worker

