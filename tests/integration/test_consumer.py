@@ -45,3 +45,30 @@ def test_the_wake_up_channel_is_per_redis_database() -> None:
     # Channels span a server's databases; deployments sharing one must not wake each other.
     assert queue.wake_channel(redis.Redis(db=3), "webhooks") == "webhooks:wake:3:webhooks"
     assert queue.wake_channel(redis.Redis(db=4), "webhooks") == "webhooks:wake:4:webhooks"
+
+
+def test_acknowledgements_are_sent_in_batches_and_forget_each_message(redis_url: str) -> None:
+    # Acks collected from the worker threads reach Redis in one call: the message leaves
+    # this worker's held set and the queue's message hash (nothing left for the scheduler to
+    # find), and one the maintenance already took back is left alone.
+    name = "ack-test"
+    client = redis.Redis.from_url(redis_url)
+    client.delete(queue.queue_key(name), queue.messages_key(name))
+    broker = WakefulRedisBroker(url=redis_url, namespace=queue.NAMESPACE)  # type: ignore[no-untyped-call]
+    consumer = broker.consume(name, prefetch=10, timeout=100)
+    held = f"{queue.NAMESPACE}:__acks__.{broker.broker_id}.{name}"
+    try:
+        queue.enqueue(client, name, [(i, f"m-{i}") for i in range(5)])
+        messages = [next(consumer) for _ in range(5)]  # type: ignore[call-overload]
+        assert client.scard(held) == 5
+        client.srem(held, "m-4")  # as if another worker's maintenance had requeued it
+        for message in messages:
+            consumer.ack(message)  # type: ignore[attr-defined]
+        assert client.scard(held) == 4  # nothing sent yet: they wait for the batch
+        consumer.close()  # type: ignore[attr-defined]
+        assert client.scard(held) == 0
+        assert client.hkeys(queue.messages_key(name)) == [b"m-4"]
+    finally:
+        client.delete(held, queue.queue_key(name), queue.messages_key(name))
+        client.close()
+        broker.close()
