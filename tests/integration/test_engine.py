@@ -153,3 +153,44 @@ def test_close_finishes_what_the_engine_holds(
     assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 20
     with pytest.raises(RuntimeError, match="closed"):
         engine.submit(*handed[0])
+
+
+def test_a_rate_limit_spreads_requests_and_spends_no_attempt(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    # Twenty deliveries at 5 a second: with hundreds of slots they would all leave at once;
+    # the limit defers the rest, which costs them no attempt.
+    p = make_pipeline()
+    p.endpoint(receiver.url("/limited"), rate_limit=5)
+    for i in range(20):
+        p.publish("order.paid", {"i": i})
+    p.start_relay(lease=1.0)
+    p.start_worker(concurrency=64)
+    p.settle(timeout=60)
+    per_second: dict[int, int] = {}
+    for request in receiver.to("/limited"):
+        per_second[int(request.at)] = per_second.get(int(request.at), 0) + 1
+    assert max(per_second.values()) <= 7  # 5 a second, give or take a window's edge
+    rows = p.rows("select attempts, spent, status from webhooks.deliveries")
+    assert {(r["attempts"], r["spent"], r["status"]) for r in rows} == {(1, 1, "succeeded")}
+
+
+def test_an_open_circuit_defers_without_attempts(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    # A failing endpoint: the first results open its circuit (5 consecutive failures), after
+    # which its deliveries wait out the cooldown instead of spending their three attempts.
+    p = make_pipeline(retry_schedule=(0, 0.2, 0.4))
+    p.endpoint(receiver.on("/down", lambda _: (500, {}, b"down")))
+    for i in range(10):
+        p.publish("order.paid", {"i": i})
+    p.start_relay(lease=1.0)
+    p.start_worker(concurrency=64)
+    receiver.wait_for("/down", 10)
+    time.sleep(2.0)  # without the breaker, all 30 attempts would be over by now
+    sent = len(receiver.to("/down"))
+    assert sent < 30
+    attempts = p.value("select sum(attempts) from webhooks.deliveries")
+    assert attempts == sent  # every request recorded; deferrals recorded none
+    assert p.value("select count(*) from webhooks.deliveries where status = 'pending'") > 0
+    assert p.value("select sum(spent) from webhooks.deliveries") == sent

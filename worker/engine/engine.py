@@ -200,7 +200,8 @@ class Engine:
             self._closed = True
             return
         self._closed = True
-        wait = self._lock_seconds if timeout is None else timeout
+        # Attempts end by their deadline; recording them takes a moment more.
+        wait = self.settings.request_timeout + 10 if timeout is None else timeout
         future = asyncio.run_coroutine_threadsafe(self._shutdown(wait), self._loop)
         try:
             future.result(wait + 15)
@@ -296,26 +297,27 @@ class Engine:
                 batch = self._arrived[:MAX_BATCH]
                 del self._arrived[:MAX_BATCH]
                 try:
-                    await self._claim(batch)
+                    rows = await self._execute(
+                        queries.CLAIM,
+                        {
+                            "ids": [d for d, _ in batch],
+                            "message_ids": [m for _, m in batch],
+                            "lock": self._lock_seconds,
+                        },
+                        CLAIM_PATIENCE,
+                    )
                 except Exception:
                     log.exception(
                         "could not claim %d deliveries; their leases bring them back", len(batch)
                     )
                     self._done(len(batch))
+                    continue
+                # Done, dead, held by another worker, or a stale or duplicate message.
+                self._done(len(batch) - len(rows))
+                await self._dispatch([plan.Claimed.from_row(row) for row in rows])
 
-    async def _claim(self, batch: Sequence[tuple[int, str]]) -> None:
-        rows = await self._execute(
-            queries.CLAIM,
-            {
-                "ids": [d for d, _ in batch],
-                "message_ids": [m for _, m in batch],
-                "lock": self._lock_seconds,
-            },
-            CLAIM_PATIENCE,
-        )
-        # Done, dead, held by another worker, or a stale or duplicate message.
-        self._done(len(batch) - len(rows))
-        jobs = [plan.Claimed.from_row(row) for row in rows]
+    async def _dispatch(self, jobs: Sequence[plan.Claimed]) -> None:
+        """Send each claimed job, or put it back: every job ends in one attempt or release."""
         now = datetime.now(UTC)
         max_age = self.settings.max_delivery_age
         admitted: list[plan.Claimed] = []
@@ -357,7 +359,7 @@ class Engine:
             return {}
         try:
             return await asyncio.to_thread(rate_waits, self.redis, jobs, time.time())
-        except TRANSIENT as exc:
+        except (redis.RedisError, OSError) as exc:
             # The limit cannot be checked: wait a little rather than exceed it.
             self.outage.failed(exc)
             return {job.id: 1.0 + random.uniform(0, 1) for job in jobs}
