@@ -8,9 +8,10 @@ dead letters with its attempts; nobody received another tenant's event; `webhook
 passes. Prints the duplicate rate and the time to drain after the last fault.
 
 Size with WEBHOOKS_SOAK_EVENTS (default 1500, about two minutes); the publishing rate with
-WEBHOOKS_SOAK_RATE (events per second, default 60). A worker killed while it holds messages
-leaves them to Dramatiq, which requeues a dead worker's messages once its heartbeat is 60 s
-old: the drain after the last kill takes at least that long. Redis is flushed early, while
+WEBHOOKS_SOAK_RATE (events per second, default 60). A worker killed while it holds
+deliveries leaves them to Postgres: each comes back when its lease or claim lock runs out
+(up to the request deadline plus 30 s), so the drain after the last kill takes about that
+long. Redis is flushed early, while
 the queue is short: a message that has waited longer than the relay's lease is next checked
 only after the relay's recheck interval (300 s), so a flush after the worker kills (whose
 held messages are such) would add up to five minutes to the drain.
