@@ -29,6 +29,7 @@ import psycopg
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -137,6 +138,20 @@ class DeliveryMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # Summed over the live worker processes: held at concurrency means the engines are
+        # full and messages wait in Redis (add processes, or concurrency for slow receivers).
+        self.held_gauge = Gauge(
+            "webhooks_worker_deliveries_held",
+            "Deliveries the worker processes' engines hold (claiming, in flight, recording).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.concurrency_gauge = Gauge(
+            "webhooks_worker_concurrency",
+            "Deliveries the worker processes' engines may hold at once (--concurrency, summed).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         for outcome in OUTCOMES:
             self.attempts.labels(outcome)
         for reason in DEAD_REASONS:
@@ -154,6 +169,11 @@ class DeliveryMetrics:
     def dead(self, reason: str) -> None:
         """Count one delivery moved to the dead letters."""
         self.dead_letters.labels(reason).inc()
+
+    def held(self, count: int, capacity: int) -> None:
+        """Record how many deliveries this process's engine holds, out of how many."""
+        self.held_gauge.set(count)
+        self.concurrency_gauge.set(capacity)
 
 
 class MarkProcessDead(dramatiq.Middleware):

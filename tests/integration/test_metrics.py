@@ -117,6 +117,9 @@ def test_relay_and_worker_metrics_match_postgres(
         WEBHOOKS_RELAY_METRICS_PORT=str(relay_port),
         WEBHOOKS_LOG_FORMAT="json",
         PROMETHEUS_MULTIPROC_DIR=str(prom),
+        # A small prefetch, so the 22 messages of one batch are shared by both processes
+        # (at the default of 64 the first process to fetch takes them all).
+        dramatiq_queue_prefetch="4",
     )
     secrets = []
     for path, answer in [

@@ -148,3 +148,21 @@ def test_bad_receiver_delays_and_concurrencies_are_refused(
 ) -> None:
     with pytest.raises(bench.BenchError, match=message):
         bench.Options(**change).check()
+
+
+def test_targets_judge_a_fast_receiver_by_ratio_and_a_slow_one_by_rate() -> None:
+    fig = {"median": 1500.0, "min": 1400.0, "max": 1600.0, "runs": [1500.0]}
+    common = {"relay_per_s": fig, "publish_many_per_s": fig, "latency_ms": {"p50": 4, "p99": 60}}
+    fast = bench.targets({**common, "options": {"receiver_delay": 0.0}, "pipeline_ratio": 0.8})
+    assert fast["pipeline_ratio"]["met"] and "end_to_end_per_s" not in fast
+    assert not fast["latency_p99_ms"]["met"]  # 60 ms is over the 50 ms target
+    slow = bench.targets(
+        {
+            **common,
+            "options": {"receiver_delay": 0.1},
+            "end_to_end_per_s": fig,
+            "worker_pg_connections": {"peak": {"median": 9.0, "max": 9.0}},
+        }
+    )
+    assert "pipeline_ratio" not in slow
+    assert slow["end_to_end_per_s"]["met"] and not slow["worker_pg_connections"]["met"]

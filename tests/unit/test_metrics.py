@@ -58,6 +58,15 @@ def test_delivery_metrics_count_what_the_deliverer_reports() -> None:
     assert got[("webhooks_dead_letters_total", (("reason", "attempts_exhausted"),))] == 1
 
 
+def test_delivery_metrics_show_how_full_the_engine_is() -> None:
+    registry = CollectorRegistry()
+    m = metrics.DeliveryMetrics(registry)
+    m.held(40, 256)
+    got = samples(registry)
+    assert got[("webhooks_worker_deliveries_held", ())] == 40
+    assert got[("webhooks_worker_concurrency", ())] == 256
+
+
 def test_every_outcome_and_dead_letter_reason_is_exported_at_zero_before_it_happens() -> None:
     registry = CollectorRegistry()
     metrics.DeliveryMetrics(registry)

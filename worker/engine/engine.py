@@ -80,6 +80,7 @@ class Observer(Protocol):
     def attempt(self, outcome: str, seconds: float) -> None: ...
     def succeeded(self, latency: float) -> None: ...
     def dead(self, reason: str) -> None: ...
+    def held(self, count: int, capacity: int) -> None: ...
 
 
 class _Quiet:
@@ -90,6 +91,9 @@ class _Quiet:
         pass
 
     def dead(self, reason: str) -> None:
+        pass
+
+    def held(self, count: int, capacity: int) -> None:
         pass
 
 
@@ -223,6 +227,7 @@ class Engine:
         self._write_wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.observer.held(0, self.concurrency)
         await self.pool.open(wait=False)
         self._spawn(self._claimer())
         self._spawn(self._writer())
@@ -253,6 +258,7 @@ class Engine:
             arrived, self._inbox = self._inbox, []
             self._inbox_woken = False
         self._held += len(arrived)
+        self.observer.held(self._held, self.concurrency)
         self._idle.clear()
         self._arrived.extend(arrived)
         self._claim_wake.set()
@@ -260,6 +266,7 @@ class Engine:
     def _done(self, count: int) -> None:
         assert self._idle is not None
         self._held -= count
+        self.observer.held(self._held, self.concurrency)
         for _ in range(count):
             self._slots.release()
         if self._held == 0:
