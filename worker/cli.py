@@ -25,7 +25,13 @@ from worker import logs
 from worker import migrate as migrations
 from worker.db import connect, wrapped_errors
 from worker.endpoints import Endpoint, Endpoints, parse_header
-from worker.errors import ConfigError, InvalidEndpoint, PublishError, WebhooksError
+from worker.errors import (
+    ConfigError,
+    InvalidEndpoint,
+    MigrationError,
+    PublishError,
+    WebhooksError,
+)
 from worker.output import emit_json, fields, table
 from worker.settings import Settings, format_duration, parse_duration
 from worker.vault import Vault
@@ -72,6 +78,28 @@ def json_option(func: F) -> F:
 def settings() -> Settings:
     """Build the settings from the environment once per command."""
     return Settings.from_env()
+
+
+def require_schema(conf: Settings) -> None:
+    """Refuse to start a daemon on a schema older than the code; wait out an absent Postgres.
+
+    A database that cannot be reached is left to the daemon, which retries until it can; a
+    reachable one without the schema this code needs is an operator's mistake, said in one
+    line before anything starts.
+    """
+    from worker import db, migrate
+
+    try:
+        conn = db.connect(conf.require_database_url())
+    except WebhooksError:
+        return
+    try:
+        with db.wrapped_errors():
+            current = migrate.current_version(conn)
+    finally:
+        conn.close()
+    if current < migrate.expected_version():
+        raise MigrationError("the webhooks schema is missing or behind: run `webhooks migrate`")
 
 
 def duration(text: str) -> float:
@@ -798,6 +826,7 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
     from worker.relay import Relay, RelayConfig
 
     conf = settings()
+    require_schema(conf)
     logs.configure("json" if as_json else conf.log_format)
     daemon = Relay(
         RelayConfig(
@@ -845,7 +874,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     from worker import actors, health, metrics
 
     conf = settings()
-    conf.require_database_url()  # fail here, in one line, not in every child process
+    require_schema(conf)  # fail here, in one line, not in every child process
     health.ensure_port_free(conf.metrics_port, "WEBHOOKS_METRICS_PORT")
     env = dict(os.environ)
     # prometheus_client's multiprocess mode: each worker process writes its own files there,

@@ -242,7 +242,9 @@ def test_bad_input_is_one_clear_line(
 
 
 def test_an_unmigrated_database_is_one_line(empty_db_url: str) -> None:
-    for args in (["status"], ["dlq", "list"], ["endpoint", "list"], ["check"]):
+    # The daemons too: they refuse to start rather than fail every batch.
+    daemons = (["relay"], ["worker", "--processes", "1"])
+    for args in (["status"], ["dlq", "list"], ["endpoint", "list"], ["check"], *daemons):
         result = run_cli(*args, env={"DATABASE_URL": empty_db_url})
         assert result.returncode == 1, result.stderr
         lines = result.stderr.strip().splitlines()
