@@ -194,3 +194,25 @@ def test_an_open_circuit_defers_without_attempts(
     assert attempts == sent  # every request recorded; deferrals recorded none
     assert p.value("select count(*) from webhooks.deliveries where status = 'pending'") > 0
     assert p.value("select sum(spent) from webhooks.deliveries") == sent
+
+
+def test_stopping_the_dramatiq_worker_records_what_its_engine_holds(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    # SIGTERM's path: Dramatiq stops its threads, then the engine finishes the requests it
+    # has in flight and records them before the process exits.
+    p = make_pipeline()
+
+    def slow(_: int) -> Answer:
+        time.sleep(0.5)
+        return 200, {}, b"ok"
+
+    p.endpoint(receiver.on("/slow", slow))
+    for i in range(20):
+        p.publish("order.paid", {"i": i})
+    p.start_relay()
+    worker = p.start_worker(concurrency=64)
+    receiver.wait_for("/slow", 20)
+    worker.stop()
+    assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 20
+    assert p.value("select count(*) from webhooks.attempts") == 20
