@@ -509,7 +509,7 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
                 ("tenant", row["tenant_id"]),
                 ("event", f"{row['event_id']} ({row['event_type']})"),
                 ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
-                ("attempts", row["attempts"]),
+                ("attempts", len(row["attempts"])),
                 ("next attempt", row["next_attempt_at"]),
                 ("last error", row["last_error"]),
                 ("created", row["created_at"]),
@@ -617,7 +617,7 @@ def dlq_show(delivery_id: int, tenant: str | None, as_json: bool) -> None:
                 ("event created", row["event_created_at"]),
                 ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
                 ("endpoint enabled", row["enabled"]),
-                ("attempts", row["attempts"]),
+                ("attempts", len(row["attempts"])),
                 ("last error", row["last_error"]),
                 ("replays", row["replay_count"]),
                 ("replayed at", row["replayed_at"]),
@@ -690,11 +690,15 @@ def dlq_replay(
     if as_json:
         emit_json(result)
     elif dry_run:
-        click.echo(f"would replay {result.replayed} dead letters")
+        click.echo(f"would replay {_dead_letters(result.replayed)}")
     else:
         for ep in result.enabled_endpoints:
             click.echo(f"enabled endpoint {ep}")
-        click.echo(f"replayed {result.replayed} dead letters")
+        click.echo(f"replayed {_dead_letters(result.replayed)}")
+
+
+def _dead_letters(count: int) -> str:
+    return f"{count} dead letter{'' if count == 1 else 's'}"
 
 
 @main.command()

@@ -14,7 +14,8 @@ STATUSES = ("pending", "succeeded", "dead")
 
 LIST = """
 select d.id, d.tenant_id, d.event_id::text, o.event_type, d.endpoint_id::text, e.url,
-       d.status, d.attempts, d.last_status_code, d.last_error, d.next_attempt_at,
+       d.status, d.attempts, d.last_status_code, d.last_error,
+       case when d.status = 'pending' then d.next_attempt_at end as next_attempt_at,
        d.created_at, d.finished_at
 from webhooks.deliveries d
 join webhooks.outbox o on o.id = d.event_id
@@ -84,8 +85,11 @@ def list_deliveries(
 def show(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
 ) -> dict[str, Any]:
-    """Return one delivery with its event and every attempt."""
-    return with_attempts(conn, SHOW, "delivery", delivery_id, tenant_id)
+    """Return one delivery with its event and every attempt (no next attempt once finished)."""
+    row = with_attempts(conn, SHOW, "delivery", delivery_id, tenant_id)
+    if row["status"] != "pending":
+        row["next_attempt_at"] = None
+    return row
 
 
 def with_attempts(

@@ -21,7 +21,7 @@ import redis
 
 from worker import deliveries, queue
 from worker.db import wrapped_errors
-from worker.errors import InvalidEndpoint, WebhooksError
+from worker.errors import InvalidEndpoint, NotFound, WebhooksError
 
 #: Dead letters replayed per transaction.
 BATCH = 1000
@@ -105,6 +105,13 @@ where dl.delivery_id = %(id)s and (%(tenant)s::text is null or dl.tenant_id = %(
 COUNT = "select count(*) as n from webhooks.dead_letters dl where dl.replayed_at is null and " + (
     WHERE_SELECTED
 )
+
+# Which of the ids asked for name a current dead letter (the tenant filter applies).
+CURRENT_IDS = """
+select dl.delivery_id from webhooks.dead_letters dl
+where dl.replayed_at is null and dl.delivery_id = any(%(ids)s::bigint[])
+  and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s::text)
+"""
 
 DISABLED = (
     """
@@ -223,6 +230,12 @@ def replay(
         raise InvalidEndpoint("--limit must be positive")
     params = selection.params()
     with wrapped_errors():
+        if selection.ids:
+            # An id that names no current dead letter is refused before anything is written.
+            found = {r["delivery_id"] for r in conn.execute(CURRENT_IDS, params).fetchall()}
+            unknown = sorted(set(selection.ids) - found)
+            if unknown:
+                raise NotFound("current dead letter", ", ".join(map(str, unknown)))
         disabled = conn.execute(DISABLED, params).fetchall()
     if disabled and not enable_endpoints:
         names = ", ".join(f"{r['id']} ({r['url']})" for r in disabled[:5])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
@@ -80,6 +81,22 @@ def test_replaying_twice_enqueues_each_delivery_once(pipeline: Pipeline) -> None
     assert queued_count(p) == 5
 
 
+def test_replay_of_an_unknown_id_is_refused_before_anything_is_written(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    _, _, _ = dead_letters(p, "http://127.0.0.1:9/x", 1)
+    known = str(p.value("select delivery_id from webhooks.dead_letters"))
+    for ids in (["--id", "99999"], ["--id", known, "--id", "99999"]):
+        result = run_cli("dlq", "replay", *ids, env=env(p))
+        assert result.returncode == 1
+        assert result.stderr.strip() == "error: no current dead letter with id 99999"
+    assert p.value("select replay_count from webhooks.dead_letters") == 0
+    assert queued_count(p) == 0
+    done = run_cli("dlq", "replay", "--id", known, env=env(p))
+    assert done.returncode == 0 and done.stdout.strip() == "replayed 1 dead letter"
+
+
 def test_concurrent_replays_do_not_double_enqueue(pipeline: Pipeline) -> None:
     p = pipeline
     dead_letters(p, "http://127.0.0.1:9/x", 3000)
@@ -144,6 +161,7 @@ def test_dlq_list_and_show(pipeline: Pipeline) -> None:
     assert "DELIVERY_ID" in human and "order.failed" in human
     shown = run_cli("dlq", "show", str(listed[0]["delivery_id"]), env=env(p))
     assert shown.returncode == 0 and "payload:" in shown.stdout
+    assert "{'number'" not in shown.stdout  # the attempts are a table, not a Python repr
     other_tenant = run_cli(
         "dlq", "show", str(listed[0]["delivery_id"]), "--tenant", "acme", env=env(p)
     )
@@ -159,10 +177,15 @@ def test_deliveries_list_show_and_status(pipeline: Pipeline, receiver: Receiver)
     p.settle()
     rows = json.loads(run_cli("deliveries", "list", "--json", env=env(p)).stdout)
     assert [r["status"] for r in rows] == ["succeeded"]
+    # A finished delivery has no next attempt (its row keeps the last lease, never shown).
+    assert rows[0]["next_attempt_at"] is None
     shown = json.loads(
         run_cli("deliveries", "show", str(rows[0]["id"]), "--json", env=env(p)).stdout
     )
     assert [a["status_code"] for a in shown["attempts"]] == [200]
+    assert shown["next_attempt_at"] is None
+    human = run_cli("deliveries", "show", str(rows[0]["id"]), env=env(p)).stdout
+    assert "{'number'" not in human and re.search(r"^attempts:\s+1$", human, re.MULTILINE)
     st = json.loads(run_cli("status", "--json", env=env(p)).stdout)
     assert st["outbox_backlog"] == 0 and st["pending"] == 0 and st["queue_depth"] == 0
     assert "outbox backlog" in run_cli("status", env=env(p)).stdout
