@@ -22,6 +22,7 @@ import redis
 from worker import deliveries, queue
 from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound, WebhooksError
+from worker.resilience import first_line
 
 #: Dead letters replayed per transaction.
 BATCH = 1000
@@ -255,8 +256,14 @@ def replay(
     for items in _batches(conn, params, limit):
         # Committed before the push: if the push fails, the relay's scheduler re-enqueues
         # these deliveries once their lease has passed, so none is lost.
-        queue.enqueue(broker, queue_name, items)
         result.replayed += len(items)
+        try:
+            queue.enqueue(broker, queue_name, items)
+        except redis.RedisError as exc:
+            raise WebhooksError(
+                f"replayed {result.replayed} in Postgres; could not enqueue them (Redis: "
+                f"{first_line(exc)}): the relay will enqueue them within its lease"
+            ) from exc
         if progress is not None:
             progress(len(items))
     return result

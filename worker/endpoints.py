@@ -95,8 +95,10 @@ def validate_url(url: str) -> str:
         port = parts.port
     except ValueError as exc:
         raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
+    if not parts.scheme:
+        raise InvalidEndpoint(f"URL must start with http:// or https://, got {url!r}")
     if parts.scheme not in ("http", "https"):
-        raise InvalidEndpoint(f"URL must use http or https, not {parts.scheme or 'nothing'!r}")
+        raise InvalidEndpoint(f"URL must use http or https, not {parts.scheme!r}")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise InvalidEndpoint("URL must not contain credentials (use --header instead)")
     if not parts.hostname:

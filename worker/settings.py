@@ -122,8 +122,14 @@ class Settings:
 
             return inner
 
+        def integer(raw: str) -> int:
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"must be a whole number, got {raw!r}") from None
+
         def port(raw: str) -> int:
-            value = int(raw)
+            value = integer(raw)
             if not 0 < value < 65536:
                 raise ValueError(f"not a TCP port: {raw!r}")
             return value
@@ -160,7 +166,7 @@ class Settings:
                 "WEBHOOKS_REQUEST_TIMEOUT", positive(parse_duration), defaults.request_timeout
             ),
             max_payload_bytes=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_MAX_PAYLOAD_BYTES", positive(int), defaults.max_payload_bytes
+                "WEBHOOKS_MAX_PAYLOAD_BYTES", positive(integer), defaults.max_payload_bytes
             ),
             allowed_networks=conv(  # type: ignore[arg-type]
                 "WEBHOOKS_ALLOWED_NETWORKS", parse_networks, ()

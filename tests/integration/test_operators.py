@@ -97,6 +97,20 @@ def test_replay_of_an_unknown_id_is_refused_before_anything_is_written(
     assert done.returncode == 0 and done.stdout.strip() == "replayed 1 dead letter"
 
 
+def test_replay_with_redis_down_says_what_happened_in_one_line(pipeline: Pipeline) -> None:
+    p = pipeline
+    dead_letters(p, "http://127.0.0.1:9/x", 2)
+    down = {**env(p), "REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
+    result = run_cli("dlq", "replay", "--all", env=down)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("error: replayed 2 in Postgres; could not enqueue them (Redis:")
+    assert lines[0].endswith("the relay will enqueue them within its lease")
+    # Postgres holds the replay; the deliveries wait for the scheduler, with a lease.
+    assert p.value("select count(*) from webhooks.deliveries where status = 'pending'") == 2
+
+
 def test_concurrent_replays_do_not_double_enqueue(pipeline: Pipeline) -> None:
     p = pipeline
     dead_letters(p, "http://127.0.0.1:9/x", 3000)
@@ -249,6 +263,11 @@ def test_check_passes_then_names_what_is_broken(pipeline: Pipeline, receiver: Re
         (["prune", "--older-than", "soon"], 2, "not a duration"),
         (["deliveries", "list", "--status", "lost"], 2, "Invalid value"),
         (["endpoint", "add", "ftp://x"], 2, "error: URL must use http or https"),
+        (
+            ["endpoint", "add", "not-a-url"],
+            2,
+            "error: URL must start with http:// or https://, got 'not-a-url'",
+        ),
         (["endpoint", "add", "https://u:p@x.io"], 2, "error: URL must not contain credentials"),
         (["endpoint", "add", "https://x.io", "--header", "webhook-id: 1"], 2, "cannot be set"),
         (["publish", "a.b", "--data", "{not json"], 2, "not valid JSON"),

@@ -109,6 +109,13 @@ def test_malformed_values_name_the_variable(variable: str, value: str) -> None:
         Settings.from_env({variable: value})
     assert caught.value.variable == variable
     assert str(caught.value).startswith(variable + ":")
+    assert "invalid literal" not in str(caught.value)  # no Python in an operator's message
+
+
+def test_a_number_that_is_not_one_says_so() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"WEBHOOKS_MAX_PAYLOAD_BYTES": "abc"})
+    assert str(caught.value) == "WEBHOOKS_MAX_PAYLOAD_BYTES: must be a whole number, got 'abc'"
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=20))
