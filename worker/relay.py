@@ -232,7 +232,9 @@ class Relay:
         self._listen()
         if self.step() == 0 and not self.stopping.is_set():
             self.wait()
-        self._outage.recovered()
+        if not self.stopping.is_set():
+            # An iteration cut short by a stop skipped its work: it proves no recovery.
+            self._outage.recovered()
 
     def run(self) -> None:
         """Relay and schedule until `stop`; transient errors back off and never exit."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
 import psycopg
+import pytest
 import redis
 
 from producers import Event, publish_many
@@ -233,3 +235,28 @@ def test_the_scheduler_runs_once_per_poll_interval_however_busy_the_outbox(
     }
     span = passes[-1] - passes[0]
     assert 2 <= len(passes) <= span / 0.5 + 2, (len(passes), span)
+
+
+def test_a_stop_during_an_outage_does_not_claim_it_ended(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Redis never answers (nothing listens on port 1): the relay logs the outage once, and a
+    # stop in the middle of it must not log "available again".
+    relay = Relay(
+        RelayConfig(
+            database_url=pipeline.settings.require_database_url(),
+            redis_url="redis://127.0.0.1:1/0",
+            poll_interval=0.05,
+        )
+    )
+    caplog.set_level(logging.WARNING, logger="webhooks")
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while "unavailable" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "unavailable, retrying with backoff" in caplog.text
+    relay.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert "available again" not in caplog.text
