@@ -750,15 +750,16 @@ def prune(older_than: str, include_dead: bool, dry_run: bool, as_json: bool) -> 
     cutoff = datetime.now(UTC) - timedelta(seconds=duration(older_than))
     with connect(settings().require_database_url()) as conn:
         result = run_prune(conn, cutoff, include_dead=include_dead, dry_run=dry_run)
+    counts = (
+        f"{result.events} events, {result.deliveries} deliveries, "
+        f"{result.attempts} attempts, {result.dead_letters} dead letters"
+    )
     if as_json:
         emit_json(result)
     elif dry_run:
-        click.echo(f"would delete {result.events} events older than {cutoff:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"would delete {counts} older than {cutoff:%Y-%m-%d %H:%M} UTC")
     else:
-        click.echo(
-            f"deleted {result.events} events, {result.deliveries} deliveries, "
-            f"{result.attempts} attempts, {result.dead_letters} dead letters"
-        )
+        click.echo(f"deleted {counts}")
 
 
 @main.command()

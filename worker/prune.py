@@ -19,42 +19,59 @@ from worker.db import wrapped_errors
 
 BATCH = 1000
 
-# Event ids are UUIDv7, so "older than the cutoff" is an id range on the primary key.
-PRUNE = """
+# Event ids are UUIDv7, so "older than the cutoff" is an id range on the primary key. An
+# event may go once relayed and with no pending delivery (and no dead one unless asked).
+# The same condition and the same counts serve the deletion and its dry run.
+_PRUNABLE = """
+    o.id < %(boundary)s and o.relayed_at is not null
+    and not exists (
+        select 1 from webhooks.deliveries d
+        where d.event_id = o.id
+          and (d.status = 'pending' or (d.status = 'dead' and not %(include_dead)s)))
+"""
+
+_COUNTS = """
+    (select count(*) from webhooks.deliveries d where d.event_id in (select id from doomed))
+        as deliveries,
+    (select count(*) from webhooks.attempts a
+       join webhooks.deliveries d on d.id = a.delivery_id
+      where d.event_id in (select id from doomed)) as attempts,
+    (select count(*) from webhooks.dead_letters dl
+      where dl.event_id in (select id from doomed)) as dead_letters
+"""
+
+PRUNE = (
+    """
 with doomed as (
     select o.id
     from webhooks.outbox o
-    where o.id < %(boundary)s and o.relayed_at is not null
-      and not exists (
-          select 1 from webhooks.deliveries d
-          where d.event_id = o.id
-            and (d.status = 'pending' or (d.status = 'dead' and not %(include_dead)s)))
+    where """
+    + _PRUNABLE
+    + """
     order by o.id
     limit %(batch)s
     for update skip locked
 ), counted as (
-    select (select count(*) from webhooks.deliveries d where d.event_id in (select id from doomed))
-               as deliveries,
-           (select count(*) from webhooks.attempts a
-             join webhooks.deliveries d on d.id = a.delivery_id
-            where d.event_id in (select id from doomed)) as attempts,
-           (select count(*) from webhooks.dead_letters dl
-            where dl.event_id in (select id from doomed)) as dead_letters
+    select """
+    + _COUNTS
+    + """
 ), gone as (
     delete from webhooks.outbox o using doomed where o.id = doomed.id returning o.id
 )
 select (select count(*) from gone) as events, deliveries, attempts, dead_letters from counted
 """
+)
 
-DRY_RUN = """
-select count(*) as events
-from webhooks.outbox o
-where o.id < %(boundary)s and o.relayed_at is not null
-  and not exists (
-      select 1 from webhooks.deliveries d
-      where d.event_id = o.id
-        and (d.status = 'pending' or (d.status = 'dead' and not %(include_dead)s)))
-"""
+DRY_RUN = (
+    """
+with doomed as (
+    select o.id from webhooks.outbox o where """
+    + _PRUNABLE
+    + """
+)
+select (select count(*) from doomed) as events, """
+    + _COUNTS
+)
 
 
 @dataclass
@@ -85,7 +102,11 @@ def prune(
     with wrapped_errors():
         if dry_run:
             row = conn.execute(DRY_RUN, params).fetchone()
-            total.events = int(row["events"]) if row else 0
+            if row:
+                total.events = int(row["events"])
+                total.deliveries = int(row["deliveries"])
+                total.attempts = int(row["attempts"])
+                total.dead_letters = int(row["dead_letters"])
             return total
         while True:
             with conn.transaction():

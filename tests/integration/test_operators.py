@@ -221,10 +221,23 @@ def test_prune_removes_only_finished_events(pipeline: Pipeline, receiver: Receiv
         (ids[1],),
     )
     # ids[2] stays pending; ids[3] is not yet relayed... relay it but keep it pending too.
+    p.conn.execute(
+        "insert into webhooks.attempts (delivery_id, tenant_id, number, trigger, started_at,"
+        " duration_seconds, status_code) select id, tenant_id, 1, 'scheduled', now(), 0.01, 200"
+        " from webhooks.deliveries where event_id = %s",
+        (ids[0],),
+    )
     dry = run_cli("prune", "--older-than", "0s", "--dry-run", env=env(p))
-    assert "would delete 1 events" in dry.stdout
+    assert "would delete 1 events, 1 deliveries, 1 attempts, 0 dead letters" in dry.stdout
+    # The dry run counts what the deletion then removes, not zeros it never counted.
+    would = json.loads(
+        run_cli("prune", "--older-than", "0s", "--dry-run", "--json", env=env(p)).stdout
+    )
     done = json.loads(run_cli("prune", "--older-than", "0s", "--json", env=env(p)).stdout)
-    assert done["events"] == 1 and done["deliveries"] == 1
+    assert done["events"] == 1 and done["deliveries"] == 1 and done["attempts"] == 1
+    assert {k: v for k, v in would.items() if k != "dry_run"} == {
+        k: v for k, v in done.items() if k != "dry_run"
+    }
     left = {str(r["id"]) for r in p.rows("select id from webhooks.outbox")}
     assert left == set(ids[1:])
     with_dead = json.loads(
