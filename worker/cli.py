@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -797,7 +798,8 @@ def check(grace: str, as_json: bool) -> None:
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where embedded data and logs go (default: a new temporary directory).",
+    help="Where embedded data and logs go, kept afterwards (default: a temporary directory "
+    "removed at the end).",
 )
 def dev(workdir: Path | None) -> None:
     """Run the whole pipeline with a demo receiver and sample events, until Ctrl-C.
@@ -807,7 +809,16 @@ def dev(workdir: Path | None) -> None:
     """
     from worker import dev as devmode
 
-    devmode.run(workdir or Path(tempfile.mkdtemp(prefix="webhooks-dev-")))
+    if workdir is not None:
+        devmode.run(workdir)
+        click.echo(f"kept {workdir} (embedded data and pipeline.log)")
+        return
+    temporary = Path(tempfile.mkdtemp(prefix="webhooks-dev-"))
+    try:
+        devmode.run(temporary)
+    finally:
+        # The embedded servers are stopped by now; their data goes with the demo.
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 # -- daemons ------------------------------------------------------------------------------

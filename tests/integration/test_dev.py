@@ -25,37 +25,57 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
-def test_dev_demo_runs_and_ctrl_c_stops_everything(
-    db_url: str, redis_url: str, tmp_path: Path
-) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")},
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-    }
-    out = tmp_path / "dev.out"
+def run_dev(args: list[str], env: dict[str, str], out: Path, until: str) -> str:
+    """Run `webhooks dev` until its output shows ``until``, then Ctrl-C it; return the output."""
     with out.open("w") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "dev", "--workdir", str(tmp_path / "work")],
+            [sys.executable, "-m", "worker.cli", "dev", *args],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and "replay it with" not in out.read_text():
+            while time.monotonic() < deadline and until not in out.read_text():
                 assert proc.poll() is None, out.read_text()
                 time.sleep(0.2)
-            text = out.read_text()
-            assert "replay it with" in text, text
-            assert "succeeded" in text and "will retry" in text and "gave up" in text
-            assert "signature valid" in text and "INVALID" not in text
+            assert until in out.read_text(), out.read_text()
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
             assert proc.wait(timeout=60) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert "stopped" in out.read_text()
+    return out.read_text()
+
+
+def services_env(db_url: str, redis_url: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")},
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+    }
+
+
+def test_dev_demo_runs_and_ctrl_c_stops_everything(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    env = services_env(db_url, redis_url)
+    work = tmp_path / "work"
+    text = run_dev(["--workdir", str(work)], env, tmp_path / "dev.out", "replay it with")
+    assert "succeeded" in text and "will retry" in text and "gave up" in text
+    assert "signature valid" in text and "INVALID" not in text
+    assert "stopped" in text
+    assert f"kept {work}" in text and (work / "pipeline.log").exists()
     db_name = db_url.rsplit("/", 1)[-1]
     time.sleep(0.5)
     assert processes_mentioning(db_name) == []
+
+
+def test_dev_without_a_workdir_leaves_no_temporary_folder(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**services_env(db_url, redis_url), "TMPDIR": str(scratch)}
+    run_dev([], env, tmp_path / "dev.out", "relay and worker started")
+    assert list(scratch.glob("webhooks-dev-*")) == []
