@@ -97,6 +97,10 @@ def require_schema(conf: Settings) -> None:
     try:
         with db.wrapped_errors():
             current = migrate.current_version(conn)
+    except MigrationError:
+        raise
+    except WebhooksError:
+        return  # a connection lost at this moment: the daemon's own retries deal with it
     finally:
         conn.close()
     if current < migrate.expected_version():
