@@ -66,6 +66,16 @@ def fail_first(k: int, code: int = 500) -> Callable[[int], Answer]:
     return lambda n: (code, {}, b"not yet") if n <= k else (200, {}, b"ok")
 
 
+def hold_until(released: threading.Event) -> Callable[[int], Answer]:
+    """Hold each request open until ``released`` is set (a minute at most), then answer 200."""
+
+    def answer(_: int) -> Answer:
+        released.wait(60)
+        return 200, {}, b"ok"
+
+    return answer
+
+
 @contextmanager
 def running_receiver() -> Iterator[Receiver]:
     """Start a receiver on a free loopback port for the duration of the block."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -7,6 +8,14 @@ import pytest
 
 from tests.pipeline import Pipeline
 from tests.receiver import Receiver, running_receiver
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """An event a `hold_until` route waits on; set at the end whatever happened."""
+    released = threading.Event()
+    yield released
+    released.set()
 
 
 @pytest.fixture

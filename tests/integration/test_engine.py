@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.pipeline import Pipeline
-from tests.receiver import Answer, Receiver
+from tests.receiver import Answer, Receiver, hold_until
 from worker import queries
 from worker.actors import build_engine
 from worker.engine import Engine
@@ -23,21 +23,6 @@ WORKER_CONNECTIONS = (
     "select count(*) from pg_stat_activity"
     " where application_name = 'webhooks-worker' and datname = current_database()"
 )
-
-
-@pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    released = threading.Event()
-    yield released
-    released.set()  # let the receiver's held requests go, whatever happened
-
-
-def hold_until(released: threading.Event) -> Callable[[int], Answer]:
-    def answer(_: int) -> Answer:
-        released.wait(60)
-        return 200, {}, b"ok"
-
-    return answer
 
 
 def fan_out(p: Pipeline) -> list[tuple[int, str]]:

@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from tests.pipeline import Pipeline
-from tests.receiver import Answer, Receiver
-
-
-@pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    released = threading.Event()
-    yield released
-    released.set()  # let the receiver's held requests go, whatever happened
-
-
-def hold_until(released: threading.Event) -> Callable[[int], Answer]:
-    def answer(_: int) -> Answer:
-        released.wait(60)
-        return 200, {}, b"late"
-
-    return answer
+from tests.receiver import Receiver, hold_until
 
 
 def test_a_hanging_endpoint_leaves_slots_for_the_healthy_one(

@@ -69,6 +69,19 @@ def test_a_deferral_past_the_maximum_age_kills_the_delivery() -> None:
     assert plan.defer(old, NOW, 30.0, max_age=4 * DAY) == plan.Release(dead_reason="expired")
 
 
+def settle(claimed: plan.Claimed, outcome: Outcome) -> plan.Settlement:
+    """Settle at NOW with the test schedule, 4-day age, 5-day disable, no jitter."""
+    return plan.settle(
+        claimed,
+        outcome,
+        NOW,
+        schedule=SCHEDULE,
+        max_age=4 * DAY,
+        disable_after=5 * DAY,
+        jitter=lambda d: d,
+    )
+
+
 OK = Outcome(Kind.SUCCEEDED, 200)
 FAILED = Outcome(Kind.FAILED, 500, "http_status", "HTTP 500")
 GONE = Outcome(Kind.GONE, 410, "gone", "HTTP 410 Gone")
@@ -98,29 +111,13 @@ def test_settle(
     spends: bool,
     disables: bool,
 ) -> None:
-    s = plan.settle(
-        job(**changes),
-        outcome,
-        NOW,
-        schedule=SCHEDULE,
-        max_age=4 * DAY,
-        disable_after=5 * DAY,
-        jitter=lambda d: d,
-    )
+    s = settle(job(**changes), outcome)
     assert (s.status, s.decision.action, s.decision.spends_attempt) == (status, action, spends)
     assert (s.disable_reason is not None) is disables
 
 
 def test_a_retry_is_scheduled_by_the_schedule_slot_of_the_next_attempt() -> None:
-    s = plan.settle(
-        job(spent=1),
-        FAILED,
-        NOW,
-        schedule=SCHEDULE,
-        max_age=4 * DAY,
-        disable_after=5 * DAY,
-        jitter=lambda d: d,
-    )
+    s = settle(job(spent=1), FAILED)
     assert s.decision.next_attempt_at == NOW + timedelta(seconds=300)
 
 

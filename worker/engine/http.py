@@ -46,8 +46,8 @@ __all__ = ["Response", "Sender", "classify_failure"]
 #: Threads that run blocking getaddrinfo calls; a name server that never answers holds one
 #: until its own timeouts, while the attempt stops waiting at its connect timeout.
 _RESOLVER_THREADS = 16
-#: IP-literal hosts remembered as checked; past this many the memory starts again.
-_LITERALS_KEPT = 4096
+#: URLs remembered as checked; past this many the memory starts again.
+_CHECKED_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class Sender:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._dns: _GuardedResolver | None = None
-        self._literals: dict[str, None] = {}
+        self._checked: dict[str, None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         # The connector does not close a resolver it was given: `close` does.
@@ -144,21 +144,25 @@ class Sender:
         )
 
     def _check_literal(self, url: str) -> None:
-        """Check a URL whose host is an IP literal: aiohttp connects to those unresolved."""
+        """Check a URL whose host is an IP literal: aiohttp connects to those unresolved.
+
+        URLs already found safe are remembered, so a delivery's hot path parses each
+        endpoint's URL once, not once per attempt.
+        """
+        if url in self._checked:
+            return
         parsed = URL(url)
         host = parsed.raw_host or ""
-        if host in self._literals:
-            return
         if parse_ip_literal(host) is None:
             if _taken_for_an_address(host):
                 # aiohttp would hand this to connect() without resolving it through us, and
                 # the socket layer might still read it as some address: refuse it unchecked.
                 raise BlockedDestination(host, "not a valid IP address")
-            return
-        resolve(host, parsed.port or 0, self._allowed, self._resolver)
-        if len(self._literals) >= _LITERALS_KEPT:
-            self._literals.clear()
-        self._literals[host] = None
+        else:
+            resolve(host, parsed.port or 0, self._allowed, self._resolver)
+        if len(self._checked) >= _CHECKED_KEPT:
+            self._checked.clear()
+        self._checked[url] = None
 
     async def send(
         self, url: str, body: bytes, headers: Mapping[str, str], *, max_body: int = 16384

@@ -62,6 +62,9 @@ class Claimed:
 
 _CLAIMED_FIELDS = fields(Claimed)
 
+#: The delivery's status after each action; "dead" and "disable" end it.
+_STATUS_AFTER: dict[str, Status] = {"succeed": "succeeded", "retry": "pending", "defer": "pending"}
+
 
 @dataclass(frozen=True)
 class Release:
@@ -118,9 +121,7 @@ def settle(
         max_age=max_age,
         jitter=jitter,
     )
-    status: Status = {"succeed": "succeeded", "retry": "pending", "defer": "pending"}.get(
-        decision.action, "dead"
-    )  # type: ignore[assignment]
+    status = _STATUS_AFTER.get(decision.action, "dead")
     disable = None
     if decision.action == "disable":
         disable = f"receiver answered {outcome.status_code} Gone"
