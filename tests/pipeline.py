@@ -51,6 +51,10 @@ class Pipeline:
                 recheck=lease,
                 poll_interval=0.2,
                 batch_size=batch_size,
+                max_age=self.settings.max_delivery_age,
+                operations_tenant=self.settings.operations_tenant,
+                announce_interval=0.2,
+                sweep_interval=1.0,
             )
         )
         thread = threading.Thread(target=relay.run, daemon=True)

@@ -34,6 +34,7 @@ from worker.errors import (
     WebhooksError,
 )
 from worker.output import emit_json, fields, table
+from worker.retry import DEAD_REASONS
 from worker.settings import Settings, format_duration, parse_duration
 from worker.vault import Vault
 
@@ -171,7 +172,7 @@ def _registry(conn: Any, *, writes_secret: bool = False) -> Endpoints:
         click.echo(
             "warning: WEBHOOKS_SECRET_KEY is not set: the secret is stored unencrypted", err=True
         )
-    return Endpoints(conn, vault)
+    return Endpoints(conn, vault, operations_tenant=settings().operations_tenant)
 
 
 def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
@@ -187,6 +188,8 @@ def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
         ("disabled reason", ep.disabled_reason),
         ("disabled at", ep.disabled_at),
         ("failing since", ep.failing_since),
+        ("consecutive failures", ep.consecutive_failures),
+        ("circuit", ep.circuit),
         ("secrets", ep.secrets),
         ("created", ep.created_at),
     ]
@@ -253,11 +256,18 @@ def endpoint_list(tenant: str | None, as_json: bool) -> None:
             "url": ep.url,
             "types": list(ep.event_types) if ep.event_types else "all",
             "enabled": ep.enabled,
+            "circuit": ep.circuit,
+            "failures": ep.consecutive_failures,
             "description": ep.description,
         }
         for ep in eps
     ]
-    click.echo(table(rows, ["id", "tenant", "url", "types", "enabled", "description"]))
+    click.echo(
+        table(
+            rows,
+            ["id", "tenant", "url", "types", "enabled", "circuit", "failures", "description"],
+        )
+    )
 
 
 @endpoint.command("show")
@@ -309,13 +319,27 @@ def endpoint_disable(endpoint_id: str, reason: str, tenant: str | None, as_json:
 @tenant_option
 @json_option
 def endpoint_enable(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
-    """Enable an endpoint again."""
+    """Enable an endpoint again (and close its circuit)."""
     with connect(settings().require_database_url()) as conn:
         ep = _registry(conn).enable(endpoint_id, tenant_id=tenant)
     if as_json:
         emit_json(ep)
     else:
         click.echo(f"enabled {ep.id}")
+
+
+@endpoint.command("reset")
+@click.argument("endpoint_id")
+@tenant_option
+@json_option
+def endpoint_reset(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
+    """Close an endpoint's open circuit now: its waiting deliveries go at once."""
+    with connect(settings().require_database_url()) as conn:
+        ep, unparked = _registry(conn).reset(endpoint_id, tenant_id=tenant)
+    if as_json:
+        emit_json({**_as_dict(ep), "deliveries_released": unparked})
+    else:
+        click.echo(f"circuit of {ep.id} closed; {unparked} waiting deliveries are due now")
 
 
 @endpoint.command("rotate-secret")
@@ -539,9 +563,7 @@ def selection_options(func: F) -> F:
             click.option("--since", help="Only those that died since (2h, or an ISO time)."),
             click.option(
                 "--reason",
-                type=click.Choice(
-                    ["attempts_exhausted", "expired", "endpoint_disabled", "tenant_mismatch"]
-                ),
+                type=click.Choice(DEAD_REASONS),
             ),
             tenant_option,
         ]
@@ -729,9 +751,11 @@ def status(as_json: bool) -> None:
                 ("  in flight", row["in_flight"]),
                 ("  due, not queued", row["due"]),
                 ("  waiting to retry", row["waiting"]),
+                ("  behind open circuits", row["behind_open_circuits"]),
                 ("dead letters", row["dead_letters"]),
                 ("endpoints", row["endpoints"]),
                 ("disabled endpoints", row["disabled_endpoints"]),
+                ("open circuits", row["open_circuits"]),
                 (
                     "queue depth",
                     row["queue_depth"]
@@ -855,6 +879,8 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
             queue=conf.queue_name,
             batch_size=batch_size,
             lease=duration(lease),
+            max_age=conf.max_delivery_age,
+            operations_tenant=conf.operations_tenant,
         )
     )
     endpoint = start_relay_endpoint(conf, daemon.stats)

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import redis
 
-from worker import deliveries, queue
+from worker import deliveries, queries, queue
 from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound, WebhooksError
 from worker.resilience import first_line
@@ -125,7 +125,8 @@ where dl.replayed_at is null and not e.enabled and """
 ENABLE = """
 update webhooks.endpoints
 set enabled = true, disabled_reason = null, disabled_at = null, failing_since = null,
-    updated_at = now()
+    consecutive_failures = 0, circuit_open_until = null, circuit_cooldown = null,
+    circuit_probe_id = null, circuit_probe_until = null, updated_at = now()
 where id = any(%(ids)s::uuid[])
 """
 
@@ -248,9 +249,16 @@ def replay(
         total = count(conn, selection)
         return ReplayResult(min(total, limit) if limit else total, dry_run=True)
     result = ReplayResult(enabled_endpoints=tuple(r["id"] for r in disabled))
-    if disabled:
-        with wrapped_errors():
+    with wrapped_errors():
+        if disabled:
             conn.execute(ENABLE, {"ids": [r["id"] for r in disabled]})
+        if selection.endpoint_id:
+            # Replaying an endpoint's dead letters says it is fixed: close its circuit, so
+            # they (and whatever waits behind it) go now rather than at the next probe.
+            conn.execute(
+                queries.CLOSE_CIRCUIT,
+                {"id": params["endpoint"], "tenant": selection.tenant_id},
+            )
     if broker is None:
         raise WebhooksError("a Redis connection is needed to replay")
     for items in _batches(conn, params, limit):

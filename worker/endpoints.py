@@ -14,9 +14,10 @@ import psycopg
 import yarl
 from psycopg.types.json import Jsonb
 
+from producers import publish
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
-from worker import queries
+from worker import operations, queries
 from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound
 from worker.signing import generate_secret
@@ -60,6 +61,19 @@ class Endpoint:
     failing_since: datetime | None
     created_at: datetime
     secrets: int
+    consecutive_failures: int = 0
+    #: None while the circuit is closed; while open, when the next probe may go.
+    circuit_open_until: datetime | None = None
+    circuit_probing: bool = False
+
+    @property
+    def circuit(self) -> str:
+        """Return the circuit's state as operators read it."""
+        if self.circuit_open_until is None:
+            return "closed"
+        if self.circuit_probing:
+            return "probing"
+        return f"open until {self.circuit_open_until:%Y-%m-%d %H:%M:%S} UTC"
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Endpoint:
@@ -79,6 +93,10 @@ class Endpoint:
             failing_since=row["failing_since"],
             created_at=row["created_at"],
             secrets=len(row["secrets"]),
+            consecutive_failures=row["consecutive_failures"],
+            circuit_open_until=row["circuit_open_until"],
+            circuit_probing=row["circuit_probe_until"] is not None
+            and row["circuit_probe_until"] > datetime.now(UTC),
         )
 
 
@@ -178,9 +196,17 @@ def _check_id(endpoint_id: str) -> uuid.UUID:
 class Endpoints:
     """Manage endpoints on an autocommit connection; pass ``tenant_id`` to scope any call."""
 
-    def __init__(self, conn: psycopg.Connection[Any], vault: Vault) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        vault: Vault,
+        *,
+        operations_tenant: str = "operations",
+    ) -> None:
         self.conn = conn
         self.vault = vault
+        #: WEBHOOKS_OPERATIONS_TENANT: disabling an endpoint is announced there.
+        self.operations_tenant = operations_tenant
 
     def add(
         self,
@@ -280,23 +306,54 @@ class Endpoints:
         Returns the endpoint and how many deliveries were dead-lettered (reason
         ``endpoint_disabled``); `webhooks dlq replay` brings them back once it is fixed.
         """
-        with wrapped_errors():
+        with wrapped_errors(), self.conn.transaction():
             row = self.conn.execute(
                 queries.DISABLE_ENDPOINT,
                 {"id": _check_id(endpoint_id), "tenant": tenant_id, "reason": reason},
             ).fetchone()
+            if (
+                row is not None
+                and operations.concerns(row["tenant_id"], self.operations_tenant)
+                and self.conn.execute(
+                    queries.SUBSCRIBED,
+                    {"tenant": self.operations_tenant, "type": operations.ENDPOINT_DISABLED},
+                ).fetchone()
+            ):
+                event = operations.endpoint_disabled(row, reason, int(row["dead_lettered"]))
+                publish(
+                    self.conn,
+                    event.event_type,
+                    event.payload,
+                    tenant_id=self.operations_tenant,
+                )
         if row is None:
             raise NotFound("endpoint", endpoint_id)
         return Endpoint.from_row(row), int(row["dead_lettered"])
 
     def enable(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
-        """Resume delivering to an endpoint and forget its failure streak."""
-        return self._update(
-            endpoint_id,
-            tenant_id,
-            "enabled = true, disabled_reason = null, disabled_at = null, failing_since = null",
-            {},
-        )
+        """Resume delivering to an endpoint; forget its failure streak and close its circuit."""
+        with wrapped_errors(), self.conn.transaction():
+            ep = self._update(
+                endpoint_id,
+                tenant_id,
+                "enabled = true, disabled_reason = null, disabled_at = null, failing_since = null",
+                {},
+            )
+            self.conn.execute(queries.CLOSE_CIRCUIT, {"id": ep.id, "tenant": None})
+        return self.get(ep.id)
+
+    def reset(self, endpoint_id: str, *, tenant_id: str | None = None) -> tuple[Endpoint, int]:
+        """Close the endpoint's circuit (the operator says it is fixed) and forget its failures.
+
+        Returns the endpoint and how many deliveries waiting behind the circuit are now due.
+        """
+        with wrapped_errors():
+            row = self.conn.execute(
+                queries.CLOSE_CIRCUIT, {"id": _check_id(endpoint_id), "tenant": tenant_id}
+            ).fetchone()
+        if row is None or not row["endpoints"]:
+            raise NotFound("endpoint", endpoint_id)
+        return self.get(endpoint_id, tenant_id=tenant_id), int(row["unparked"])
 
     def rotate_secret(
         self, endpoint_id: str, *, grace: float = 86400.0, tenant_id: str | None = None

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import dramatiq
 import psycopg
@@ -44,14 +44,13 @@ from worker.errors import WebhooksError
 from worker.outcome import Kind
 from worker.relay import Stats
 from worker.resilience import Outage
-from worker.retry import DeadReason
+from worker.retry import DEAD_REASONS
 
 log = logging.getLogger("webhooks.metrics")
 
 #: Attempt outcomes and dead-letter reasons are exported at zero before they first happen,
 #: so rates and alerts see a series from the start.
 OUTCOMES = tuple(kind.value for kind in Kind)
-DEAD_REASONS: tuple[str, ...] = get_args(DeadReason)
 
 #: Attempts end within the request deadline (30 s by default).
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
@@ -82,7 +81,9 @@ select outbox.pending as outbox_pending,
            as deliveries_due_oldest_age_seconds,
        (select count(*) from webhooks.dead_letters where replayed_at is null)
            as dead_letters_current,
-       (select count(*) from webhooks.endpoints where not enabled) as endpoints_disabled
+       (select count(*) from webhooks.endpoints where not enabled) as endpoints_disabled,
+       (select count(*) from webhooks.endpoints
+         where circuit_open_until is not null and enabled) as endpoints_circuit_open
 from outbox, deliveries
 """
 
@@ -96,6 +97,9 @@ BACKLOG_GAUGES: dict[str, str] = {
     ),
     "webhooks_dead_letters_current": "Dead letters not replayed.",
     "webhooks_endpoints_disabled": "Endpoints currently disabled.",
+    "webhooks_endpoints_circuit_open": (
+        "Enabled endpoints whose circuit is open: their deliveries wait for a probe to succeed."
+    ),
 }
 BACKLOG_ERRORS = "webhooks_backlog_query_errors"
 
@@ -107,7 +111,7 @@ TEMPORARY_PREFIX = "webhooks-metrics-"
 
 
 class DeliveryMetrics:
-    """Count attempts, successes and dead letters: the `Observer` of a `Deliverer`.
+    """Count attempts and successes: the `Observer` of an `Engine`.
 
     Without a registry the metrics are only written to this process's files in
     PROMETHEUS_MULTIPROC_DIR, which is how the worker processes use it.
@@ -118,12 +122,6 @@ class DeliveryMetrics:
             "webhooks_attempts",
             "HTTP attempts made, by outcome (succeeded, failed, throttled, gone).",
             ["outcome"],
-            registry=registry,
-        )
-        self.dead_letters = Counter(
-            "webhooks_dead_letters",
-            "Deliveries that went to the dead letters, by reason.",
-            ["reason"],
             registry=registry,
         )
         self.attempt_duration = Histogram(
@@ -154,8 +152,6 @@ class DeliveryMetrics:
         )
         for outcome in OUTCOMES:
             self.attempts.labels(outcome)
-        for reason in DEAD_REASONS:
-            self.dead_letters.labels(reason)
 
     def attempt(self, outcome: str, seconds: float) -> None:
         """Count one recorded attempt."""
@@ -165,10 +161,6 @@ class DeliveryMetrics:
     def succeeded(self, latency: float) -> None:
         """Record the latency of a delivery that just succeeded."""
         self.delivery_latency.observe(max(0.0, latency))
-
-    def dead(self, reason: str) -> None:
-        """Count one delivery moved to the dead letters."""
-        self.dead_letters.labels(reason).inc()
 
     def held(self, count: int, capacity: int) -> None:
         """Record how many deliveries this process's engine holds, out of how many."""
@@ -329,7 +321,25 @@ class RelayCollector(Collector):
                 "Deliveries put back on the queue because Redis no longer held their message.",
                 stats.reenqueued,
             ),
+            CounterMetricFamily(
+                "webhooks_circuit_probes",
+                "Probes the relay's scheduler sent to endpoints whose circuit is open.",
+                stats.probes,
+            ),
+            self._dead_letters(),
         ]
+
+    def _dead_letters(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "webhooks_dead_letters",
+            "Deliveries that went to the dead letters, by reason, whoever filed them"
+            " (counted by the relay).",
+            labels=["reason"],
+        )
+        counts = self.stats.dead_letters
+        for reason in sorted({*DEAD_REASONS, *counts}):
+            family.add_metric([reason], counts.get(reason, 0))
+        return family
 
 
 class PostgresBacklog:

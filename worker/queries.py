@@ -12,7 +12,7 @@ with ep as (
 ), dead as (
     update webhooks.deliveries d
     set status = 'dead', dead_reason = 'endpoint_disabled', finished_at = now(),
-        updated_at = now(), message_id = null
+        updated_at = now(), message_id = null, circuit_wait = false
     from ep
     where d.endpoint_id = ep.id and d.status = 'pending'
     returning d.id
@@ -24,7 +24,9 @@ select ep.*, (select count(*) from dead) as dead_lettered from ep
 # which would skip rows whose transactions commit out of order), mark them relayed and create
 # one delivery per matching endpoint, all in one statement and one short transaction
 # (guarantee 2). Each delivery gets the id of the queue message the relay pushes after the
-# commit; until `lease` has passed the scheduler leaves it to that message.
+# commit; until `lease` has passed the scheduler leaves it to that message. A delivery to an
+# endpoint whose circuit is open gets no message: it is parked (plan.park) until the
+# circuit closes.
 FAN_OUT = """
 with claimed as (
     select id, tenant_id, event_type, created_at
@@ -39,9 +41,13 @@ with claimed as (
     returning o.id
 ), created as (
     insert into webhooks.deliveries
-        (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at)
-    select c.tenant_id, c.id, e.id, c.created_at, gen_random_uuid(),
-           now() + %(lease)s * interval '1 second'
+        (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at,
+         circuit_wait)
+    select c.tenant_id, c.id, e.id, c.created_at,
+           case when e.circuit_open_until is null then gen_random_uuid() end,
+           now() + case when e.circuit_open_until is null then %(lease)s
+                        else %(max_age)s end * interval '1 second',
+           e.circuit_open_until is not null
     from claimed c
     join webhooks.endpoints e
       on e.tenant_id = c.tenant_id
@@ -124,13 +130,16 @@ where d.id = wanted.id
 returning d.id, d.tenant_id, d.attempts, d.spent, d.budget_started_at, d.next_trigger,
           d.event_created_at, o.id::text as event_id, o.event_type, o.payload::text as payload,
           e.id::text as endpoint_id, e.tenant_id as endpoint_tenant, e.url, e.secrets,
-          e.headers, e.rate_limit, e.enabled, e.failing_since
+          e.headers, e.rate_limit, e.enabled, e.failing_since, e.consecutive_failures,
+          e.circuit_open_until, e.circuit_probe_id, e.circuit_probe_until
 """
 
 # Record a batch of HTTP attempts and their deliveries' new states in one statement: each
 # attempt row is written with its state change, never after it (guarantee 4), and never
 # edited. The counters move even if something else finished a delivery meanwhile; the
-# state only if pending. `health` carries one change per endpoint (worker.engine.plan).
+# state only if pending. `reset` lists endpoints that only succeeded and looked healthy when
+# claimed: a failure counted meanwhile by another process is cleared (never a circuit: an
+# open one is closed under its row lock, `HEALTH_LOCK`).
 # `ids` repeats the rows' ids so the rows are found through the primary key whatever the
 # table's statistics say: joined to a function's output alone, a table that grew since its
 # last ANALYZE is read whole (a sequential scan per batch, measured at 10x the CPU).
@@ -173,33 +182,170 @@ with r as (
     select upd.id, r.tenant, upd.attempts, r.trigger, r.started, r.duration,
            r.status_code, r.body, r.error_kind, r.error
     from upd join r on r.id = upd.id
-), health as (
+), reset as (
     update webhooks.endpoints e
-    set failing_since = case when h.state = 'ok' then null
-                             when h.state = 'failing_again' then now()
-                             else coalesce(e.failing_since, now()) end
-    from jsonb_to_recordset(%(health)s::jsonb) as h(endpoint_id uuid, state text)
-    where e.id = h.endpoint_id
-      and case when h.state = 'ok' then e.failing_since is not null
-               when h.state = 'failing_again' then true
-               else e.failing_since is null end
+    set consecutive_failures = 0, failing_since = null
+    where e.id = any(%(reset)s::uuid[])
+      and (e.consecutive_failures <> 0 or e.failing_since is not null)
+      and e.circuit_open_until is null
 )
 select upd.id, upd.status, prev.status as was from upd join prev on prev.id = upd.id
 """
 
 # Put deliveries back without an attempt (throttle, open circuit, rate limit, busy endpoint),
 # or kill them without one (too old, endpoint disabled, tenant mismatch), a batch at once.
+#
+# A delivery an open circuit holds back is parked (`wait`) only if the circuit is still open
+# now: one that closed since the claim makes it due at once instead.
 RELEASE = """
+with r as (
+    select r.*, r.wait and e.circuit_open_until is not null as parked
+    from jsonb_to_recordset(%(rows)s::jsonb) as r(id bigint, next timestamptz, status text,
+                                                  dead_reason text, wait boolean)
+    join webhooks.deliveries d0 on d0.id = r.id and d0.id = any(%(ids)s::bigint[])
+    join webhooks.endpoints e on e.id = d0.endpoint_id
+)
 update webhooks.deliveries d
-set next_attempt_at = coalesce(r.next, d.next_attempt_at),
+set next_attempt_at = case when r.wait and not r.parked then now()
+                           else coalesce(r.next, d.next_attempt_at) end,
+    circuit_wait = r.parked,
     status = r.status,
     dead_reason = r.dead_reason,
     finished_at = case when r.status = 'dead' then now() else null end,
     message_id = null,
     locked_until = null,
     updated_at = now()
-from jsonb_to_recordset(%(rows)s::jsonb) as r(id bigint, next timestamptz, status text,
-                                              dead_reason text)
+from r
 where d.id = any(%(ids)s::bigint[]) and d.id = r.id and d.status = 'pending'
 returning d.id
+"""
+
+# The health of the endpoints a batch failed (or that had failures or an open circuit when
+# claimed), locked in id order while the batch's outcomes are folded in (plan.fold_health),
+# so concurrent processes count every failure once and agree on one circuit.
+HEALTH_LOCK = """
+select id::text as id, tenant_id, url, consecutive_failures, failing_since,
+       circuit_open_until, circuit_cooldown, circuit_probe_id, circuit_probe_until
+from webhooks.endpoints
+where id = any(%(ids)s::uuid[])
+order by id
+for update
+"""
+
+HEALTH_WRITE = """
+update webhooks.endpoints e
+set consecutive_failures = h.consecutive_failures,
+    failing_since = h.failing_since,
+    circuit_open_until = h.circuit_open_until,
+    circuit_cooldown = h.circuit_cooldown,
+    circuit_probe_id = h.circuit_probe_id,
+    circuit_probe_until = h.circuit_probe_until
+from jsonb_to_recordset(%(rows)s::jsonb) as h(
+    id uuid, consecutive_failures int, failing_since timestamptz,
+    circuit_open_until timestamptz, circuit_cooldown double precision,
+    circuit_probe_id bigint, circuit_probe_until timestamptz)
+where e.id = h.id
+"""
+
+# Deliveries parked behind circuits that just closed become due now; the scheduler's next
+# pass (within a second) enqueues them.
+UNPARK = """
+update webhooks.deliveries
+set circuit_wait = false, next_attempt_at = now(), updated_at = now()
+where endpoint_id = any(%(ids)s::uuid[]) and circuit_wait and status = 'pending'
+"""
+
+# An operator closes a circuit (endpoint reset or enable, dlq replay --endpoint): the
+# endpoint starts afresh and its parked deliveries are due now.
+CLOSE_CIRCUIT = """
+with ep as (
+    update webhooks.endpoints
+    set consecutive_failures = 0, circuit_open_until = null, circuit_cooldown = null,
+        circuit_probe_id = null, circuit_probe_until = null
+    where id = %(id)s and (%(tenant)s::text is null or tenant_id = %(tenant)s)
+    returning id, circuit_open_until
+), unparked as (
+    update webhooks.deliveries d
+    set circuit_wait = false, next_attempt_at = now(), updated_at = now()
+    from ep
+    where d.endpoint_id = ep.id and d.circuit_wait and d.status = 'pending'
+    returning d.id
+)
+select (select count(*) from ep) as endpoints, (select count(*) from unparked) as unparked
+"""
+
+# The scheduler hands each open circuit whose cooldown is over its one probe: a pending
+# delivery of that endpoint, given a message and the probe's turn until `lease` has passed
+# (a probe lost with its worker is replaced then). Endpoints are taken SKIP LOCKED, so two
+# relays never probe one endpoint twice (guarantee 7, and one probe across all processes).
+PROBE = """
+with due as (
+    select e.id as endpoint_id, p.id
+    from webhooks.endpoints e
+    cross join lateral (
+        select d.id
+        from webhooks.deliveries d
+        where d.endpoint_id = e.id and d.status = 'pending'
+          and (d.locked_until is null or d.locked_until < now())
+        limit 1
+    ) p
+    where e.circuit_open_until is not null and e.circuit_open_until <= now()
+      and (e.circuit_probe_until is null or e.circuit_probe_until < now())
+      and e.enabled
+    limit %(batch)s
+    for update of e skip locked
+), ep as (
+    update webhooks.endpoints e
+    set circuit_probe_id = due.id,
+        circuit_probe_until = now() + %(lease)s * interval '1 second'
+    from due
+    where e.id = due.endpoint_id
+), probe as (
+    update webhooks.deliveries d
+    set message_id = gen_random_uuid(), circuit_wait = false,
+        next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+    from due
+    where d.id = due.id and d.status = 'pending'
+    returning d.id, d.message_id::text as message_id, d.endpoint_id::text as endpoint_id
+)
+select * from probe
+"""
+
+# A safety net for a delivery parked while its circuit was closing (the park and the close
+# committed at once): due now if its endpoint's circuit is closed.
+SWEEP_PARKED = """
+update webhooks.deliveries d
+set circuit_wait = false, next_attempt_at = now(), updated_at = now()
+from webhooks.endpoints e
+where d.circuit_wait and d.status = 'pending' and e.id = d.endpoint_id
+  and e.circuit_open_until is null
+"""
+
+# The relay takes the dead letters nobody has counted yet (filed by a worker, the scheduler
+# or an operator), a batch at a time, SKIP LOCKED so relays share them, with what a
+# webhooks.delivery.dead event says of each.
+ANNOUNCE = """
+with batch as (
+    select delivery_id
+    from webhooks.dead_letters
+    where announced_at is null
+    order by died_at
+    limit %(batch)s
+    for update skip locked
+)
+update webhooks.dead_letters dl
+set announced_at = now()
+from batch, webhooks.endpoints e
+where dl.delivery_id = batch.delivery_id and e.id = dl.endpoint_id
+returning dl.delivery_id, dl.tenant_id, dl.event_id, dl.endpoint_id, dl.event_type,
+          dl.reason, dl.attempts, dl.died_at, e.url
+"""
+
+# Whether an enabled endpoint of the operations tenant takes this event type (dead-letter
+# announcements nobody receives are not published).
+SUBSCRIBED = """
+select 1 from webhooks.endpoints
+where tenant_id = %(tenant)s and enabled
+  and (event_types is null or %(type)s = any(event_types))
+limit 1
 """

@@ -6,7 +6,10 @@ Two jobs share one loop:
   commit, then push one queue message per delivery (guarantee 2);
 - scheduler: enqueue deliveries whose retry is due, and re-enqueue queued deliveries whose
   message Redis lost (relay killed between commit and push, Redis flushed), so nothing stays
-  pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6).
+  pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6);
+  hand each open circuit whose cooldown is over its one probe;
+- dead letters: count every new one (webhooks_dead_letters_total, whoever filed it) and
+  announce them as `webhooks.delivery.dead` events (worker.operations).
 
 Every claim uses FOR UPDATE SKIP LOCKED in one statement, its own transaction, so any number
 of relays run at once (guarantee 7). No transaction is open during a Redis call.
@@ -27,8 +30,9 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 
-from producers.publish import CHANNEL
-from worker import queries, queue
+from producers import publish_many
+from producers.publish import CHANNEL, Event
+from worker import operations, queries, queue
 from worker.queue import LEASE_SECONDS
 from worker.resilience import TRANSIENT, Outage, retrying
 
@@ -54,6 +58,15 @@ class RelayConfig:
     #: and between scheduler passes: fan-out runs on every notification, the scheduler's
     #: two queries at most once per interval however busy the outbox is.
     poll_interval: float = 1.0
+    #: WEBHOOKS_MAX_DELIVERY_AGE: deliveries created behind an open circuit wait that long.
+    max_age: float = 4 * 86400.0
+    #: WEBHOOKS_OPERATIONS_TENANT: where operational events are published.
+    operations_tenant: str = "operations"
+    #: Seconds between passes over new dead letters: at most one webhooks.delivery.dead
+    #: event per endpoint and reason per pass.
+    announce_interval: float = 10.0
+    #: Seconds between sweeps for deliveries parked behind a circuit that has closed.
+    sweep_interval: float = 30.0
 
 
 @dataclass
@@ -64,7 +77,10 @@ class Stats:
     deliveries: int = 0
     scheduled: int = 0
     reenqueued: int = 0
+    probes: int = 0
     batches: int = 0
+    #: dead letters counted, by reason, whoever filed them
+    dead_letters: dict[str, int] = field(default_factory=dict)
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -80,6 +96,8 @@ class Relay:
         self._redis: redis.Redis | None = None
         self._outage = Outage("Postgres or Redis")
         self._schedule_at = 0.0  # time.monotonic() when the scheduler is next due
+        self._announce_at = 0.0
+        self._sweep_at = 0.0
         self.on_batch: list[Any] = []  # callbacks(events, deliveries, seconds) for metrics
 
     # -- connections ----------------------------------------------------------------------
@@ -133,26 +151,39 @@ class Relay:
         # round trips around it (two of the three a batch used to cost).
         rows = (
             self._db()
-            .execute(queries.FAN_OUT, {"batch": self.config.batch_size, "lease": self.config.lease})
+            .execute(
+                queries.FAN_OUT,
+                {
+                    "batch": self.config.batch_size,
+                    "lease": self.config.lease,
+                    "max_age": self.config.max_age,
+                },
+            )
             .fetchall()
         )
         events = int(rows[0]["events"]) if rows else 0
-        items = [(int(r["id"]), r["message_id"]) for r in rows if r["id"] is not None]
+        created = [r for r in rows if r["id"] is not None]
+        # Deliveries behind an open circuit have no message: they wait for it to close.
+        items = [(int(r["id"]), r["message_id"]) for r in created if r["message_id"]]
         # Committed: the deliveries exist. If the push below fails or this process dies here,
         # the scheduler re-enqueues them once their lease has passed.
         queue.enqueue(self._broker(), self.config.queue, items)
         if events:
             self.stats.events += events
-            self.stats.deliveries += len(items)
+            self.stats.deliveries += len(created)
             self.stats.batches += 1
             seconds = time.monotonic() - started
             log.info(
                 "relayed batch",
-                extra={"events": events, "deliveries": len(items), "seconds": round(seconds, 4)},
+                extra={
+                    "events": events,
+                    "deliveries": len(created),
+                    "seconds": round(seconds, 4),
+                },
             )
             for callback in self.on_batch:
-                callback(events, len(items), seconds)
-        return events, len(items)
+                callback(events, len(created), seconds)
+        return events, len(created)
 
     def _redis_lost_data(self) -> bool:
         # A key only the relays write: when it is missing, Redis was flushed or restarted
@@ -198,6 +229,54 @@ class Relay:
             )
         return len(items)
 
+    def probe_once(self) -> int:
+        """Hand each open circuit whose cooldown is over its one probe; return how many."""
+        rows = (
+            self._db()
+            .execute(queries.PROBE, {"batch": self.config.batch_size, "lease": self.config.lease})
+            .fetchall()
+        )
+        if rows:
+            queue.enqueue(
+                self._broker(), self.config.queue, [(int(r["id"]), r["message_id"]) for r in rows]
+            )
+            self.stats.probes += len(rows)
+            for r in rows:
+                log.info(
+                    "circuit probe", extra={"endpoint_id": r["endpoint_id"], "delivery_id": r["id"]}
+                )
+        if time.monotonic() >= self._sweep_at:
+            self._sweep_at = time.monotonic() + self.config.sweep_interval
+            swept = self._db().execute(queries.SWEEP_PARKED).rowcount
+            if swept:
+                log.info("deliveries no longer behind a circuit", extra={"deliveries": swept})
+        return len(rows)
+
+    def announce_once(self) -> int:
+        """Count and announce a batch of new dead letters; return how many."""
+        tenant = self.config.operations_tenant
+        conn = self._db()
+        with conn.transaction():
+            rows = conn.execute(queries.ANNOUNCE, {"batch": self.config.batch_size}).fetchall()
+            announced = [r for r in rows if operations.concerns(r["tenant_id"], tenant)]
+            if (
+                announced
+                and conn.execute(
+                    queries.SUBSCRIBED, {"tenant": tenant, "type": operations.DELIVERY_DEAD}
+                ).fetchone()
+            ):
+                publish_many(
+                    conn,
+                    [
+                        Event(a.event_type, a.payload, tenant)
+                        for a in operations.deliveries_dead(announced)
+                    ],
+                )
+        for r in rows:
+            reason = r["reason"]
+            self.stats.dead_letters[reason] = self.stats.dead_letters.get(reason, 0) + 1
+        return len(rows)
+
     # -- the loop -------------------------------------------------------------------------
 
     def step(self) -> int:
@@ -208,13 +287,20 @@ class Relay:
             work += events
             if events < self.config.batch_size:
                 break
-        if time.monotonic() < self._schedule_at:
+        now = time.monotonic()
+        if now >= self._announce_at:
+            while not self.stopping.is_set() and self.announce_once() >= self.config.batch_size:
+                pass
+            self._announce_at = now + self.config.announce_interval
+        if now < self._schedule_at:
             return work
         while not self.stopping.is_set():
             n = self.schedule_once()
             work += n
             if n < self.config.batch_size:
                 break
+        if not self.stopping.is_set():
+            work += self.probe_once()
         self._schedule_at = time.monotonic() + self.config.poll_interval
         return work
 

@@ -12,14 +12,25 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from worker.outcome import Kind, Outcome
 
-__all__ = ["Action", "DeadReason", "Decision", "decide", "default_jitter", "defer"]
+__all__ = [
+    "DEAD_REASONS",
+    "Action",
+    "DeadReason",
+    "Decision",
+    "decide",
+    "default_jitter",
+    "defer",
+]
 
 Action = Literal["succeed", "retry", "dead", "defer", "disable"]
-DeadReason = Literal["attempts_exhausted", "expired", "endpoint_disabled"]
+#: Why a delivery went to the dead letters: the one vocabulary of the retry policy, the
+#: engine, `dlq list --reason`, the webhooks_dead_letters_total metric and the README.
+DeadReason = Literal["attempts_exhausted", "expired", "endpoint_disabled", "tenant_mismatch"]
+DEAD_REASONS: tuple[DeadReason, ...] = get_args(DeadReason)
 
 # A deferral sooner than this would spin on an endpoint that is asking us to slow down.
 _MIN_THROTTLE_DELAY = 1.0

@@ -93,6 +93,10 @@ class Settings:
     relay_metrics_port: int = 9192
     log_format: str = "text"
     queue_name: str = "webhooks"
+    circuit_failures: int = 5
+    circuit_cooldown: float = 30.0
+    circuit_max_cooldown: float = 600.0
+    operations_tenant: str = "operations"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -149,7 +153,40 @@ class Settings:
                 raise ValueError("must be a postgresql:// URL or a libpq key=value string")
             return raw
 
+        def at_least_zero(raw: str) -> int:
+            value = integer(raw)
+            if value < 0:
+                raise ValueError(f"must be 0 (off) or more, got {raw!r}")
+            return value
+
+        def tenant(raw: str) -> str:
+            if len(raw) > 100 or not raw.isprintable():
+                raise ValueError("must be printable text of at most 100 characters")
+            return raw
+
+        cooldown: float = conv(  # type: ignore[assignment]
+            "WEBHOOKS_CIRCUIT_COOLDOWN", positive(parse_duration), defaults.circuit_cooldown
+        )
+        max_cooldown: float = conv(  # type: ignore[assignment]
+            "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
+            positive(parse_duration),
+            max(defaults.circuit_max_cooldown, cooldown),
+        )
+        if max_cooldown < cooldown:
+            raise ConfigError(
+                "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
+                f"must be at least WEBHOOKS_CIRCUIT_COOLDOWN ({format_duration(cooldown)})",
+            )
+
         return cls(
+            circuit_failures=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_CIRCUIT_FAILURES", at_least_zero, defaults.circuit_failures
+            ),
+            circuit_cooldown=cooldown,
+            circuit_max_cooldown=max_cooldown,
+            operations_tenant=conv(  # type: ignore[arg-type]
+                "WEBHOOKS_OPERATIONS_TENANT", tenant, defaults.operations_tenant
+            ),
             database_url=conv("DATABASE_URL", database_url, None),  # type: ignore[arg-type]
             redis_url=conv("REDIS_URL", redis_url, defaults.redis_url),  # type: ignore[arg-type]
             secret_key=get("WEBHOOKS_SECRET_KEY"),

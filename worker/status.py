@@ -25,9 +25,14 @@ select
     (select count(*) from webhooks.deliveries
       where status = 'pending' and locked_until > now()) as in_flight,
     (select count(*) from webhooks.deliveries
-      where status = 'pending' and message_id is null and next_attempt_at > now()) as waiting,
+      where status = 'pending' and message_id is null and next_attempt_at > now()
+        and not circuit_wait) as waiting,
+    (select count(*) from webhooks.deliveries
+      where status = 'pending' and circuit_wait) as behind_open_circuits,
     (select count(*) from webhooks.dead_letters where replayed_at is null) as dead_letters,
     (select count(*) from webhooks.endpoints where not enabled) as disabled_endpoints,
+    (select count(*) from webhooks.endpoints
+      where enabled and circuit_open_until is not null) as open_circuits,
     (select count(*) from webhooks.endpoints) as endpoints
 """
 

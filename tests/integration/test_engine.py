@@ -27,7 +27,9 @@ WORKER_CONNECTIONS = (
 
 def fan_out(p: Pipeline) -> list[tuple[int, str]]:
     """Create the deliveries of every published event, as the relay does, without a queue."""
-    rows = p.conn.execute(queries.FAN_OUT, {"batch": 10_000, "lease": 30.0}).fetchall()
+    rows = p.conn.execute(
+        queries.FAN_OUT, {"batch": 10_000, "lease": 30.0, "max_age": 86400.0}
+    ).fetchall()
     return [(r["id"], r["message_id"]) for r in rows if r["id"] is not None]
 
 

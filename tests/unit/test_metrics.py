@@ -48,14 +48,12 @@ def test_delivery_metrics_count_what_the_deliverer_reports() -> None:
     m.attempt("failed", 0.2)
     m.attempt("succeeded", 0.05)
     m.succeeded(1.5)
-    m.dead("attempts_exhausted")
     got = samples(registry)
     assert got[("webhooks_attempts_total", (("outcome", "failed"),))] == 1
     assert got[("webhooks_attempts_total", (("outcome", "succeeded"),))] == 1
     assert got[("webhooks_attempt_duration_seconds_count", ())] == 2
     assert got[("webhooks_attempt_duration_seconds_sum", ())] == pytest.approx(0.25)
     assert got[("webhooks_delivery_latency_seconds_count", ())] == 1
-    assert got[("webhooks_dead_letters_total", (("reason", "attempts_exhausted"),))] == 1
 
 
 def test_delivery_metrics_show_how_full_the_engine_is() -> None:
@@ -73,18 +71,22 @@ def test_every_outcome_and_dead_letter_reason_is_exported_at_zero_before_it_happ
     got = samples(registry)
     for outcome in ("succeeded", "failed", "throttled", "gone"):
         assert got[("webhooks_attempts_total", (("outcome", outcome),))] == 0
-    for reason in ("attempts_exhausted", "expired", "endpoint_disabled"):
-        assert got[("webhooks_dead_letters_total", (("reason", reason),))] == 0
+    relay = samples(metrics.relay_registry(Stats(), metrics.BacklogCollector(lambda: GAUGES)))
+    for reason in ("attempts_exhausted", "expired", "endpoint_disabled", "tenant_mismatch"):
+        assert relay[("webhooks_dead_letters_total", (("reason", reason),))] == 0
 
 
 def test_the_relay_exports_its_stats_as_counters() -> None:
-    stats = Stats(events=7, deliveries=12, scheduled=3, reenqueued=1)
+    stats = Stats(events=7, deliveries=12, scheduled=3, reenqueued=1, probes=2)
+    stats.dead_letters["expired"] = 4
     registry = metrics.relay_registry(stats, metrics.BacklogCollector(lambda: GAUGES))
     got = samples(registry)
     assert got[("webhooks_events_relayed_total", ())] == 7
     assert got[("webhooks_deliveries_created_total", ())] == 12
     assert got[("webhooks_deliveries_scheduled_total", ())] == 3
     assert got[("webhooks_deliveries_reenqueued_total", ())] == 1
+    assert got[("webhooks_circuit_probes_total", ())] == 2
+    assert got[("webhooks_dead_letters_total", (("reason", "expired"),))] == 4
     assert got[("webhooks_outbox_pending", ())] == GAUGES["webhooks_outbox_pending"]
     assert ("process_resident_memory_bytes", ()) in got
     stats.events += 1

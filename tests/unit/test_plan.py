@@ -36,6 +36,10 @@ def job(**changes: Any) -> plan.Claimed:
         rate_limit=None,
         enabled=True,
         failing_since=None,
+        consecutive_failures=0,
+        circuit_open_until=None,
+        circuit_probe_id=None,
+        circuit_probe_until=None,
     )
     return dataclasses.replace(base, **changes)
 
@@ -119,26 +123,3 @@ def test_settle(
 def test_a_retry_is_scheduled_by_the_schedule_slot_of_the_next_attempt() -> None:
     s = settle(job(spent=1), FAILED)
     assert s.decision.next_attempt_at == NOW + timedelta(seconds=300)
-
-
-@pytest.mark.parametrize(
-    ("outcomes", "expected"),
-    [
-        ([], {}),
-        ([("a", Kind.SUCCEEDED)], {"a": "ok"}),
-        ([("a", Kind.FAILED), ("a", Kind.FAILED)], {"a": "failing"}),
-        ([("a", Kind.FAILED), ("a", Kind.SUCCEEDED)], {"a": "ok"}),
-        ([("a", Kind.SUCCEEDED), ("a", Kind.FAILED)], {"a": "failing_again"}),
-        ([("a", Kind.SUCCEEDED), ("a", Kind.FAILED), ("a", Kind.FAILED)], {"a": "failing_again"}),
-        # Throttles and 410s say nothing of health.
-        ([("a", Kind.THROTTLED), ("b", Kind.GONE)], {}),
-        ([("a", Kind.FAILED), ("b", Kind.SUCCEEDED)], {"a": "failing", "b": "ok"}),
-    ],
-)
-def test_endpoint_health(outcomes: list[tuple[str, Kind]], expected: dict[str, str]) -> None:
-    assert plan.endpoint_health(outcomes) == expected
-
-
-def test_a_claim_row_becomes_a_typed_job_ignoring_extra_columns() -> None:
-    row = {f.name: getattr(job(), f.name) for f in dataclasses.fields(plan.Claimed)}
-    assert plan.Claimed.from_row({**row, "now": NOW}) == job()

@@ -29,18 +29,20 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from worker import queries
-from worker.breaker import CircuitBreaker, InFlightLimiter
+from producers import apublish
+from worker import operations, queries
+from worker.breaker import InFlightLimiter
 from worker.engine import plan
 from worker.engine.http import Sender, classify_failure
 from worker.engine.request import (
@@ -59,6 +61,7 @@ from worker.vault import Vault
 __all__ = ["DEFAULT_CONCURRENCY", "Engine", "Observer"]
 
 log = logging.getLogger("webhooks.worker")
+T = TypeVar("T")
 
 #: Requests in flight per process by default: ~1,000 deliveries/s per process at 250 ms.
 DEFAULT_CONCURRENCY = 256
@@ -79,7 +82,6 @@ class Observer(Protocol):
 
     def attempt(self, outcome: str, seconds: float) -> None: ...
     def succeeded(self, latency: float) -> None: ...
-    def dead(self, reason: str) -> None: ...
     def held(self, count: int, capacity: int) -> None: ...
 
 
@@ -88,9 +90,6 @@ class _Quiet:
         pass
 
     def succeeded(self, latency: float) -> None:
-        pass
-
-    def dead(self, reason: str) -> None:
         pass
 
     def held(self, count: int, capacity: int) -> None:
@@ -117,7 +116,6 @@ class Engine:
         redis_client: redis.Redis | None = None,
         sender: Sender | None = None,
         vault: Vault | None = None,
-        breaker: CircuitBreaker | None = None,
         observer: Observer | None = None,
         application_name: str = "webhooks-worker",
     ) -> None:
@@ -134,7 +132,9 @@ class Engine:
             max_connections=concurrency,
         )
         self.vault = vault or Vault(settings.secret_key)
-        self.breaker = breaker or CircuitBreaker()
+        self.policy = plan.CircuitPolicy(
+            settings.circuit_failures, settings.circuit_cooldown, settings.circuit_max_cooldown
+        )
         self.busy = InFlightLimiter(max(1, concurrency // 2))
         self.observer: Observer = observer or _Quiet()
         self.outage = Outage("Postgres or Redis", log)
@@ -277,15 +277,24 @@ class Engine:
     async def _execute(
         self, sql: str, params: Mapping[str, Any], patience: float
     ) -> list[dict[str, Any]]:
+        async def one(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+        return await self._with_conn(one, patience)
+
+    async def _with_conn(
+        self, work: Callable[[AsyncConnection[Any]], Awaitable[T]], patience: float
+    ) -> T:
+        """Run `work` on a pooled connection; retry it through short outages."""
         give_up = time.monotonic() + patience
         delay = 0.1
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    cursor = await conn.execute(sql, params)
-                    rows: list[dict[str, Any]] = await cursor.fetchall()
+                    result = await work(conn)
                 self.outage.recovered()
-                return rows
+                return result
             except TRANSIENT as exc:
                 self.outage.failed(exc)
                 if time.monotonic() + delay > give_up:
@@ -330,6 +339,8 @@ class Engine:
         admitted: list[plan.Claimed] = []
         for job in jobs:
             release = plan.admit(job, now, max_age)
+            if release is None and self.policy.failures and not plan.circuit_allows(job, now):
+                release = plan.park(job, max_age)
             if release is not None:
                 self._release(job, release)
             else:
@@ -346,19 +357,11 @@ class Engine:
         """Return (seconds to wait or None, whether a slow-endpoint slot was taken)."""
         if rate_wait is not None:
             return rate_wait, False
-        slot = False
         if self._is_slow(job.endpoint_id):
             if not self.busy.try_acquire(job.endpoint_id):
                 return 1.0 + random.uniform(0, 1), False
-            slot = True
-        # Asked last: when the circuit is half-open this hands out the one probe, which must
-        # not be lost to a deferral by the other gates.
-        wait = self.breaker.allow(job.endpoint_id)
-        if wait is not None:
-            if slot:
-                self.busy.release(job.endpoint_id)
-            return wait + random.uniform(0, 1), False
-        return None, slot
+            return None, True
+        return None, False
 
     async def _rate_waits(self, jobs: Sequence[plan.Claimed]) -> dict[int, float]:
         """Count each job against its endpoint's per-second limit, in one Redis round trip."""
@@ -393,10 +396,6 @@ class Engine:
                 self.busy.release(job.endpoint_id)
         duration = time.monotonic() - started
         self._observe_latency(job.endpoint_id, duration)
-        if outcome.kind in (Kind.SUCCEEDED, Kind.FAILED):
-            self.breaker.record(job.endpoint_id, outcome.kind is Kind.SUCCEEDED)
-        else:
-            self.breaker.release(job.endpoint_id)  # a throttle says nothing of its health
         self._finished.append(_Finished(job, outcome, body, started_at, duration))
         self._wake_writer()
 
@@ -462,6 +461,7 @@ class Engine:
                 "next": _iso(release.next_attempt_at),
                 "status": "dead" if release.dead_reason else "pending",
                 "dead_reason": release.dead_reason,
+                "wait": release.circuit_wait,
             }
             for job, release in batch
         ]
@@ -472,10 +472,9 @@ class Engine:
         )
         moved = {row["id"] for row in released}
         for job, release in batch:
-            if release.dead_reason and job.id in moved:  # counted once, by whoever killed it
+            if release.dead_reason and job.id in moved:
                 if release.dead_reason == "tenant_mismatch":
                     log.error("delivery crosses tenants", extra={"delivery_id": job.id})
-                self.observer.dead(release.dead_reason)
                 log.info("delivery dead", extra=_fields(job, reason=release.dead_reason))
 
     async def _write_attempts(self, batch: Sequence[_Finished]) -> None:
@@ -493,27 +492,39 @@ class Engine:
             for f in batch
         ]
         rows = [_record_row(f, s) for f, s in zip(batch, settled, strict=True)]
-        health = plan.endpoint_health((f.job.endpoint_id, f.outcome.kind) for f in batch)
-        recorded = await self._execute(
-            queries.RECORD,
-            {
-                "rows": Jsonb(rows),
-                "ids": [f.job.id for f in batch],
-                "health": Jsonb([{"endpoint_id": k, "state": v} for k, v in health.items()]),
-            },
-            self._lock_seconds,
-        )
+        by_endpoint: dict[str, list[_Finished]] = {}
+        for f in batch:
+            by_endpoint.setdefault(f.job.endpoint_id, []).append(f)
+        # Endpoints that only succeeded and looked healthy: one cheap reset in RECORD.
+        # Any other: folded under the endpoint's row lock (plan.fold_health).
+        reset, folded = [], {}
+        for endpoint_id, group in by_endpoint.items():
+            if any(plan.needs_health(f.job, [f.outcome.kind]) for f in group):
+                folded[endpoint_id] = [(f.job.id, f.outcome.kind) for f in group]
+            elif any(f.outcome.kind is Kind.SUCCEEDED for f in group):
+                reset.append(endpoint_id)
+        params = {
+            "rows": Jsonb(rows),
+            "ids": [f.job.id for f in batch],
+            "reset": reset,
+        }
+
+        async def record(conn: AsyncConnection[Any]) -> tuple[list[dict[str, Any]], list[_Change]]:
+            async with conn.transaction():
+                cursor = await conn.execute(queries.RECORD, params)
+                recorded = await cursor.fetchall()
+                changes = await self._fold_health(conn, folded, now) if folded else []
+            return recorded, changes
+
+        recorded, changes = await self._with_conn(record, self._lock_seconds)
         was = {row["id"]: row["was"] for row in recorded}
         disable: dict[str, str] = {}
         for f, s in zip(batch, settled, strict=True):
             self.observer.attempt(f.outcome.kind.value, f.duration)
             # Only the attempt that moved the delivery out of pending counts it as finished
             # (a concurrent disable may have killed it meanwhile).
-            moved = was.get(f.job.id) == "pending"
-            if moved and s.status == "succeeded":
+            if was.get(f.job.id) == "pending" and s.status == "succeeded":
                 self.observer.succeeded((now - f.job.event_created_at).total_seconds())
-            elif moved and s.status == "dead" and s.decision.reason:
-                self.observer.dead(s.decision.reason)
             log.info(
                 "delivery %s",
                 s.decision.action,
@@ -528,27 +539,141 @@ class Engine:
             )
             if s.disable_reason:
                 disable.setdefault(f.job.endpoint_id, s.disable_reason)
+        for change in changes:
+            change.log()
         for endpoint_id, reason in disable.items():
             self._spawn(self._disable(endpoint_id, reason))
 
+    async def _fold_health(
+        self,
+        conn: AsyncConnection[Any],
+        results: Mapping[str, list[tuple[int, Kind]]],
+        now: datetime,
+    ) -> list[_Change]:
+        """Fold the batch into each endpoint's stored health, in the record's transaction."""
+        cursor = await conn.execute(queries.HEALTH_LOCK, {"ids": list(results)})
+        changes = []
+        for row in await cursor.fetchall():
+            before = _health(row)
+            change = plan.fold_health(before, results[row["id"]], now, self.policy)
+            if change.health != before:
+                changes.append(_Change(row, before, change))
+        if not changes:
+            return []
+        await conn.execute(
+            queries.HEALTH_WRITE,
+            {"rows": Jsonb([_health_row(c.endpoint["id"], c.change.health) for c in changes])},
+        )
+        closed = [c.endpoint["id"] for c in changes if c.change.closed]
+        if closed:
+            await conn.execute(queries.UNPARK, {"ids": closed})
+        ops_tenant = self.settings.operations_tenant
+        for c in changes:
+            if operations.concerns(c.endpoint["tenant_id"], ops_tenant):
+                for event in c.announcements():
+                    await _announce(conn, event, ops_tenant)
+        return changes
+
     async def _disable(self, endpoint_id: str, reason: str) -> None:
         """Disable an endpoint; its pending deliveries become dead letters."""
+        ops_tenant = self.settings.operations_tenant
+
+        async def disable(conn: AsyncConnection[Any]) -> dict[str, Any] | None:
+            async with conn.transaction():
+                cursor = await conn.execute(
+                    queries.DISABLE_ENDPOINT, {"id": endpoint_id, "tenant": None, "reason": reason}
+                )
+                row = await cursor.fetchone()
+                if row is not None and operations.concerns(row["tenant_id"], ops_tenant):
+                    event = operations.endpoint_disabled(row, reason, int(row["dead_lettered"]))
+                    await _announce(conn, event, ops_tenant)
+            return row
+
         try:
-            rows = await self._execute(
-                queries.DISABLE_ENDPOINT,
-                {"id": endpoint_id, "tenant": None, "reason": reason},
-                self._lock_seconds,
-            )
+            row = await self._with_conn(disable, self._lock_seconds)
         except Exception:
             log.exception("could not disable endpoint %s", endpoint_id)
             return
-        moved = int(rows[0]["dead_lettered"]) if rows else 0
+        moved = int(row["dead_lettered"]) if row else 0
         log.warning(
             "endpoint disabled",
             extra={"endpoint_id": endpoint_id, "reason": reason, "dead_lettered": moved},
         )
-        for _ in range(moved):
-            self.observer.dead("endpoint_disabled")
+
+
+@dataclass(frozen=True)
+class _Change:
+    """An endpoint whose health a batch changed, for its log lines and events."""
+
+    endpoint: Mapping[str, Any]
+    before: plan.Health
+    change: plan.HealthChange
+
+    def announcements(self) -> list[operations.Announcement]:
+        out = []
+        health = self.change.health
+        if self.change.opened:
+            out.append(
+                operations.circuit_opened(
+                    self.endpoint, health.consecutive_failures, health.circuit_open_until
+                )
+            )
+        if self.change.recovered:
+            out.append(
+                operations.recovered(
+                    self.endpoint, self.before.consecutive_failures, self.before.is_open
+                )
+            )
+        return out
+
+    def log(self) -> None:
+        health = self.change.health
+        extra = {
+            "endpoint_id": self.endpoint["id"],
+            "consecutive_failures": health.consecutive_failures,
+            "probe_at": _iso(health.circuit_open_until),
+        }
+        if self.change.opened:
+            log.warning("circuit opened", extra=extra)
+        elif self.change.probe_failed:
+            log.warning("circuit probe failed; circuit stays open", extra=extra)
+        if self.change.closed:
+            log.info(
+                "circuit closed",
+                extra={**extra, "failures_before": self.before.consecutive_failures},
+            )
+
+
+async def _announce(
+    conn: AsyncConnection[Any], event: operations.Announcement, tenant: str
+) -> None:
+    """Publish an operational event in the caller's transaction, if anyone subscribes."""
+    cursor = await conn.execute(queries.SUBSCRIBED, {"tenant": tenant, "type": event.event_type})
+    if await cursor.fetchone():
+        await apublish(conn, event.event_type, event.payload, tenant_id=tenant)
+
+
+def _health(row: Mapping[str, Any]) -> plan.Health:
+    return plan.Health(
+        row["consecutive_failures"],
+        row["failing_since"],
+        row["circuit_open_until"],
+        row["circuit_cooldown"],
+        row["circuit_probe_id"],
+        row["circuit_probe_until"],
+    )
+
+
+def _health_row(endpoint_id: str, health: plan.Health) -> dict[str, Any]:
+    return {
+        "id": endpoint_id,
+        "consecutive_failures": health.consecutive_failures,
+        "failing_since": _iso(health.failing_since),
+        "circuit_open_until": _iso(health.circuit_open_until),
+        "circuit_cooldown": health.circuit_cooldown,
+        "circuit_probe_id": health.circuit_probe_id,
+        "circuit_probe_until": _iso(health.circuit_probe_until),
+    }
 
 
 def rate_waits(client: redis.Redis, jobs: Iterable[plan.Claimed], now: float) -> dict[int, float]:
