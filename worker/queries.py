@@ -274,8 +274,8 @@ with ep as (
 select (select count(*) from ep) as endpoints, (select count(*) from unparked) as unparked
 """
 
-# The scheduler hands each open circuit whose cooldown is over its one probe: a pending
-# delivery of that endpoint, given a message and the probe's turn until `lease` has passed
+# The scheduler hands each open circuit whose cooldown is over its one probe: the endpoint's
+# most overdue pending delivery (the probe is its next attempt), given a message and the probe's turn until `lease` has passed
 # (a probe lost with its worker is replaced then). Endpoints are taken SKIP LOCKED, so two
 # relays never probe one endpoint twice (guarantee 7, and one probe across all processes).
 PROBE = """
@@ -287,6 +287,7 @@ with due as (
         from webhooks.deliveries d
         where d.endpoint_id = e.id and d.status = 'pending'
           and (d.locked_until is null or d.locked_until < now())
+        order by d.next_attempt_at
         limit 1
     ) p
     where e.circuit_open_until is not null and e.circuit_open_until <= now()
