@@ -566,6 +566,53 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
     click.echo("\n" + _attempt_rows(row["attempts"]))
 
 
+@deliveries.command("retry")
+@click.argument("delivery_id", type=int)
+@tenant_option
+@json_option
+def deliveries_retry(delivery_id: int, tenant: str | None, as_json: bool) -> None:
+    """Attempt a pending delivery now (one attempt, counted like any other)."""
+    from worker import deliveries as store
+
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        done = store.retry(
+            conn, _redis(), delivery_id, tenant_id=tenant, queue_name=conf.queue_name
+        )
+    if as_json:
+        emit_json(done)
+    else:
+        click.echo(f"delivery {delivery_id} queued for an attempt now")
+
+
+@deliveries.command("resend")
+@click.argument("delivery_id", type=int)
+@tenant_option
+@json_option
+def deliveries_resend(delivery_id: int, tenant: str | None, as_json: bool) -> None:
+    """Send a succeeded or dead delivery again (same webhook-id, fresh retry budget)."""
+    from worker import deliveries as store
+    from worker import dlq as letters
+
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        done = store.resend(
+            conn,
+            _redis(),
+            delivery_id,
+            tenant_id=tenant,
+            queue_name=conf.queue_name,
+            by=letters.operator(),
+        )
+    if as_json:
+        emit_json(done)
+    else:
+        click.echo(
+            f"delivery {delivery_id} ({done.previous_status}) queued to be sent again "
+            f"with webhook-id {done.event_id}"
+        )
+
+
 @main.group()
 def dlq() -> None:
     """Inspect and replay dead letters."""

@@ -72,6 +72,7 @@ INVARIANTS = (
          and e.created_at < o.relayed_at
          and e.updated_at < o.relayed_at
          and e.enabled
+         and (o.endpoint_id is null or o.endpoint_id = e.id)
         where o.relayed_at is not null
           and not exists (select 1 from webhooks.deliveries d
                           where d.event_id = o.id and d.endpoint_id = e.id)
