@@ -229,11 +229,85 @@ def endpoint_add(
         click.echo(fields([*_endpoint_fields(ep), ("secret", secret)]))
 
 
+def _as_plain(value: Any) -> dict[str, Any]:
+    from worker.output import plain
+
+    out: dict[str, Any] = plain(value)
+    return out
+
+
 def _as_dict(ep: Endpoint) -> dict[str, Any]:
     from worker.output import plain
 
     out: dict[str, Any] = plain(ep)
     return out
+
+
+@endpoint.command("update")
+@click.argument("endpoint_id")
+@click.option("--url", default=None, help="New URL (checked as by add).")
+@click.option(
+    "--event-type",
+    "event_types",
+    multiple=True,
+    help="Deliver only these types (repeat); replaces the filter.",
+)
+@click.option("--all-event-types", is_flag=True, help="Remove the filter: deliver every type.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    help="Header 'Name: value' (repeat); replaces all custom headers.",
+)
+@click.option("--clear-headers", is_flag=True, help="Remove every custom header.")
+@click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per second at most.")
+@click.option("--no-rate-limit", is_flag=True, help="Remove the rate limit.")
+@click.option("--description", default=None, help="Free text shown in listings.")
+@tenant_option
+@json_option
+def endpoint_update(
+    endpoint_id: str,
+    url: str | None,
+    event_types: tuple[str, ...],
+    all_event_types: bool,
+    headers: tuple[str, ...],
+    clear_headers: bool,
+    rate_limit: int | None,
+    no_rate_limit: bool,
+    description: str | None,
+    tenant: str | None,
+    as_json: bool,
+) -> None:
+    """Change only what is given; print the endpoint as it is now.
+
+    --event-type and --header replace the filter and the custom headers with those given;
+    --all-event-types, --clear-headers and --no-rate-limit remove them.
+    """
+    for given, clear, names in (
+        (event_types, all_event_types, "--event-type and --all-event-types"),
+        (headers, clear_headers, "--header and --clear-headers"),
+        (rate_limit is not None, no_rate_limit, "--rate-limit and --no-rate-limit"),
+    ):
+        if given and clear:
+            raise click.UsageError(f"{names} cannot be combined")
+    changes: dict[str, Any] = {"url": url, "description": description}
+    if event_types or all_event_types:
+        changes["event_types"] = event_types or None
+    if headers or clear_headers:
+        changes["headers"] = dict(parse_header(h) for h in headers)
+    if rate_limit is not None or no_rate_limit:
+        changes["rate_limit"] = rate_limit
+    if all(v is None for v in (url, description)) and len(changes) == 2:
+        raise click.UsageError(
+            "nothing to update: give --url, --event-type, --all-event-types, --header, "
+            "--clear-headers, --rate-limit, --no-rate-limit or --description"
+        )
+    with connect(settings().require_database_url()) as conn:
+        ep = _registry(conn).update(endpoint_id, tenant_id=tenant, **changes)
+    if as_json:
+        emit_json(ep)
+    else:
+        click.echo(fields(_endpoint_fields(ep)))
 
 
 @endpoint.command("list")
@@ -340,16 +414,29 @@ def endpoint_rotate(endpoint_id: str, grace: str, tenant: str | None, as_json: b
 
 @endpoint.command("delete")
 @click.argument("endpoint_id")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking for confirmation.")
 @tenant_option
 @json_option
-def endpoint_delete(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
-    """Delete an endpoint with its deliveries and dead letters."""
+def endpoint_delete(endpoint_id: str, yes: bool, tenant: str | None, as_json: bool) -> None:
+    """Delete an endpoint with its deliveries and dead letters (asks first on a terminal)."""
     with connect(settings().require_database_url()) as conn:
-        _registry(conn).delete(endpoint_id, tenant_id=tenant)
+        registry = _registry(conn)
+        if not yes:
+            ep = registry.get(endpoint_id, tenant_id=tenant)
+            if not sys.stdin.isatty():
+                raise click.UsageError(
+                    "deleting an endpoint needs confirmation: pass --yes to delete it"
+                )
+            going = registry.dependents(endpoint_id, tenant_id=tenant)
+            click.echo(f"endpoint {ep.id} ({ep.url}) has {going.describe()}.", err=True)
+            if not click.confirm("Delete it and them?", default=False, err=True):
+                click.echo("not deleted", err=True)
+                sys.exit(1)
+        gone = registry.delete(endpoint_id, tenant_id=tenant)
     if as_json:
-        emit_json({"id": endpoint_id, "deleted": True})
+        emit_json({"id": endpoint_id, "deleted": True, **_as_plain(gone)})
     else:
-        click.echo(f"deleted {endpoint_id}")
+        click.echo(f"deleted {endpoint_id} with {gone.describe()}")
 
 
 # -- publish ------------------------------------------------------------------------------

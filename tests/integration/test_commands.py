@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.helpers import run_cli
 from tests.integration.test_delivery import verify
@@ -222,3 +227,162 @@ def test_resend_of_a_dead_delivery_replays_its_dead_letter(
     assert letter["replays"][0]["trigger"] == "resend" and letter["replays"][0]["by"]
     assert p.value("select trigger from webhooks.attempts") == "resend"
     assert run_cli("check", env=penv(p)).returncode == 0
+
+
+# -- endpoint update -------------------------------------------------------------------------
+
+
+def test_endpoint_update_changes_only_what_is_given(pipeline: Pipeline, receiver: Receiver) -> None:
+    p = pipeline
+    ep, secret = p.endpoint(
+        receiver.url("/old"),
+        event_types=["a.b"],
+        headers={"X-Team": "one"},
+        rate_limit=5,
+        description="first",
+    )
+    moved = run_cli("endpoint", "update", ep, "--url", receiver.url("/new"), "--json", env=penv(p))
+    assert moved.returncode == 0, moved.stderr
+    shown = json.loads(moved.stdout)
+    assert shown["url"] == receiver.url("/new")
+    assert (shown["event_types"], shown["headers"], shown["rate_limit"]) == (
+        ["a.b"],
+        {"X-Team": "one"},
+        5,
+    )
+    assert shown["description"] == "first" and shown["secrets"] == 1
+
+    replaced = run_cli(
+        "endpoint", "update", ep, "--event-type", "c.d", "--event-type", "e.f",
+        "--header", "X-Other: two", "--description", "second", "--json", env=penv(p),
+    )  # fmt: skip
+    shown = json.loads(replaced.stdout)
+    assert shown["event_types"] == ["c.d", "e.f"] and shown["headers"] == {"X-Other": "two"}
+    assert shown["rate_limit"] == 5 and shown["description"] == "second"
+
+    cleared = run_cli(
+        "endpoint", "update", ep, "--all-event-types", "--clear-headers", "--no-rate-limit",
+        env=penv(p),
+    )  # fmt: skip
+    assert cleared.returncode == 0, cleared.stderr
+    assert re.search(r"^event types:\s+all$", cleared.stdout, re.MULTILINE)
+    assert re.search(r"^rate limit:\s+-$", cleared.stdout, re.MULTILINE)
+    got = p.registry.get(ep)
+    assert (got.event_types, got.headers, got.rate_limit) == (None, {}, None)
+
+    # The change takes effect: the next event goes to the new URL, signed as before.
+    p.start_relay()
+    p.start_worker()
+    p.publish("x.y", {})
+    verify(secret, receiver.wait_for("/new", 1)[0])
+    p.settle()
+    assert receiver.to("/old") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "ftp://x"], "error: URL must use http or https"),
+        (["--header", "webhook-id: 1"], "cannot be set"),
+        (["--event-type", "a.b", "--all-event-types"], "cannot be combined"),
+        (["--rate-limit", "3", "--no-rate-limit"], "cannot be combined"),
+        ([], "nothing to update"),
+    ],
+)
+def test_endpoint_update_refuses_bad_input_before_writing(
+    pipeline: Pipeline, args: list[str], message: str
+) -> None:
+    p = pipeline
+    ep, _ = p.endpoint("http://127.0.0.1:9/x")
+    before = p.registry.get(ep)
+    result = run_cli("endpoint", "update", ep, *args, env=penv(p))
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert p.registry.get(ep) == before
+    other = run_cli("endpoint", "update", ep, "--description", "x", "--tenant", "acme", env=penv(p))
+    assert other.returncode == 1 and f"no endpoint with id {ep}" in other.stderr
+
+
+# -- endpoint delete -------------------------------------------------------------------------
+
+
+def dead_and_pending(p: Pipeline) -> str:
+    """An endpoint with two deliveries: one pending, one dead (with its dead letter)."""
+    ep, _ = p.endpoint("http://127.0.0.1:9/x")
+    p.publish("a.b", {})
+    p.publish("a.b", {})
+    relay = p.start_relay()
+    p.wait_until(lambda: p.value("select count(*) from webhooks.deliveries") == 2)
+    relay.stop()
+    p.conn.execute(
+        "update webhooks.deliveries set status = 'dead', dead_reason = 'expired'"
+        " where id = (select min(id) from webhooks.deliveries)"
+    )
+    return ep
+
+
+def test_endpoint_delete_without_a_terminal_needs_yes(pipeline: Pipeline) -> None:
+    p = pipeline
+    ep = dead_and_pending(p)
+    refused = run_cli("endpoint", "delete", ep, env=penv(p))
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "pass --yes" in line
+    assert p.value("select count(*) from webhooks.endpoints") == 1
+
+    done = run_cli("endpoint", "delete", ep, "--yes", env=penv(p))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (f"deleted {ep} with 2 deliveries (1 pending) and 1 dead letter")
+    assert p.value("select count(*) from webhooks.deliveries") == 0
+
+
+def test_endpoint_delete_on_a_terminal_says_what_goes_and_asks(pipeline: Pipeline) -> None:
+    p = pipeline
+    ep = dead_and_pending(p)
+    no = on_terminal(["endpoint", "delete", ep], "n\n", penv(p))
+    assert no.returncode == 1
+    assert "has 2 deliveries (1 pending) and 1 dead letter" in no.output
+    assert "not deleted" in no.output
+    assert p.value("select count(*) from webhooks.endpoints") == 1
+    yes = on_terminal(["endpoint", "delete", ep, "--json"], "y\n", penv(p))
+    assert yes.returncode == 0, yes.output
+    assert p.value("select count(*) from webhooks.endpoints") == 0
+    assert '"dead_letters": 1' in yes.output
+
+
+@dataclass
+class Session:
+    returncode: int
+    output: str
+
+
+def on_terminal(args: list[str], answer: str, env: dict[str, str]) -> Session:
+    """Run the CLI with a pseudo-terminal as its stdin and stderr; type ``answer``."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", *args],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**_clean_env(), **env},
+    )
+    os.close(follower)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            output += chunk
+            if not answered and b"[y/N]" in output:
+                os.write(leader, answer.encode())
+                answered = True
+        elif proc.poll() is not None:
+            break
+    stdout, _ = proc.communicate(timeout=30)
+    os.close(leader)
+    return Session(proc.returncode, output.decode(errors="replace") + stdout.decode())
