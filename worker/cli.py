@@ -576,6 +576,8 @@ def deliveries() -> None:
 @click.option("--status", type=click.Choice(["pending", "succeeded", "dead"]))
 @click.option("--endpoint", "endpoint_id", help="Only this endpoint's deliveries.")
 @click.option("--event", "event_id", help="Only this event's deliveries.")
+@click.option("--event-type", help="Only deliveries of this event type.")
+@click.option("--since", help="Only those created since (2h, or an ISO time).")
 @tenant_option
 @paged
 @json_option
@@ -583,6 +585,8 @@ def deliveries_list(
     status: str | None,
     endpoint_id: str | None,
     event_id: str | None,
+    event_type: str | None,
+    since: str | None,
     tenant: str | None,
     limit: int,
     offset: int,
@@ -597,6 +601,8 @@ def deliveries_list(
             status=status,
             endpoint_id=endpoint_id,
             event_id=event_id,
+            event_type=event_type,
+            since=when(since),
             tenant_id=tenant,
             limit=limit,
             offset=offset,
@@ -882,14 +888,15 @@ def _dead_letters(count: int) -> str:
 
 
 @main.command()
+@tenant_option
 @json_option
-def status(as_json: bool) -> None:
+def status(tenant: str | None, as_json: bool) -> None:
     """Show outbox backlog and lag, deliveries by state, dead letters and queue depth."""
     from worker import status as state
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
-        row = state.status(conn, _redis(), conf.queue_name)
+        row = state.status(conn, _redis(), conf.queue_name, tenant_id=tenant)
     if as_json:
         emit_json(row)
         return
@@ -908,7 +915,7 @@ def status(as_json: bool) -> None:
                 ("endpoints", row["endpoints"]),
                 ("disabled endpoints", row["disabled_endpoints"]),
                 (
-                    "queue depth",
+                    "queue depth" + (" (all tenants)" if tenant is not None else ""),
                     row["queue_depth"]
                     if row["queue_depth"] is not None
                     else "unknown (Redis unreachable)",

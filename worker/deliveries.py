@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,6 +29,8 @@ where (%(status)s::text is null or d.status = %(status)s::text)
   and (%(endpoint)s::uuid is null or d.endpoint_id = %(endpoint)s::uuid)
   and (%(event)s::uuid is null or d.event_id = %(event)s::uuid)
   and (%(tenant)s::text is null or d.tenant_id = %(tenant)s::text)
+  and (%(event_type)s::text is null or o.event_type = %(event_type)s::text)
+  and (%(since)s::timestamptz is null or d.created_at >= %(since)s::timestamptz)
 order by d.id desc
 limit %(limit)s offset %(offset)s
 """
@@ -64,11 +67,13 @@ def list_deliveries(
     status: str | None = None,
     endpoint_id: str | None = None,
     event_id: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
     tenant_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Return deliveries, newest first."""
+    """Return deliveries, newest first (``since``: created at or after it)."""
     if status is not None and status not in STATUSES:
         raise InvalidEndpoint(f"status must be one of {', '.join(STATUSES)}")
     with wrapped_errors():
@@ -78,6 +83,8 @@ def list_deliveries(
                 "status": status,
                 "endpoint": parse_uuid("endpoint", endpoint_id),
                 "event": parse_uuid("event", event_id),
+                "event_type": event_type,
+                "since": since,
                 "tenant": tenant_id,
                 "limit": limit,
                 "offset": offset,

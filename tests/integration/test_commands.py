@@ -386,3 +386,48 @@ def on_terminal(args: list[str], answer: str, env: dict[str, str]) -> Session:
     stdout, _ = proc.communicate(timeout=30)
     os.close(leader)
     return Session(proc.returncode, output.decode(errors="replace") + stdout.decode())
+
+
+# -- status --tenant, deliveries list --event-type / --since ---------------------------------
+
+
+def test_status_and_deliveries_list_narrow_to_a_tenant_a_type_and_a_time(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    p.endpoint("http://127.0.0.1:9/acme", tenant_id="acme")
+    p.endpoint("http://127.0.0.1:9/globex", tenant_id="globex")
+    p.registry.disable(p.endpoint("http://127.0.0.1:9/off", tenant_id="globex")[0])
+    for _ in range(2):
+        p.publish("order.paid", {}, tenant_id="acme")
+    p.publish("order.sent", {}, tenant_id="acme")
+    p.publish("order.paid", {}, tenant_id="globex")
+    relay = p.start_relay()
+    p.wait_until(lambda: p.value("select count(*) from webhooks.deliveries") == 4)
+    relay.stop()
+
+    acme = json.loads(run_cli("status", "--tenant", "acme", "--json", env=penv(p)).stdout)
+    assert (acme["tenant"], acme["pending"], acme["endpoints"]) == ("acme", 3, 1)
+    assert acme["disabled_endpoints"] == 0
+    everyone = json.loads(run_cli("status", "--json", env=penv(p)).stdout)
+    assert (everyone["pending"], everyone["endpoints"], everyone["disabled_endpoints"]) == (4, 3, 1)
+    human = run_cli("status", "--tenant", "globex", env=penv(p)).stdout
+    assert re.search(r"^deliveries pending:\s+1$", human, re.MULTILINE)
+    assert "queue depth (all tenants)" in human
+
+    def listed(*args: str) -> list[dict[str, object]]:
+        result = run_cli("deliveries", "list", "--json", *args, env=penv(p))
+        assert result.returncode == 0, result.stderr
+        rows: list[dict[str, object]] = json.loads(result.stdout)
+        return rows
+
+    assert len(listed("--event-type", "order.paid")) == 3
+    assert len(listed("--event-type", "order.paid", "--tenant", "acme")) == 2
+    p.conn.execute(
+        "update webhooks.deliveries set created_at = now() - interval '3 hours'"
+        " where event_id in (select id from webhooks.outbox where event_type = 'order.sent')"
+    )
+    assert {r["event_type"] for r in listed("--since", "1h")} == {"order.paid"}
+    assert len(listed("--since", "2000-01-01T00:00")) == 4
+    bad = run_cli("deliveries", "list", "--since", "someday", env=penv(p))
+    assert bad.returncode == 2 and "neither a time" in bad.stderr
