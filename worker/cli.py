@@ -310,6 +310,53 @@ def endpoint_update(
         click.echo(fields(_endpoint_fields(ep)))
 
 
+@endpoint.command("test")
+@click.argument("endpoint_id")
+@click.option(
+    "--event-type",
+    default="webhooks.test",
+    show_default=True,
+    help="The test event's type (the endpoint's filter does not apply).",
+)
+@tenant_option
+@json_option
+def endpoint_test(endpoint_id: str, event_type: str, tenant: str | None, as_json: bool) -> None:
+    """Send a test event to one endpoint now and print the attempt; exit 1 unless 2xx.
+
+    The event is recorded like any other (trigger `test` in its attempts) and, if the attempt
+    fails, retried on the schedule.
+    """
+    from worker.probe import send_test_event
+
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        attempt = send_test_event(conn, conf, endpoint_id, event_type=event_type, tenant_id=tenant)
+    if as_json:
+        emit_json(attempt)
+    else:
+        excerpt = (attempt.response_body or "")[:500]
+        click.echo(
+            fields(
+                [
+                    ("delivery", attempt.delivery_id),
+                    ("event", f"{attempt.event_id} ({attempt.event_type})"),
+                    ("url", attempt.url),
+                    ("status", attempt.status_code),
+                    ("duration", f"{attempt.duration_seconds * 1000:.0f} ms"),
+                    ("outcome", attempt.outcome),
+                    ("error", attempt.error),
+                    ("delivery status", attempt.delivery_status),
+                    ("next attempt", attempt.next_attempt_at),
+                    ("endpoint disabled", attempt.endpoint_disabled),
+                ]
+            )
+        )
+        if excerpt:
+            click.echo("response: " + excerpt.replace("\n", " "))
+    if not attempt.ok:
+        sys.exit(1)
+
+
 @endpoint.command("list")
 @tenant_option
 @json_option

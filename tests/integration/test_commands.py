@@ -431,3 +431,88 @@ def test_status_and_deliveries_list_narrow_to_a_tenant_a_type_and_a_time(
     assert len(listed("--since", "2000-01-01T00:00")) == 4
     bad = run_cli("deliveries", "list", "--since", "someday", env=penv(p))
     assert bad.returncode == 2 and "neither a time" in bad.stderr
+
+
+# -- endpoint test ---------------------------------------------------------------------------
+
+
+def wenv(p: Pipeline, **more: str) -> dict[str, str]:
+    """The CLI's environment, with the loopback receiver allowed as a destination."""
+    return {**penv(p), "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8", **more}
+
+
+def test_endpoint_test_sends_a_signed_event_now_and_records_it(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    p = pipeline
+    ep, secret = p.endpoint(receiver.url("/hook"), event_types=["order.paid"])
+    other, _ = p.endpoint(receiver.url("/other"))  # same tenant, every type: not a target
+    receiver.on("/hook", lambda _: (200, {}, b'{"received": true}'))
+    result = run_cli("endpoint", "test", ep, "--json", env=wenv(p))
+    assert result.returncode == 0, result.stderr
+    attempt = json.loads(result.stdout)
+    assert attempt["status_code"] == 200 and attempt["outcome"] == "succeeded"
+    assert attempt["response_body"] == '{"received": true}' and attempt["trigger"] == "test"
+    assert attempt["event_type"] == "webhooks.test" and attempt["delivery_status"] == "succeeded"
+    (request,) = receiver.to("/hook")
+    body = verify(secret, request)
+    assert body["type"] == "webhooks.test" and body["data"]["test"] is True
+    assert request.headers["webhook-id"] == attempt["event_id"]
+
+    # Recorded, found afterwards; sent to that endpoint only, even with a relay running.
+    p.start_relay()
+    listed = json.loads(
+        run_cli("deliveries", "list", "--event-type", "webhooks.test", "--json", env=penv(p)).stdout
+    )
+    assert [(r["id"], r["status"]) for r in listed] == [(attempt["delivery_id"], "succeeded")]
+    shown = json.loads(
+        run_cli("deliveries", "show", str(attempt["delivery_id"]), "--json", env=penv(p)).stdout
+    )
+    assert [(a["trigger"], a["status_code"]) for a in shown["attempts"]] == [("test", 200)]
+    time.sleep(1)
+    assert receiver.to("/other") == []
+    assert p.value("select count(*) from webhooks.deliveries where endpoint_id = %s", other) == 0
+    assert run_cli("check", env=penv(p)).returncode == 0
+
+    human = run_cli("endpoint", "test", ep, "--event-type", "order.paid", env=wenv(p))
+    assert human.returncode == 0, human.stderr
+    assert re.search(r"^status:\s+200$", human.stdout, re.MULTILINE)
+    assert re.search(r"^duration:\s+\d+ ms$", human.stdout, re.MULTILINE)
+    assert 'response: {"received": true}' in human.stdout
+
+
+def test_endpoint_test_of_a_failing_endpoint_prints_the_attempt_and_exits_1(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    p = pipeline
+    ep, _ = p.endpoint(receiver.on("/broken", lambda _: (500, {}, b"boom\nline two")))
+    result = run_cli("endpoint", "test", ep, env=wenv(p))
+    assert result.returncode == 1
+    assert re.search(r"^status:\s+500$", result.stdout, re.MULTILINE)
+    assert "response: boom line two" in result.stdout
+    assert re.search(r"^delivery status:\s+pending$", result.stdout, re.MULTILINE)
+    row = p.rows("select status, attempts, next_trigger from webhooks.deliveries")[0]
+    assert row == {"status": "pending", "attempts": 1, "next_trigger": "scheduled"}
+
+    # The product's destination guard applies: without the allowed network, loopback is
+    # refused, and the refusal is the recorded attempt.
+    blocked = run_cli("endpoint", "test", ep, "--json", env=penv(p))
+    assert blocked.returncode == 1
+    assert json.loads(blocked.stdout)["error_kind"] == "blocked"
+    assert len(receiver.to("/broken")) == 1
+
+
+def test_endpoint_test_refuses_what_cannot_be_sent(pipeline: Pipeline) -> None:
+    p = pipeline
+    ep, _ = p.endpoint("http://127.0.0.1:9/x")
+    p.registry.disable(ep, "testing")
+    disabled = run_cli("endpoint", "test", ep, env=wenv(p))
+    assert disabled.returncode == 1
+    assert disabled.stderr.strip() == (
+        f"error: endpoint {ep} is disabled: `webhooks endpoint enable {ep}` first"
+    )
+    bad_type = run_cli("endpoint", "test", ep, "--event-type", "no spaces", env=wenv(p))
+    assert bad_type.returncode == 2 and "is not valid" in bad_type.stderr
+    other = run_cli("endpoint", "test", ep, "--tenant", "acme", env=wenv(p))
+    assert other.returncode == 1 and f"no endpoint with id {ep}" in other.stderr
+    assert p.value("select count(*) from webhooks.outbox") == 0
