@@ -111,9 +111,14 @@ class Pipeline:
             "every delivery to finish",
         )
 
-    def stop(self) -> None:
+    def stop_workers(self) -> None:
+        """Stop every worker started so far (relays keep running)."""
         for worker in self.workers:
             worker.stop()
+        self.workers.clear()
+
+    def stop(self) -> None:
+        self.stop_workers()
         for relay, thread in self.relays:
             relay.stop()
             thread.join(timeout=10)

@@ -232,11 +232,132 @@ def endpoint_add(
         click.echo(fields([*_endpoint_fields(ep), ("secret", secret)]))
 
 
+def _as_plain(value: Any) -> dict[str, Any]:
+    from worker.output import plain
+
+    out: dict[str, Any] = plain(value)
+    return out
+
+
 def _as_dict(ep: Endpoint) -> dict[str, Any]:
     from worker.output import plain
 
     out: dict[str, Any] = plain(ep)
     return out
+
+
+@endpoint.command("update")
+@click.argument("endpoint_id")
+@click.option("--url", default=None, help="New URL (checked as by add).")
+@click.option(
+    "--event-type",
+    "event_types",
+    multiple=True,
+    help="Deliver only these types (repeat); replaces the filter.",
+)
+@click.option("--all-event-types", is_flag=True, help="Remove the filter: deliver every type.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    help="Header 'Name: value' (repeat); replaces all custom headers.",
+)
+@click.option("--clear-headers", is_flag=True, help="Remove every custom header.")
+@click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per second at most.")
+@click.option("--no-rate-limit", is_flag=True, help="Remove the rate limit.")
+@click.option("--description", default=None, help="Free text shown in listings.")
+@tenant_option
+@json_option
+def endpoint_update(
+    endpoint_id: str,
+    url: str | None,
+    event_types: tuple[str, ...],
+    all_event_types: bool,
+    headers: tuple[str, ...],
+    clear_headers: bool,
+    rate_limit: int | None,
+    no_rate_limit: bool,
+    description: str | None,
+    tenant: str | None,
+    as_json: bool,
+) -> None:
+    """Change only what is given; print the endpoint as it is now.
+
+    --event-type and --header replace the filter and the custom headers with those given;
+    --all-event-types, --clear-headers and --no-rate-limit remove them.
+    """
+    for given, clear, names in (
+        (event_types, all_event_types, "--event-type and --all-event-types"),
+        (headers, clear_headers, "--header and --clear-headers"),
+        (rate_limit is not None, no_rate_limit, "--rate-limit and --no-rate-limit"),
+    ):
+        if given and clear:
+            raise click.UsageError(f"{names} cannot be combined")
+    changes: dict[str, Any] = {"url": url, "description": description}
+    if event_types or all_event_types:
+        changes["event_types"] = event_types or None
+    if headers or clear_headers:
+        changes["headers"] = dict(parse_header(h) for h in headers)
+    if rate_limit is not None or no_rate_limit:
+        changes["rate_limit"] = rate_limit
+    if all(v is None for v in (url, description)) and len(changes) == 2:
+        raise click.UsageError(
+            "nothing to update: give --url, --event-type, --all-event-types, --header, "
+            "--clear-headers, --rate-limit, --no-rate-limit or --description"
+        )
+    with connect(settings().require_database_url()) as conn:
+        ep = _registry(conn).update(endpoint_id, tenant_id=tenant, **changes)
+    if as_json:
+        emit_json(ep)
+    else:
+        click.echo(fields(_endpoint_fields(ep)))
+
+
+@endpoint.command("test")
+@click.argument("endpoint_id")
+@click.option(
+    "--event-type",
+    default="webhooks.test",
+    show_default=True,
+    help="The test event's type (the endpoint's filter does not apply).",
+)
+@tenant_option
+@json_option
+def endpoint_test(endpoint_id: str, event_type: str, tenant: str | None, as_json: bool) -> None:
+    """Send a test event to one endpoint now and print the attempt; exit 1 unless 2xx.
+
+    The event is recorded like any other (trigger `test` in its attempts) and, if the attempt
+    fails, retried on the schedule.
+    """
+    from worker.ping import send_test_event
+
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        attempt = send_test_event(conn, conf, endpoint_id, event_type=event_type, tenant_id=tenant)
+    if as_json:
+        emit_json(attempt)
+    else:
+        excerpt = (attempt.response_body or "")[:500]
+        click.echo(
+            fields(
+                [
+                    ("delivery", attempt.delivery_id),
+                    ("event", f"{attempt.event_id} ({attempt.event_type})"),
+                    ("url", attempt.url),
+                    ("status", attempt.status_code),
+                    ("duration", f"{attempt.duration_seconds * 1000:.0f} ms"),
+                    ("outcome", attempt.outcome),
+                    ("error", attempt.error),
+                    ("delivery status", attempt.delivery_status),
+                    ("next attempt", attempt.next_attempt_at),
+                    ("endpoint disabled", attempt.endpoint_disabled),
+                ]
+            )
+        )
+        if excerpt:
+            click.echo("response: " + excerpt.replace("\n", " "))
+    if not attempt.ok:
+        sys.exit(1)
 
 
 @endpoint.command("list")
@@ -364,16 +485,29 @@ def endpoint_rotate(endpoint_id: str, grace: str, tenant: str | None, as_json: b
 
 @endpoint.command("delete")
 @click.argument("endpoint_id")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking for confirmation.")
 @tenant_option
 @json_option
-def endpoint_delete(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
-    """Delete an endpoint with its deliveries and dead letters."""
+def endpoint_delete(endpoint_id: str, yes: bool, tenant: str | None, as_json: bool) -> None:
+    """Delete an endpoint with its deliveries and dead letters (asks first on a terminal)."""
     with connect(settings().require_database_url()) as conn:
-        _registry(conn).delete(endpoint_id, tenant_id=tenant)
+        registry = _registry(conn)
+        if not yes:
+            ep = registry.get(endpoint_id, tenant_id=tenant)
+            if not sys.stdin.isatty():
+                raise click.UsageError(
+                    "deleting an endpoint needs confirmation: pass --yes to delete it"
+                )
+            going = registry.dependents(endpoint_id, tenant_id=tenant)
+            click.echo(f"endpoint {ep.id} ({ep.url}) has {going.describe()}.", err=True)
+            if not click.confirm("Delete it and them?", default=False, err=True):
+                click.echo("not deleted", err=True)
+                sys.exit(1)
+        gone = registry.delete(endpoint_id, tenant_id=tenant)
     if as_json:
-        emit_json({"id": endpoint_id, "deleted": True})
+        emit_json({"id": endpoint_id, "deleted": True, **_as_plain(gone)})
     else:
-        click.echo(f"deleted {endpoint_id}")
+        click.echo(f"deleted {endpoint_id} with {gone.describe()}")
 
 
 # -- publish ------------------------------------------------------------------------------
@@ -381,19 +515,27 @@ def endpoint_delete(endpoint_id: str, tenant: str | None, as_json: bool) -> None
 
 @main.command()
 @click.argument("event_type")
-@click.option("--data", required=True, help="The payload, as JSON.")
+@click.option(
+    "--data",
+    required=True,
+    help="The payload: JSON, @FILE to read it from a file, or - to read it from stdin.",
+)
 @click.option("--tenant", default="default", show_default=True)
 @click.option("--idempotency-key", default=None, help="Publishing the same key again is a no-op.")
 @json_option
 def publish(
     event_type: str, data: str, tenant: str, idempotency_key: str | None, as_json: bool
 ) -> None:
-    """Publish one event (in its own transaction)."""
+    """Publish one event (in its own transaction).
+
+    --data @payload.json and --data - (stdin) take payloads of any size up to
+    WEBHOOKS_MAX_PAYLOAD_BYTES, which a command-line argument cannot carry (~128 KiB).
+    """
+    conf = settings()
     try:
-        payload = json.loads(data)
+        payload = json.loads(_payload_text(data, conf.max_payload_bytes))
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
-    conf = settings()
     with connect(conf.require_database_url()) as conn, wrapped_errors(), conn.transaction():
         event_id = publish_event(
             conn,
@@ -407,6 +549,39 @@ def publish(
         emit_json({"id": event_id})
     else:
         click.echo(event_id)
+
+
+#: How much larger than the payload limit a --data file may be (indentation, spaces).
+_DATA_SLACK = 8
+
+
+def _payload_text(data: str, max_payload_bytes: int) -> str:
+    """Return the JSON text --data names: itself, a file's contents (@FILE) or stdin (-)."""
+    if data != "-" and not data.startswith("@"):
+        return data
+    name = "stdin" if data == "-" else repr(data[1:])
+    # Read a bounded amount: the payload's own size is checked by publish(), but a file far
+    # beyond the limit (a wrong path to a dump) need not be read into memory first.
+    cap = max_payload_bytes * _DATA_SLACK + 1
+    try:
+        if data == "-":
+            raw = sys.stdin.buffer.read(cap)
+        else:
+            with open(data[1:], "rb") as fh:
+                raw = fh.read(cap)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {name}: {exc.strerror or exc}", param_hint="--data"
+        ) from None
+    if len(raw) >= cap:
+        raise click.BadParameter(
+            f"{name} is far larger than WEBHOOKS_MAX_PAYLOAD_BYTES ({max_payload_bytes})",
+            param_hint="--data",
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{name} is not UTF-8 text", param_hint="--data") from None
 
 
 # -- operators: deliveries, dead letters, status, retention, invariants --------------------
@@ -472,6 +647,8 @@ def deliveries() -> None:
 @click.option("--status", type=click.Choice(["pending", "succeeded", "dead"]))
 @click.option("--endpoint", "endpoint_id", help="Only this endpoint's deliveries.")
 @click.option("--event", "event_id", help="Only this event's deliveries.")
+@click.option("--event-type", help="Only deliveries of this event type.")
+@click.option("--since", help="Only those created since (2h, or an ISO time).")
 @tenant_option
 @paged
 @json_option
@@ -479,6 +656,8 @@ def deliveries_list(
     status: str | None,
     endpoint_id: str | None,
     event_id: str | None,
+    event_type: str | None,
+    since: str | None,
     tenant: str | None,
     limit: int,
     offset: int,
@@ -493,6 +672,8 @@ def deliveries_list(
             status=status,
             endpoint_id=endpoint_id,
             event_id=event_id,
+            event_type=event_type,
+            since=when(since),
             tenant_id=tenant,
             limit=limit,
             offset=offset,
@@ -547,6 +728,53 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
         )
     )
     click.echo("\n" + _attempt_rows(row["attempts"]))
+
+
+@deliveries.command("retry")
+@click.argument("delivery_id", type=int)
+@tenant_option
+@json_option
+def deliveries_retry(delivery_id: int, tenant: str | None, as_json: bool) -> None:
+    """Attempt a pending delivery now (one attempt, counted like any other)."""
+    from worker import deliveries as store
+
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        done = store.retry(
+            conn, _redis(), delivery_id, tenant_id=tenant, queue_name=conf.queue_name
+        )
+    if as_json:
+        emit_json(done)
+    else:
+        click.echo(f"delivery {delivery_id} queued for an attempt now")
+
+
+@deliveries.command("resend")
+@click.argument("delivery_id", type=int)
+@tenant_option
+@json_option
+def deliveries_resend(delivery_id: int, tenant: str | None, as_json: bool) -> None:
+    """Send a succeeded or dead delivery again (same webhook-id, fresh retry budget)."""
+    from worker import deliveries as store
+    from worker import dlq as letters
+
+    conf = settings()
+    with connect(conf.require_database_url()) as conn:
+        done = store.resend(
+            conn,
+            _redis(),
+            delivery_id,
+            tenant_id=tenant,
+            queue_name=conf.queue_name,
+            by=letters.operator(),
+        )
+    if as_json:
+        emit_json(done)
+    else:
+        click.echo(
+            f"delivery {delivery_id} ({done.previous_status}) queued to be sent again "
+            f"with webhook-id {done.event_id}"
+        )
 
 
 @main.group()
@@ -729,14 +957,15 @@ def _dead_letters(count: int) -> str:
 
 
 @main.command()
+@tenant_option
 @json_option
-def status(as_json: bool) -> None:
+def status(tenant: str | None, as_json: bool) -> None:
     """Show outbox backlog and lag, deliveries by state, dead letters and queue depth."""
     from worker import status as state
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
-        row = state.status(conn, _redis(), conf.queue_name)
+        row = state.status(conn, _redis(), conf.queue_name, tenant_id=tenant)
     if as_json:
         emit_json(row)
         return
@@ -757,7 +986,7 @@ def status(as_json: bool) -> None:
                 ("disabled endpoints", row["disabled_endpoints"]),
                 ("open circuits", row["open_circuits"]),
                 (
-                    "queue depth",
+                    "queue depth" + (" (all tenants)" if tenant is not None else ""),
                     row["queue_depth"]
                     if row["queue_depth"] is not None
                     else "unknown (Redis unreachable)",

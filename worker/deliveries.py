@@ -1,14 +1,19 @@
-"""Look up deliveries and their attempts for `webhooks deliveries`."""
+"""Look up deliveries and their attempts, and retry or resend one: `webhooks deliveries`."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
+import redis
 
+from worker import queries, queue
 from worker.db import wrapped_errors
-from worker.errors import InvalidEndpoint, NotFound
+from worker.errors import InvalidEndpoint, NotFound, WebhooksError, WrongState
+from worker.resilience import first_line
 
 STATUSES = ("pending", "succeeded", "dead")
 
@@ -24,6 +29,8 @@ where (%(status)s::text is null or d.status = %(status)s::text)
   and (%(endpoint)s::uuid is null or d.endpoint_id = %(endpoint)s::uuid)
   and (%(event)s::uuid is null or d.event_id = %(event)s::uuid)
   and (%(tenant)s::text is null or d.tenant_id = %(tenant)s::text)
+  and (%(event_type)s::text is null or o.event_type = %(event_type)s::text)
+  and (%(since)s::timestamptz is null or d.created_at >= %(since)s::timestamptz)
 order by d.id desc
 limit %(limit)s offset %(offset)s
 """
@@ -60,11 +67,13 @@ def list_deliveries(
     status: str | None = None,
     endpoint_id: str | None = None,
     event_id: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
     tenant_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Return deliveries, newest first."""
+    """Return deliveries, newest first (``since``: created at or after it)."""
     if status is not None and status not in STATUSES:
         raise InvalidEndpoint(f"status must be one of {', '.join(STATUSES)}")
     with wrapped_errors():
@@ -74,6 +83,8 @@ def list_deliveries(
                 "status": status,
                 "endpoint": parse_uuid("endpoint", endpoint_id),
                 "event": parse_uuid("event", event_id),
+                "event_type": event_type,
+                "since": since,
                 "tenant": tenant_id,
                 "limit": limit,
                 "offset": offset,
@@ -102,3 +113,171 @@ def with_attempts(
             raise NotFound(kind, delivery_id)
         attempts = conn.execute(ATTEMPTS, {"id": delivery_id}).fetchall()
     return {**row, "attempts": attempts}
+
+
+# -- retry and resend -----------------------------------------------------------------------
+
+# Lock the delivery (its dead letter first, in the order `dlq replay` locks them, so the two
+# never deadlock) and read what decides whether it may be retried or resent.
+_LOCK_DEAD_LETTER = """
+select 1 from webhooks.dead_letters dl
+where dl.delivery_id = %(id)s and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s)
+for update
+"""
+
+_LOCK = """
+select d.id, d.status, d.event_id::text as event_id, d.endpoint_id::text as endpoint_id,
+       coalesce(d.locked_until > now(), false) as in_flight, e.enabled
+from webhooks.deliveries d
+join webhooks.endpoints e on e.id = d.endpoint_id
+where d.id = %(id)s and (%(tenant)s::text is null or d.tenant_id = %(tenant)s)
+for update of d
+"""
+
+# A pending delivery becomes due now with a new message id: the message pushed next is the
+# only one entitled to its next attempt (a message already queued for it finds nothing), so
+# a retry costs one attempt, no more. If the push fails, the scheduler's next pass finds it
+# due and enqueues it.
+_RETRY = """
+update webhooks.deliveries d
+set message_id = gen_random_uuid(), next_attempt_at = now(), updated_at = now()
+where d.id = %(id)s and d.status = 'pending'
+returning d.message_id::text as message_id
+"""
+
+_RESEND = (
+    """
+with marked as (
+    update webhooks.dead_letters dl
+    set """
+    + queries.MARK_REPLAYED
+    + """
+    where dl.delivery_id = %(id)s and dl.replayed_at is null
+)
+update webhooks.deliveries d
+set """
+    + queries.REARM
+    + """
+where d.id = %(id)s and d.status in ('succeeded', 'dead')
+returning d.message_id::text as message_id
+"""
+)
+
+
+@dataclass(frozen=True)
+class Rearmed:
+    """A delivery put back on the queue by `retry` or `resend`."""
+
+    delivery_id: int
+    event_id: str
+    endpoint_id: str
+    previous_status: str
+    trigger: str
+    message_id: str
+
+
+def retry(
+    conn: psycopg.Connection[Any],
+    broker: redis.Redis,
+    delivery_id: int,
+    *,
+    tenant_id: str | None = None,
+    queue_name: str = "webhooks",
+) -> Rearmed:
+    """Attempt a pending delivery now instead of at its scheduled time.
+
+    The attempt counts against the schedule like any other. A finished delivery is refused
+    (`resend` or `dlq replay` send it again), and so is one being attempted right now.
+    """
+    with wrapped_errors(), conn.transaction():
+        row = _locked(conn, delivery_id, tenant_id)
+        if row["status"] == "succeeded":
+            raise WrongState(
+                f"delivery {delivery_id} already succeeded: "
+                f"`webhooks deliveries resend {delivery_id}` sends it again"
+            )
+        if row["status"] == "dead":
+            raise WrongState(
+                f"delivery {delivery_id} is dead: `webhooks dlq replay --id {delivery_id}` "
+                f"(or `webhooks deliveries resend {delivery_id}`) sends it again"
+            )
+        if row["in_flight"]:
+            raise WrongState(f"delivery {delivery_id} is being attempted right now")
+        armed = conn.execute(_RETRY, {"id": delivery_id}).fetchone()
+    assert armed is not None
+    done = Rearmed(
+        delivery_id,
+        row["event_id"],
+        row["endpoint_id"],
+        "pending",
+        "scheduled",
+        armed["message_id"],
+    )
+    _push(broker, queue_name, done, "its next scheduler pass enqueues it")
+    return done
+
+
+def resend(
+    conn: psycopg.Connection[Any],
+    broker: redis.Redis,
+    delivery_id: int,
+    *,
+    tenant_id: str | None = None,
+    queue_name: str = "webhooks",
+    by: str = "unknown",
+) -> Rearmed:
+    """Send a succeeded or dead delivery again: same event id, fresh budget, trigger resend.
+
+    A dead delivery's dead letter is marked replayed with this resend in its history, as
+    `dlq replay` does. A pending delivery is refused (`retry` attempts it now), and so is a
+    delivery to a disabled endpoint (enable it first).
+    """
+    with wrapped_errors(), conn.transaction():
+        conn.execute(_LOCK_DEAD_LETTER, {"id": delivery_id, "tenant": tenant_id})
+        row = _locked(conn, delivery_id, tenant_id)
+        if row["status"] == "pending":
+            raise WrongState(
+                f"delivery {delivery_id} is still pending: "
+                f"`webhooks deliveries retry {delivery_id}` attempts it now"
+            )
+        if not row["enabled"]:
+            raise WrongState(
+                f"endpoint {row['endpoint_id']} is disabled: "
+                f"`webhooks endpoint enable {row['endpoint_id']}` first"
+            )
+        armed = conn.execute(
+            _RESEND,
+            {"id": delivery_id, "by": by, "trigger": "resend", "lease": queue.LEASE_SECONDS},
+        ).fetchone()
+    assert armed is not None
+    done = Rearmed(
+        delivery_id,
+        row["event_id"],
+        row["endpoint_id"],
+        row["status"],
+        "resend",
+        armed["message_id"],
+    )
+    _push(broker, queue_name, done, "the relay enqueues it within its lease")
+    return done
+
+
+def _locked(
+    conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None
+) -> dict[str, Any]:
+    row = conn.execute(_LOCK, {"id": delivery_id, "tenant": tenant_id}).fetchone()
+    if row is None:
+        raise NotFound("delivery", delivery_id)
+    return dict(row)
+
+
+def _push(broker: redis.Redis, queue_name: str, done: Rearmed, fallback: str) -> None:
+    # Committed before the push: if the push fails, Postgres still holds the delivery as
+    # pending and the relay's scheduler enqueues it (guarantee 3).
+    try:
+        queue.enqueue(broker, queue_name, [(done.delivery_id, done.message_id)])
+    except redis.RedisError as exc:
+        raise WebhooksError(
+            f"delivery {done.delivery_id} set in Postgres; could not enqueue it (Redis: "
+            f"{first_line(exc)}): {fallback}"
+        ) from exc

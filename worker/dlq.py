@@ -143,18 +143,17 @@ with picked as (
     for update of dl skip locked
 ), revived as (
     update webhooks.deliveries d
-    set status = 'pending', spent = 0, budget_started_at = now(), dead_reason = null,
-        finished_at = null, locked_until = null, next_trigger = 'replay',
-        message_id = gen_random_uuid(),
-        next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+    set """
+    + queries.REARM
+    + """
     from picked
     where d.id = picked.delivery_id and d.status = 'dead'
     returning d.id, d.message_id::text as message_id
 ), marked as (
     update webhooks.dead_letters dl
-    set replayed_at = now(), replay_count = dl.replay_count + 1,
-        replays = dl.replays || jsonb_build_array(jsonb_build_object(
-            'at', now(), 'by', %(by)s::text, 'attempts_before', dl.attempts))
+    set """
+    + queries.MARK_REPLAYED
+    + """
     from picked
     where dl.delivery_id = picked.delivery_id
     returning dl.delivery_id
@@ -286,7 +285,14 @@ def _batches(
         size = BATCH if left is None else min(BATCH, left)
         with wrapped_errors(), conn.transaction():
             rows = conn.execute(
-                REPLAY, {**params, "batch": size, "by": by, "lease": queue.LEASE_SECONDS}
+                REPLAY,
+                {
+                    **params,
+                    "batch": size,
+                    "by": by,
+                    "lease": queue.LEASE_SECONDS,
+                    "trigger": "replay",
+                },
             ).fetchall()
         marked = int(rows[0]["marked"]) if rows else 0
         items = [(int(r["id"]), r["message_id"]) for r in rows if r["id"] is not None]

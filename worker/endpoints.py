@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,16 @@ RESERVED_HEADERS = frozenset(
         "expect",
     }
 )
+
+
+class Unchanged(enum.Enum):
+    """The type of `UNCHANGED`: an argument of `Endpoints.update` that was not given."""
+
+    UNCHANGED = "unchanged"
+
+
+#: Keep the current value (where None has a meaning of its own: all types, no limit).
+UNCHANGED = Unchanged.UNCHANGED
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,26 @@ class Endpoint:
             circuit_probing=row["circuit_probe_until"] is not None
             and row["circuit_probe_until"] > datetime.now(UTC),
         )
+
+
+@dataclass(frozen=True)
+class Dependents:
+    """What goes with an endpoint when it is deleted."""
+
+    deliveries: int
+    pending: int
+    dead_letters: int
+
+    def describe(self) -> str:
+        """Return e.g. ``3 deliveries (1 pending) and 2 dead letters``."""
+        return (
+            f"{_plural(self.deliveries, 'delivery', 'deliveries')} ({self.pending} pending) "
+            f"and {_plural(self.dead_letters, 'dead letter', 'dead letters')}"
+        )
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def validate_url(url: str) -> str:
@@ -176,6 +207,27 @@ def _check_event_types(types: Iterable[str] | None) -> list[str] | None:
     return out or None
 
 
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    checked = dict(validate_header(k, v) for k, v in (headers or {}).items())
+    if len(checked) > MAX_HEADERS:
+        raise InvalidEndpoint(f"at most {MAX_HEADERS} custom headers")
+    return checked
+
+
+def _check_rate_limit(rate_limit: int | None) -> int | None:
+    if rate_limit is not None and (
+        not isinstance(rate_limit, int) or isinstance(rate_limit, bool) or rate_limit <= 0
+    ):
+        raise InvalidEndpoint("rate limit must be a positive number of requests per second")
+    return rate_limit
+
+
+def _check_description(description: str) -> str:
+    if not isinstance(description, str) or len(description) > 1000:
+        raise InvalidEndpoint("description must be text of at most 1000 characters")
+    return description
+
+
 def _check_tenant(tenant_id: str) -> str:
     if (
         not isinstance(tenant_id, str)
@@ -222,13 +274,9 @@ class Endpoints:
         validate_url(url)
         _check_tenant(tenant_id)
         types = _check_event_types(event_types)
-        checked = dict(validate_header(k, v) for k, v in (headers or {}).items())
-        if len(checked) > MAX_HEADERS:
-            raise InvalidEndpoint(f"at most {MAX_HEADERS} custom headers")
-        if rate_limit is not None and (not isinstance(rate_limit, int) or rate_limit <= 0):
-            raise InvalidEndpoint("rate limit must be a positive number of requests per second")
-        if len(description) > 1000:
-            raise InvalidEndpoint("description is over 1000 characters")
+        checked = _check_headers(headers)
+        _check_rate_limit(rate_limit)
+        _check_description(description)
         secret = generate_secret()
         with wrapped_errors():
             row = self.conn.execute(
@@ -248,6 +296,41 @@ class Endpoints:
             ).fetchone()
         assert row is not None
         return Endpoint.from_row(row), secret
+
+    def update(
+        self,
+        endpoint_id: str,
+        *,
+        tenant_id: str | None = None,
+        url: str | None = None,
+        event_types: Iterable[str] | Unchanged | None = UNCHANGED,
+        headers: Mapping[str, str] | Unchanged | None = UNCHANGED,
+        rate_limit: int | Unchanged | None = UNCHANGED,
+        description: str | None = None,
+    ) -> Endpoint:
+        """Change what is given and nothing else; return the endpoint as it is now.
+
+        Leaving an argument out keeps its value. ``event_types=None`` delivers every type,
+        ``headers=None`` (or ``{}``) removes the custom headers, ``rate_limit=None`` removes
+        the limit; the given event types and headers replace the old ones. Everything is
+        checked, as by `add`, before anything is written.
+        """
+        changes: dict[str, Any] = {}
+        if url is not None:
+            changes["url"] = validate_url(url)
+        if not isinstance(event_types, Unchanged):
+            changes["event_types"] = _check_event_types(event_types)
+        if not isinstance(headers, Unchanged):
+            changes["headers"] = Jsonb(_check_headers(headers))
+        if not isinstance(rate_limit, Unchanged):
+            changes["rate_limit"] = _check_rate_limit(rate_limit)
+        if description is not None:
+            changes["description"] = _check_description(description)
+        if not changes:
+            raise InvalidEndpoint("nothing to update")
+        # Column names come from the fixed list above, values are parameters.
+        assignments = ", ".join(f"{column} = %({column})s" for column in changes)
+        return self._update(endpoint_id, tenant_id, assignments, changes)
 
     def get(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Return one endpoint or raise NotFound."""
@@ -382,16 +465,34 @@ class Endpoints:
             )
         return secret
 
-    def delete(self, endpoint_id: str, *, tenant_id: str | None = None) -> None:
-        """Delete an endpoint with its deliveries, attempts and dead letters."""
+    def dependents(self, endpoint_id: str, *, tenant_id: str | None = None) -> Dependents:
+        """Count the deliveries and dead letters deleting the endpoint would delete."""
+        row = self._row(endpoint_id, tenant_id)
         with wrapped_errors():
-            cur = self.conn.execute(
-                "delete from webhooks.endpoints where id = %(id)s"
-                " and (%(t)s::text is null or tenant_id = %(t)s)",
-                {"id": _check_id(endpoint_id), "t": tenant_id},
-            )
-        if cur.rowcount == 0:
-            raise NotFound("endpoint", endpoint_id)
+            return self._count_dependents(row["id"])
+
+    def delete(self, endpoint_id: str, *, tenant_id: str | None = None) -> Dependents:
+        """Delete an endpoint with its deliveries, attempts and dead letters; count them."""
+        with wrapped_errors(), self.conn.transaction():
+            row = self._row(endpoint_id, tenant_id, lock=True)
+            gone = self._count_dependents(row["id"])
+            self.conn.execute("delete from webhooks.endpoints where id = %s", (row["id"],))
+        return gone
+
+    def _count_dependents(self, endpoint_id: uuid.UUID) -> Dependents:
+        row = self.conn.execute(
+            """
+            select (select count(*) from webhooks.deliveries where endpoint_id = %(id)s)
+                       as deliveries,
+                   (select count(*) from webhooks.deliveries
+                     where endpoint_id = %(id)s and status = 'pending') as pending,
+                   (select count(*) from webhooks.dead_letters
+                     where endpoint_id = %(id)s and replayed_at is null) as dead_letters
+            """,
+            {"id": endpoint_id},
+        ).fetchone()
+        assert row is not None
+        return Dependents(int(row["deliveries"]), int(row["pending"]), int(row["dead_letters"]))
 
     def _row(
         self, endpoint_id: str, tenant_id: str | None, *, lock: bool = False

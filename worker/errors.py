@@ -7,6 +7,7 @@ The tree continues the one in `producers.errors` under the same root::
     ├── ConfigError                 a setting is missing or malformed (names the variable)
     ├── MigrationError              schema missing, behind, or an applied file was edited
     ├── NotFound                    an id names no row (in the caller's tenant)
+    ├── WrongState                  the row is not in a state the operation applies to
     ├── InvalidEndpoint             URL, header, rate limit or secret rejected
     ├── DatabaseError               Postgres failed; carries the sqlstate
     └── BlockedDestination          the SSRF guard refused every address of a host
@@ -40,6 +41,7 @@ __all__ = [
     "PublishError",
     "UnsupportedConnection",
     "WebhooksError",
+    "WrongState",
 ]
 
 
@@ -62,6 +64,10 @@ class NotFound(WebhooksError, LookupError):
         super().__init__(f"no {kind} with id {ident}")
         self.kind = kind
         self.ident = ident
+
+
+class WrongState(WebhooksError):
+    """Refuse an operation the row's state rules out; the message names what to do instead."""
 
 
 class InvalidEndpoint(WebhooksError, ValueError):

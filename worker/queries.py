@@ -29,7 +29,7 @@ select ep.*, (select count(*) from dead) as dead_lettered from ep
 # circuit closes.
 FAN_OUT = """
 with claimed as (
-    select id, tenant_id, event_type, created_at
+    select id, tenant_id, event_type, created_at, endpoint_id
     from webhooks.outbox
     where relayed_at is null
     order by id
@@ -53,6 +53,7 @@ with claimed as (
       on e.tenant_id = c.tenant_id
      and e.enabled
      and (e.event_types is null or c.event_type = any(e.event_types))
+     and (c.endpoint_id is null or e.id = c.endpoint_id)
     on conflict (event_id, endpoint_id) do nothing
     returning id, message_id
 )
@@ -275,9 +276,10 @@ select (select count(*) from ep) as endpoints, (select count(*) from unparked) a
 """
 
 # The scheduler hands each open circuit whose cooldown is over its one probe: the endpoint's
-# most overdue pending delivery (the probe is its next attempt), given a message and the probe's turn until `lease` has passed
-# (a probe lost with its worker is replaced then). Endpoints are taken SKIP LOCKED, so two
-# relays never probe one endpoint twice (guarantee 7, and one probe across all processes).
+# most overdue pending delivery (the probe is its next attempt), given a message and the
+# probe's turn until `lease` has passed (a probe lost with its worker is replaced then).
+# Endpoints are taken SKIP LOCKED, so two relays never probe one endpoint twice (guarantee
+# 7, and one probe across all processes).
 PROBE = """
 with due as (
     select e.id as endpoint_id, p.id
@@ -349,4 +351,24 @@ select 1 from webhooks.endpoints
 where tenant_id = %(tenant)s and enabled
   and (event_types is null or %(type)s = any(event_types))
 limit 1
+"""
+
+# Arm a finished delivery for another round (`dlq replay`, `deliveries resend`): a fresh
+# attempt budget and age, the same event (so the same `webhook-id`, guarantee 5), a new
+# message id (any older message finds nothing), and the trigger its next attempt records.
+# The SET list of an UPDATE of webhooks.deliveries d.
+REARM = """
+    status = 'pending', spent = 0, budget_started_at = now(), dead_reason = null,
+    finished_at = null, locked_until = null, next_trigger = %(trigger)s::text,
+    message_id = gen_random_uuid(),
+    next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+"""
+
+# Mark a dead letter as brought back, appending to its history who did it, when, and how
+# (`replay` or `resend`). The SET list of an UPDATE of webhooks.dead_letters dl.
+MARK_REPLAYED = """
+    replayed_at = now(), replay_count = dl.replay_count + 1,
+    replays = dl.replays || jsonb_build_array(jsonb_build_object(
+        'at', now(), 'by', %(by)s::text, 'attempts_before', dl.attempts,
+        'trigger', %(trigger)s::text))
 """

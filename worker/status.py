@@ -11,39 +11,50 @@ import redis
 from worker import queue
 from worker.db import wrapped_errors
 
+# Every count is of one tenant when %(tenant)s is given (null: all tenants).
 STATUS = """
 select
-    (select count(*) from webhooks.outbox where relayed_at is null) as outbox_backlog,
+    (select count(*) from webhooks.outbox where relayed_at is null and {t}) as outbox_backlog,
     (select extract(epoch from now() - min(created_at))
-       from webhooks.outbox where relayed_at is null) as outbox_oldest_age_seconds,
-    (select count(*) from webhooks.deliveries where status = 'pending') as pending,
+       from webhooks.outbox where relayed_at is null and {t}) as outbox_oldest_age_seconds,
+    (select count(*) from webhooks.deliveries where status = 'pending' and {t}) as pending,
     (select count(*) from webhooks.deliveries
-      where status = 'pending' and message_id is null and next_attempt_at <= now()) as due,
+      where status = 'pending' and message_id is null and next_attempt_at <= now() and {t})
+      as due,
     (select count(*) from webhooks.deliveries
       where status = 'pending' and message_id is not null and (locked_until is null
-            or locked_until < now())) as queued,
+            or locked_until < now()) and {t}) as queued,
     (select count(*) from webhooks.deliveries
-      where status = 'pending' and locked_until > now()) as in_flight,
+      where status = 'pending' and locked_until > now() and {t}) as in_flight,
     (select count(*) from webhooks.deliveries
       where status = 'pending' and message_id is null and next_attempt_at > now()
-        and not circuit_wait) as waiting,
+        and not circuit_wait and {t}) as waiting,
     (select count(*) from webhooks.deliveries
-      where status = 'pending' and circuit_wait) as behind_open_circuits,
-    (select count(*) from webhooks.dead_letters where replayed_at is null) as dead_letters,
-    (select count(*) from webhooks.endpoints where not enabled) as disabled_endpoints,
+      where status = 'pending' and circuit_wait and {t}) as behind_open_circuits,
+    (select count(*) from webhooks.dead_letters where replayed_at is null and {t})
+      as dead_letters,
+    (select count(*) from webhooks.endpoints where not enabled and {t}) as disabled_endpoints,
     (select count(*) from webhooks.endpoints
-      where enabled and circuit_open_until is not null) as open_circuits,
-    (select count(*) from webhooks.endpoints) as endpoints
-"""
+      where enabled and circuit_open_until is not null and {t}) as open_circuits,
+    (select count(*) from webhooks.endpoints where {t}) as endpoints
+""".replace("{t}", "(%(tenant)s::text is null or tenant_id = %(tenant)s::text)")
 
 
 def status(
-    conn: psycopg.Connection[Any], broker: redis.Redis | None, queue_name: str
+    conn: psycopg.Connection[Any],
+    broker: redis.Redis | None,
+    queue_name: str,
+    *,
+    tenant_id: str | None = None,
 ) -> dict[str, Any]:
-    """Return backlog, lag, delivery states, dead letters, endpoints and queue depth."""
+    """Return backlog, lag, delivery states, dead letters, endpoints and queue depth.
+
+    With ``tenant_id`` every count is that tenant's, except the queue depth: the queue is
+    shared by every tenant.
+    """
     with wrapped_errors():
-        row = conn.execute(STATUS).fetchone()
-    out: dict[str, Any] = dict(row or {})
+        row = conn.execute(STATUS, {"tenant": tenant_id}).fetchone()
+    out: dict[str, Any] = {"tenant": tenant_id, **(row or {})}
     age = out.get("outbox_oldest_age_seconds")
     out["outbox_oldest_age_seconds"] = float(age) if age is not None else None
     out["queue_depth"] = None
@@ -77,6 +88,7 @@ INVARIANTS = (
          and e.created_at < o.relayed_at
          and e.updated_at < o.relayed_at
          and e.enabled
+         and (o.endpoint_id is null or o.endpoint_id = e.id)
         where o.relayed_at is not null
           and not exists (select 1 from webhooks.deliveries d
                           where d.event_id = o.id and d.endpoint_id = e.id)

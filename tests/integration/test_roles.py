@@ -171,7 +171,7 @@ def test_the_service_role_runs_the_relay_the_workers_and_the_cli(
             ["endpoint", "disable", down, "--reason", "maintenance"],
             ["endpoint", "rotate-secret", down],
             ["prune", "--older-than", "0s", "--include-dead"],
-            ["endpoint", "delete", gone],
+            ["endpoint", "delete", gone, "--yes"],
         ):
             done = run_cli(*args, env=env)
             assert done.returncode == 0, (args, done.stderr)

@@ -144,7 +144,7 @@ def test_endpoint_commands_never_reach_another_tenants_endpoint(world: World) ->
     ok_json(p, "endpoint", "rotate-secret", acme.ok, "--tenant", "acme")
     ok_json(p, "endpoint", "enable", acme.dead, "--tenant", "acme")
     ok_json(p, "endpoint", "disable", acme.ok, "--tenant", "acme")
-    ok_json(p, "endpoint", "delete", acme.ok, "--tenant", "acme")
+    ok_json(p, "endpoint", "delete", acme.ok, "--tenant", "acme", "--yes")
     assert p.value("select count(*) from webhooks.endpoints where id = %s", acme.ok) == 0
 
 

@@ -58,7 +58,14 @@ from worker.settings import Settings
 from worker.signing import signature_header
 from worker.vault import Vault
 
-__all__ = ["DEFAULT_CONCURRENCY", "Engine", "Observer"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "Engine",
+    "Finished",
+    "Observer",
+    "record_row",
+    "send_attempt",
+]
 
 log = logging.getLogger("webhooks.worker")
 T = TypeVar("T")
@@ -97,7 +104,9 @@ class _Quiet:
 
 
 @dataclass(frozen=True)
-class _Finished:
+class Finished:
+    """One attempt that ended, waiting to be recorded."""
+
     job: plan.Claimed
     outcome: Outcome
     body: bytes
@@ -163,7 +172,7 @@ class Engine:
         self._inbox_lock = threading.Lock()
         self._inbox_woken = False
         self._arrived: list[tuple[int, str]] = []  # taken over by the loop
-        self._finished: list[_Finished] = []
+        self._finished: list[Finished] = []
         self._releases: list[tuple[plan.Claimed, plan.Release]] = []
         self._latency: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -396,29 +405,11 @@ class Engine:
                 self.busy.release(job.endpoint_id)
         duration = time.monotonic() - started
         self._observe_latency(job.endpoint_id, duration)
-        self._finished.append(_Finished(job, outcome, body, started_at, duration))
+        self._finished.append(Finished(job, outcome, body, started_at, duration))
         self._wake_writer()
 
     async def _send(self, job: plan.Claimed, now: datetime) -> tuple[Outcome, bytes]:
-        try:
-            body = envelope(job.event_type, job.event_created_at, job.payload)
-            keys = valid_keys(job.secrets, self.vault, now)
-            stamp = int(time.time())
-            headers = request_headers(
-                job.headers,
-                job.event_id,
-                stamp,
-                signature_header(keys, job.event_id, stamp, body),
-            )
-            response = await self.sender.send(job.url, body, headers, max_body=MAX_RESPONSE_BYTES)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Every way the receiver, the network or the stored endpoint can fail an attempt
-            # is classified and recorded; none escapes unrecorded.
-            return classify_failure(exc), b""
-        outcome = classify_response(response.status_code, response.retry_after, datetime.now(UTC))
-        return outcome, response.body
+        return await send_attempt(self.sender, self.vault, job, now)
 
     # -- write back ---------------------------------------------------------------------------
 
@@ -477,7 +468,7 @@ class Engine:
                     log.error("delivery crosses tenants", extra={"delivery_id": job.id})
                 log.info("delivery dead", extra=_fields(job, reason=release.dead_reason))
 
-    async def _write_attempts(self, batch: Sequence[_Finished]) -> None:
+    async def _write_attempts(self, batch: Sequence[Finished]) -> None:
         now = datetime.now(UTC)
         settings = self.settings
         settled = [
@@ -491,8 +482,8 @@ class Engine:
             )
             for f in batch
         ]
-        rows = [_record_row(f, s) for f, s in zip(batch, settled, strict=True)]
-        by_endpoint: dict[str, list[_Finished]] = {}
+        rows = [record_row(f, s) for f, s in zip(batch, settled, strict=True)]
+        by_endpoint: dict[str, list[Finished]] = {}
         for f in batch:
             by_endpoint.setdefault(f.job.endpoint_id, []).append(f)
         # Endpoints that only succeeded and looked healthy: one cheap reset in RECORD.
@@ -676,6 +667,36 @@ def _health_row(endpoint_id: str, health: plan.Health) -> dict[str, Any]:
     }
 
 
+async def send_attempt(
+    sender: Sender, vault: Vault, job: plan.Claimed, now: datetime
+) -> tuple[Outcome, bytes]:
+    """Sign and send one claimed delivery; return its outcome and the start of the answer.
+
+    The one path every attempt takes (the engine's, and `webhooks endpoint test`'s): the
+    Standard Webhooks body and headers, one signature per valid secret, the sender's
+    destination guard, deadline and 16 KiB cap.
+    """
+    try:
+        body = envelope(job.event_type, job.event_created_at, job.payload)
+        keys = valid_keys(job.secrets, vault, now)
+        stamp = int(time.time())
+        headers = request_headers(
+            job.headers,
+            job.event_id,
+            stamp,
+            signature_header(keys, job.event_id, stamp, body),
+        )
+        response = await sender.send(job.url, body, headers, max_body=MAX_RESPONSE_BYTES)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # Every way the receiver, the network or the stored endpoint can fail an attempt
+        # is classified and recorded; none escapes unrecorded.
+        return classify_failure(exc), b""
+    outcome = classify_response(response.status_code, response.retry_after, datetime.now(UTC))
+    return outcome, response.body
+
+
 def rate_waits(client: redis.Redis, jobs: Iterable[plan.Claimed], now: float) -> dict[int, float]:
     """Count jobs against their endpoints' limits; return the wait of each one over it.
 
@@ -701,7 +722,8 @@ def rate_waits(client: redis.Redis, jobs: Iterable[plan.Claimed], now: float) ->
     return waits
 
 
-def _record_row(f: _Finished, s: plan.Settlement) -> dict[str, Any]:
+def record_row(f: Finished, s: plan.Settlement) -> dict[str, Any]:
+    """Return the `queries.RECORD` row of one finished attempt and its settlement."""
     text = f.body.decode("utf-8", "replace").replace("\x00", "\ufffd")
     return {
         "id": f.job.id,

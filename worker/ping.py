@@ -1,0 +1,201 @@
+"""Send a test event to one endpoint now: the Python API behind `webhooks endpoint test`.
+
+The test event is a real event, recorded like any other, so an operator finds it afterwards
+(`deliveries list --event-type webhooks.test`, `endpoint show`) as Svix and Hookdeck users
+expect. It is addressed to the one endpoint (`outbox.endpoint_id`) and marked relayed when
+it is written, so the relay never fans it out to the tenant's other endpoints; its one
+delivery is created already claimed and attempted from the caller's thread through the
+engine's own path (`worker.engine.send_attempt`: signature, headers, destination guard,
+deadline, 16 KiB cap), and the attempt is recorded, trigger ``test``, with the delivery's
+new state in the engine's own statement. A failed test is then retried on the schedule like
+any delivery; if the caller dies mid-attempt, the claim's lock runs out and the scheduler
+takes the delivery up (guarantee 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from producers.errors import InvalidEvent
+from producers.ids import uuid7
+from producers.publish import _EVENT_TYPE, MAX_EVENT_TYPE
+from worker import queries, queue
+from worker.db import wrapped_errors
+from worker.endpoints import Endpoints
+from worker.engine import plan
+from worker.engine.engine import LOCK_MARGIN, Finished, record_row, send_attempt
+from worker.engine.http import Sender
+from worker.engine.request import USER_AGENT
+from worker.errors import WrongState
+from worker.outcome import Kind
+from worker.settings import Settings
+from worker.vault import Vault
+
+#: The event type of a test event unless the caller names another.
+TEST_EVENT_TYPE = "webhooks.test"
+
+_CREATE = """
+with event as (
+    insert into webhooks.outbox (id, tenant_id, event_type, payload, endpoint_id, relayed_at)
+    values (%(event_id)s, %(tenant)s, %(type)s, %(payload)s, %(endpoint)s, now())
+    returning id, tenant_id, created_at, endpoint_id
+)
+insert into webhooks.deliveries
+    (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at,
+     next_trigger)
+select tenant_id, id, endpoint_id, created_at, gen_random_uuid(),
+       now() + %(lease)s * interval '1 second', 'test'
+from event
+returning id, message_id::text as message_id
+"""
+
+
+@dataclass(frozen=True)
+class TestAttempt:
+    """What a test event's attempt got, and where it left the delivery."""
+
+    delivery_id: int
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    url: str
+    number: int
+    trigger: str
+    started_at: datetime
+    duration_seconds: float
+    outcome: str
+    status_code: int | None
+    error_kind: str | None
+    error: str | None
+    response_body: str | None
+    delivery_status: str
+    next_attempt_at: datetime | None
+    endpoint_disabled: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the receiver answered 2xx."""
+        return self.outcome == Kind.SUCCEEDED.value
+
+
+def send_test_event(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    endpoint_id: str,
+    *,
+    event_type: str = TEST_EVENT_TYPE,
+    tenant_id: str | None = None,
+    vault: Vault | None = None,
+) -> TestAttempt:
+    """Publish a test event to one endpoint, attempt it now and return the attempt."""
+    if (
+        not isinstance(event_type, str)
+        or not event_type
+        or len(event_type) > MAX_EVENT_TYPE
+        or not _EVENT_TYPE.fullmatch(event_type)
+    ):
+        raise InvalidEvent(f"event type {event_type!r} is not valid")
+    vault = vault or Vault(settings.secret_key)
+    endpoint = Endpoints(conn, vault).get(endpoint_id, tenant_id=tenant_id)
+    if not endpoint.enabled:
+        raise WrongState(
+            f"endpoint {endpoint.id} is disabled: `webhooks endpoint enable {endpoint.id}` first"
+        )
+    lock = settings.request_timeout + LOCK_MARGIN
+    payload = {"test": True, "endpoint_id": endpoint.id, "sent_at": _now().isoformat()}
+    with wrapped_errors(), conn.transaction():
+        created = conn.execute(
+            _CREATE,
+            {
+                "event_id": uuid7(),
+                "tenant": endpoint.tenant_id,
+                "type": event_type,
+                "payload": Jsonb(payload),
+                "endpoint": endpoint.id,
+                "lease": queue.LEASE_SECONDS,
+            },
+        ).fetchone()
+        assert created is not None
+        # The engine's own claim: the delivery is ours until `lock` runs out.
+        claimed = conn.execute(
+            queries.CLAIM,
+            {"ids": [created["id"]], "message_ids": [created["message_id"]], "lock": lock},
+        ).fetchone()
+    assert claimed is not None
+    job = plan.Claimed.from_row(claimed)
+    finished = asyncio.run(_attempt(settings, vault, job))
+    return _record(conn, settings, finished)
+
+
+async def _attempt(settings: Settings, vault: Vault, job: plan.Claimed) -> Finished:
+    sender = Sender(
+        allowed_networks=settings.allowed_networks,
+        connect_timeout=settings.connect_timeout,
+        request_timeout=settings.request_timeout,
+        user_agent=USER_AGENT,
+        max_connections=1,
+    )
+    started_at = _now()
+    started = time.monotonic()
+    try:
+        outcome, body = await send_attempt(sender, vault, job, started_at)
+    finally:
+        await sender.close()
+    return Finished(job, outcome, body, started_at, time.monotonic() - started)
+
+
+def _record(conn: psycopg.Connection[Any], settings: Settings, finished: Finished) -> TestAttempt:
+    job, outcome = finished.job, finished.outcome
+    settled = plan.settle(
+        job,
+        outcome,
+        _now(),
+        schedule=settings.retry_schedule,
+        max_age=settings.max_delivery_age,
+        disable_after=settings.disable_after,
+    )
+    row = record_row(finished, settled)
+    # A success clears the endpoint's failure count (not an open circuit: its probe or an
+    # operator's `endpoint reset` closes that); a failed test counts toward nothing.
+    reset = [job.endpoint_id] if outcome.kind is Kind.SUCCEEDED else []
+    with wrapped_errors():
+        conn.execute(
+            queries.RECORD,
+            {"rows": Jsonb([row]), "ids": [job.id], "reset": reset},
+        )
+        if settled.disable_reason:
+            # What the receiver said holds for every delivery (410 Gone): as in the engine.
+            conn.execute(
+                queries.DISABLE_ENDPOINT,
+                {"id": job.endpoint_id, "tenant": None, "reason": settled.disable_reason},
+            )
+    return TestAttempt(
+        delivery_id=job.id,
+        event_id=job.event_id,
+        event_type=job.event_type,
+        endpoint_id=job.endpoint_id,
+        url=job.url,
+        number=job.attempts + 1,
+        trigger=job.next_trigger,
+        started_at=finished.started_at,
+        duration_seconds=finished.duration,
+        outcome=outcome.kind.value,
+        status_code=outcome.status_code,
+        error_kind=outcome.error_kind,
+        error=outcome.error,
+        response_body=row["body"],
+        delivery_status=settled.status,
+        next_attempt_at=settled.decision.next_attempt_at if settled.status == "pending" else None,
+        endpoint_disabled=settled.disable_reason,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
