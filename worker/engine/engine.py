@@ -50,6 +50,7 @@ from worker.engine.request import (
     request_headers,
     valid_keys,
 )
+from worker.errors import ConfigError
 from worker.outcome import Kind, Outcome, classify_response
 from worker.resilience import TRANSIENT, Outage
 from worker.settings import Settings
@@ -81,6 +82,7 @@ class Observer(Protocol):
     def succeeded(self, latency: float) -> None: ...
     def dead(self, reason: str) -> None: ...
     def held(self, count: int, capacity: int) -> None: ...
+    def secret_failed(self) -> None: ...
 
 
 class _Quiet:
@@ -94,6 +96,9 @@ class _Quiet:
         pass
 
     def held(self, count: int, capacity: int) -> None:
+        pass
+
+    def secret_failed(self) -> None:
         pass
 
 
@@ -402,8 +407,15 @@ class Engine:
 
     async def _send(self, job: plan.Claimed, now: datetime) -> tuple[Outcome, bytes]:
         try:
-            body = envelope(job.event_type, job.event_created_at, job.payload)
             keys = valid_keys(job.secrets, self.vault, now)
+        except ConfigError as exc:
+            # This process's WEBHOOKS_SECRET_KEY cannot open the endpoint's secret: nothing
+            # can be signed, so the attempt fails, recorded like any other (guarantee 4), and
+            # /readyz says why while it lasts.
+            self.observer.secret_failed()
+            return Outcome(Kind.FAILED, None, "secret", f"not signed: {exc}"), b""
+        try:
+            body = envelope(job.event_type, job.event_created_at, job.payload)
             stamp = int(time.time())
             headers = request_headers(
                 job.headers,
