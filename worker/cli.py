@@ -843,6 +843,7 @@ def dev(workdir: Path | None) -> None:
     """
     from worker import dev as devmode
 
+    settings()  # a malformed setting stops here, in one line, before anything starts
     if workdir is not None:
         devmode.run(workdir)
         click.echo(f"kept {workdir} (embedded data and pipeline.log)")
