@@ -943,7 +943,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     argv = [
         sys.executable,
         "-m",
-        "dramatiq",
+        "worker.dramatiq_main",  # Dramatiq's CLI, logging in the product's format
         "worker.actors:setup",
         "--processes",
         str(processes),
