@@ -304,7 +304,7 @@ class Endpoints:
         description: str = "",
     ) -> tuple[Endpoint, str]:
         """Create an endpoint; return it with its signing secret (shown only now)."""
-        self.check_url(url)
+        validate_url(url)
         _check_tenant(tenant_id)
         types = _check_event_types(event_types)
         checked = dict(validate_header(k, v) for k, v in (headers or {}).items())
@@ -315,6 +315,8 @@ class Endpoints:
         if len(description) > 1000:
             raise InvalidEndpoint("description is over 1000 characters")
         self.check_key()
+        # After the checks that can refuse, so a warning is never followed by an error.
+        self.check_url(url)
         secret = generate_secret()
         with wrapped_errors():
             row = self.conn.execute(
