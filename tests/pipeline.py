@@ -36,7 +36,11 @@ class Pipeline:
         )
         self.settings = dataclasses.replace(base, **overrides)
         self.conn = psycopg.connect(db_url, autocommit=True, row_factory=dict_row)
-        self.registry = Endpoints(self.conn, Vault(self.settings.secret_key))
+        # The test receivers listen on loopback: endpoints on it are registered even when a
+        # test narrows the workers' own allowed networks to see them blocked.
+        self.registry = Endpoints(
+            self.conn, Vault(self.settings.secret_key), allowed_networks=LOOPBACK
+        )
         self.relays: list[tuple[Relay, threading.Thread]] = []
         self.workers: list[dramatiq.Worker] = []
         self.engines: list[Any] = []

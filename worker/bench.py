@@ -72,7 +72,7 @@ from worker import migrate, queue
 from worker.embedded import EmbeddedServices, port_open
 from worker.endpoints import Endpoints
 from worker.errors import WebhooksError
-from worker.settings import Settings
+from worker.settings import Settings, parse_networks
 from worker.vault import Vault
 
 __all__ = ["BenchError", "Options", "render", "run"]
@@ -86,6 +86,8 @@ CLAIM_KEY = "webhooks:bench:owner"
 EVENT_TYPE = "bench.event"
 #: Enough attempts that a delivery survives even a high --fail-rate (0.5**40 per delivery).
 RETRY_SCHEDULE = "0s" + ",200ms" * 39
+#: The bench's receiver listens on loopback, which the SSRF guard refuses unless allowed.
+LOOPBACK = "127.0.0.0/8"
 #: The receiver checks the signature of every request this often (and each path's first).
 VERIFY_EVERY = 20
 #: A wait fails when nothing new has arrived for this long. A circuit opened by consecutive
@@ -998,7 +1000,9 @@ class Bench:
         migrate.migrate(self.conn)
         self._claim_redis_db()
         self.receiver = ReceiverProcess(self.opts.fail_rate, self.opts.receiver_delay)
-        registry = Endpoints(self.conn, Vault(self.opts.secret_key))
+        registry = Endpoints(
+            self.conn, Vault(self.opts.secret_key), allowed_networks=parse_networks(LOOPBACK)
+        )
         keys: dict[str, str] = {}
         for k in range(self.opts.endpoints):
             ep, secret = registry.add(self.receiver.url(f"/e/{k}"), description="bench")
@@ -1104,7 +1108,7 @@ class Bench:
             {
                 "DATABASE_URL": self.db_url,
                 "REDIS_URL": self.redis_url,
-                "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+                "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
                 "WEBHOOKS_RETRY_SCHEDULE": RETRY_SCHEDULE,
                 "WEBHOOKS_METRICS_PORT": str(_free_port()),
                 "WEBHOOKS_RELAY_METRICS_PORT": str(_free_port()),

@@ -166,13 +166,23 @@ def endpoint() -> None:
     """Register and manage the endpoints events are delivered to."""
 
 
-def _registry(conn: Any, *, writes_secret: bool = False) -> Endpoints:
-    vault = Vault(settings().secret_key)
-    if writes_secret and not vault.encrypts:
+def _registry(conn: Any) -> Endpoints:
+    conf = settings()
+    return Endpoints(
+        conn,
+        Vault(conf.secret_key),
+        allowed_networks=conf.allowed_networks,
+        warn=lambda text: click.echo(f"warning: {text}", err=True),
+        operations_tenant=conf.operations_tenant,
+    )
+
+
+def _secret_written(registry: Endpoints) -> None:
+    """Say, once a secret is written, that it was stored plain (no key is set)."""
+    if not registry.vault.encrypts:
         click.echo(
             "warning: WEBHOOKS_SECRET_KEY is not set: the secret is stored unencrypted", err=True
         )
-    return Endpoints(conn, vault, operations_tenant=settings().operations_tenant)
 
 
 def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
@@ -218,7 +228,8 @@ def endpoint_add(
     """Create an endpoint and print its id and signing secret."""
     parsed = dict(parse_header(h) for h in headers)
     with connect(settings().require_database_url()) as conn:
-        ep, secret = _registry(conn, writes_secret=True).add(
+        registry = _registry(conn)
+        ep, secret = registry.add(
             url,
             tenant_id=tenant,
             event_types=event_types or None,
@@ -226,6 +237,7 @@ def endpoint_add(
             rate_limit=rate_limit,
             description=description,
         )
+    _secret_written(registry)
     if as_json:
         emit_json({**_as_dict(ep), "secret": secret})
     else:
@@ -474,13 +486,32 @@ def endpoint_rotate(endpoint_id: str, grace: str, tenant: str | None, as_json: b
     """Create a new signing secret; the old one keeps signing during the grace period."""
     seconds = duration(grace)
     with connect(settings().require_database_url()) as conn:
-        secret = _registry(conn, writes_secret=True).rotate_secret(
-            endpoint_id, grace=seconds, tenant_id=tenant
-        )
+        registry = _registry(conn)
+        secret = registry.rotate_secret(endpoint_id, grace=seconds, tenant_id=tenant)
+    _secret_written(registry)
     if as_json:
         emit_json({"id": endpoint_id, "secret": secret, "grace_seconds": seconds})
     else:
         click.echo(fields([("id", endpoint_id), ("secret", secret), ("old secret valid", grace)]))
+
+
+@endpoint.command("reencrypt")
+@json_option
+def endpoint_reencrypt(as_json: bool) -> None:
+    """Seal every stored secret with the first key of WEBHOOKS_SECRET_KEY.
+
+    The last step of rotating the key itself: prepend the new key to the list, restart the
+    workers, run this, then drop the old key.
+    """
+    with connect(settings().require_database_url()) as conn:
+        count = _registry(conn).reencrypt()
+    if as_json:
+        emit_json({"endpoints": count})
+    else:
+        click.echo(
+            f"re-encrypted the secrets of {count} endpoint{'' if count == 1 else 's'}"
+            " with the first key"
+        )
 
 
 @endpoint.command("delete")
@@ -1066,6 +1097,7 @@ def dev(workdir: Path | None) -> None:
     """
     from worker import dev as devmode
 
+    settings()  # a malformed setting stops here, in one line, before anything starts
     if workdir is not None:
         devmode.run(workdir)
         click.echo(f"kept {workdir} (embedded data and pipeline.log)")
@@ -1167,7 +1199,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     argv = [
         sys.executable,
         "-m",
-        "dramatiq",
+        "worker.dramatiq_main",  # Dramatiq's CLI, logging in the product's format
         "worker.actors:setup",
         "--processes",
         str(processes),

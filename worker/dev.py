@@ -30,8 +30,11 @@ from worker import migrate, signing
 from worker.db import connect
 from worker.embedded import EmbeddedServices
 from worker.endpoints import Endpoints
+from worker.settings import parse_networks
 from worker.vault import Vault
 
+#: The demo receiver listens here, which the SSRF guard refuses unless allowed.
+LOOPBACK = "127.0.0.0/8"
 PR_SET_PDEATHSIG = 1
 
 
@@ -188,13 +191,14 @@ def run(workdir: Path) -> None:
         with connect(db_url) as conn:
             applied = migrate.migrate(conn)
         say(f"schema    version {migrate.expected_version()} ({len(applied)} migrations applied)")
+        # Whatever the user allows, plus the demo receiver's loopback.
+        allowed = ",".join(n for n in (os.environ.get("WEBHOOKS_ALLOWED_NETWORKS"), LOOPBACK) if n)
         env = {
             **os.environ,
             "DATABASE_URL": db_url,
             "REDIS_URL": redis_url,
             # The demo receiver listens on loopback, which production refuses (SSRF guard).
-            "WEBHOOKS_ALLOWED_NETWORKS": os.environ.get("WEBHOOKS_ALLOWED_NETWORKS")
-            or "127.0.0.0/8",
+            "WEBHOOKS_ALLOWED_NETWORKS": allowed,
             # A short schedule so the retry and the dead letter show within seconds.
             "WEBHOOKS_RETRY_SCHEDULE": os.environ.get("WEBHOOKS_RETRY_SCHEDULE") or "0s,2s,4s",
             # Free ports unless set, so the demo runs beside a relay or worker already here.
@@ -224,7 +228,11 @@ def run(workdir: Path) -> None:
             receiver.start()
             say(f"receiver  http://127.0.0.1:{receiver.port} (verifies every signature)")
             with connect(db_url) as conn:
-                registry = Endpoints(conn, Vault(os.environ.get("WEBHOOKS_SECRET_KEY")))
+                registry = Endpoints(
+                    conn,
+                    Vault(os.environ.get("WEBHOOKS_SECRET_KEY")),
+                    allowed_networks=parse_networks(allowed),
+                )
                 plan = [
                     ("/ok", None, "succeeds"),
                     ("/flaky", ["invoice.paid"], "fails twice, then succeeds"),

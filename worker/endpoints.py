@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import enum
+import logging
 import re
+import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,11 +24,17 @@ from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
 from worker import operations, queries
 from worker.db import wrapped_errors
-from worker.errors import InvalidEndpoint, NotFound
+from worker.errors import BlockedDestination, ConfigError, InvalidEndpoint, NotFound
+from worker.guard import Resolver, check_address, parse_ip_literal, resolve
+from worker.settings import IPNetwork
 from worker.signing import generate_secret
-from worker.vault import Vault
+from worker.vault import PREFIX, Vault
+
+log = logging.getLogger("webhooks.endpoints")
 
 MAX_URL = 2048
+#: Seconds `check_destination` waits for a host name to resolve before saying it did not.
+RESOLVE_TIMEOUT = 3.0
 MAX_HEADERS = 32
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers the delivery itself sets or that belong to the connection: never overridable.
@@ -166,6 +176,65 @@ def validate_url(url: str) -> str:
     return url
 
 
+def check_destination(
+    url: str,
+    allowed: Sequence[IPNetwork],
+    resolver: Resolver = socket.getaddrinfo,
+    timeout: float = RESOLVE_TIMEOUT,
+) -> str | None:
+    """Refuse a URL no attempt could ever reach; return a warning for a doubtful host name.
+
+    A host that is an IP literal, or ``localhost``, outside the public addresses and
+    ``allowed`` raises InvalidEndpoint: the worker's guard would block every attempt. A host
+    name is resolved once: when the guard would block it today (an address not allowed, or
+    no address at all), a warning is returned, since DNS may change before the first
+    delivery. Every path that sets an endpoint's URL calls this.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    literal = parse_ip_literal(host)
+    if literal is not None:
+        reason = check_address(literal, allowed)
+        if reason is not None:
+            raise InvalidEndpoint(_blocked_message(host, reason))
+        return None
+    local = host == "localhost" or host.endswith(".localhost")
+    try:
+        _resolve_within(host, port, allowed, resolver, timeout)
+    except BlockedDestination as exc:
+        if local:
+            raise InvalidEndpoint(_blocked_message(host, exc.reason)) from None
+        if exc.reason == "does not resolve":
+            return f"{host} does not resolve: deliveries fail until it does"
+        return (
+            f"{host} resolves to a {exc.reason}, outside WEBHOOKS_ALLOWED_NETWORKS:"
+            " deliveries are blocked while it does"
+        )
+    return None
+
+
+def _blocked_message(host: str, reason: str) -> str:
+    return (
+        f"URL host {host} is a {reason}, outside WEBHOOKS_ALLOWED_NETWORKS: no delivery"
+        " could reach it (add its network to WEBHOOKS_ALLOWED_NETWORKS to allow it)"
+    )
+
+
+def _resolve_within(
+    host: str, port: int, allowed: Sequence[IPNetwork], resolver: Resolver, timeout: float
+) -> list[str]:
+    # getaddrinfo cannot be interrupted: a name server that never answers keeps the thread,
+    # not the command.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="resolve")
+    try:
+        return pool.submit(resolve, host, port, allowed, resolver).result(timeout)
+    except FutureTimeout:
+        raise BlockedDestination(host, "does not resolve") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 def parse_header(text: str) -> tuple[str, str]:
     """Split ``'Name: value'`` into a checked (name, value) pair."""
     name, sep, value = text.partition(":")
@@ -246,7 +315,11 @@ def _check_id(endpoint_id: str) -> uuid.UUID:
 
 
 class Endpoints:
-    """Manage endpoints on an autocommit connection; pass ``tenant_id`` to scope any call."""
+    """Manage endpoints on an autocommit connection; pass ``tenant_id`` to scope any call.
+
+    ``allowed_networks`` is WEBHOOKS_ALLOWED_NETWORKS: URLs the worker could never reach
+    are refused (`check_destination`); ``warn`` receives what is accepted with a doubt.
+    """
 
     def __init__(
         self,
@@ -254,11 +327,44 @@ class Endpoints:
         vault: Vault,
         *,
         operations_tenant: str = "operations",
+        allowed_networks: Sequence[IPNetwork] = (),
+        warn: Callable[[str], None] | None = None,
+        resolver: Resolver = socket.getaddrinfo,
     ) -> None:
         self.conn = conn
         self.vault = vault
+        self.allowed_networks = tuple(allowed_networks)
+        self.warn: Callable[[str], None] = warn or log.warning
+        self.resolver = resolver
         #: WEBHOOKS_OPERATIONS_TENANT: disabling an endpoint is announced there.
         self.operations_tenant = operations_tenant
+
+    def check_url(self, url: str) -> str:
+        """Return ``url`` if an endpoint may be pointed at it, else raise InvalidEndpoint.
+
+        Every path that sets an endpoint's URL goes through here (`add`, and `_update` when
+        it assigns ``url``).
+        """
+        validate_url(url)
+        warning = check_destination(url, self.allowed_networks, self.resolver)
+        if warning is not None:
+            self.warn(warning)
+        return url
+
+    def check_key(self) -> None:
+        """Raise ConfigError unless the vault opens every secret already stored.
+
+        Called before any secret is written, so a wrong or missing WEBHOOKS_SECRET_KEY is
+        refused instead of sealing a secret the workers cannot open.
+        """
+        with wrapped_errors():
+            rows = self.conn.execute(
+                "select s.value->>'secret' as secret from webhooks.endpoints e"
+                " cross join lateral jsonb_array_elements(e.secrets) s"
+                " where s.value->>'secret' like %s",
+                (PREFIX + "%",),
+            ).fetchall()
+        self.vault.check_opens(row["secret"] for row in rows)
 
     def add(
         self,
@@ -277,6 +383,9 @@ class Endpoints:
         checked = _check_headers(headers)
         _check_rate_limit(rate_limit)
         _check_description(description)
+        self.check_key()
+        # After the checks that can refuse, so a warning is never followed by an error.
+        self.check_url(url)
         secret = generate_secret()
         with wrapped_errors():
             row = self.conn.execute(
@@ -448,6 +557,7 @@ class Endpoints:
         secret = generate_secret()
         with wrapped_errors(), self.conn.transaction():
             row = self._row(endpoint_id, tenant_id, lock=True)
+            self.check_key()
             kept = [{"secret": self.vault.seal(secret), "expires_at": None}]
             for old in row["secrets"]:
                 expires = old.get("expires_at")
@@ -464,6 +574,27 @@ class Endpoints:
                 (Jsonb(kept), row["id"]),
             )
         return secret
+
+    def reencrypt(self) -> int:
+        """Seal every stored secret with the vault's first key; return the endpoints changed.
+
+        After it, the keys after the first in WEBHOOKS_SECRET_KEY are no longer needed. One
+        transaction: either every secret is sealed again or none is.
+        """
+        if not self.vault.encrypts:
+            raise ConfigError("WEBHOOKS_SECRET_KEY", "not set: there is no key to encrypt with")
+        with wrapped_errors(), self.conn.transaction():
+            rows = self.conn.execute(
+                "select id, secrets from webhooks.endpoints order by id for update"
+            ).fetchall()
+            self.vault.check_opens(s["secret"] for row in rows for s in row["secrets"])
+            for row in rows:
+                sealed = [{**s, "secret": self.vault.reseal(s["secret"])} for s in row["secrets"]]
+                self.conn.execute(
+                    "update webhooks.endpoints set secrets = %s, updated_at = now() where id = %s",
+                    (Jsonb(sealed), row["id"]),
+                )
+        return len(rows)
 
     def dependents(self, endpoint_id: str, *, tenant_id: str | None = None) -> Dependents:
         """Count the deliveries and dead letters deleting the endpoint would delete."""
@@ -510,6 +641,9 @@ class Endpoints:
     def _update(
         self, endpoint_id: str, tenant_id: str | None, assignments: str, params: dict[str, Any]
     ) -> Endpoint:
+        if "url" in params:
+            # A URL change passes the same checks as a new endpoint's URL.
+            self.check_url(params["url"])
         with wrapped_errors():
             row = self.conn.execute(
                 f"update webhooks.endpoints set {assignments}, updated_at = now()"

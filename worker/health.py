@@ -106,8 +106,10 @@ class Readiness:
         timeout: float = CHECK_TIMEOUT,
         ttl: float = 1.0,
         expected_version: int | None = None,
+        extra: Callable[[], str | None] | None = None,
     ) -> None:
         self.database_url = database_url
+        self.extra = extra
         self.redis_url = redis_url
         self.ttl = ttl
         self.expected_version = (
@@ -161,6 +163,9 @@ class Readiness:
             return Verdict(False, f"broker unavailable: {first_line(exc)}")
         finally:
             client.close()
+        trouble = self.extra() if self.extra is not None else None
+        if trouble is not None:
+            return Verdict(False, trouble)
         return Verdict(True, "ready")
 
 
@@ -286,6 +291,26 @@ def start_relay_endpoint(settings: Settings, stats: Stats) -> RelayEndpoint:
 
 # -- the workers --------------------------------------------------------------------------
 
+#: Seconds the workers stay not ready after an attempt could not be signed: long enough to
+#: span a few retries of the endpoints concerned, so a probe does not flap between them.
+SECRET_FAILURE_WINDOW = 300.0
+
+
+def secret_trouble(
+    registry: CollectorRegistry, now: float | None = None, window: float = SECRET_FAILURE_WINDOW
+) -> str | None:
+    """Return why the workers are not ready if an attempt lately could not be signed."""
+    stamp = registry.get_sample_value(metrics.SECRET_FAILURE)
+    if not stamp:
+        return None
+    ago = (time.time() if now is None else now) - stamp
+    if ago > window:
+        return None
+    return (
+        f"WEBHOOKS_SECRET_KEY does not open an endpoint's secret (last attempt"
+        f" {max(0, round(ago))}s ago): its attempts fail with error kind 'secret'"
+    )
+
 
 def serve_workers() -> int:
     """Serve the workers' endpoint until SIGTERM; return the exit status.
@@ -300,12 +325,17 @@ def serve_workers() -> int:
     if not path:
         log.error("PROMETHEUS_MULTIPROC_DIR is not set: start the workers with `webhooks worker`")
         return 1
+    registry = metrics.worker_registry(path, root_pid=os.getppid())
     try:
         server = listen(
             settings.metrics_port,
             "WEBHOOKS_METRICS_PORT",
-            metrics.worker_registry(path, root_pid=os.getppid()),
-            Readiness(settings.require_database_url(), settings.redis_url),
+            registry,
+            Readiness(
+                settings.require_database_url(),
+                settings.redis_url,
+                extra=lambda: secret_trouble(registry),
+            ),
         )
     except WebhooksError as exc:
         log.error("%s", exc)

@@ -47,12 +47,22 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(log_format: str = "text", level: int = logging.INFO) -> None:
-    """Send the `webhooks` loggers to stderr in the chosen format."""
+    """Send every log line of the process to stderr in the chosen format.
+
+    The root logger gets the one handler, so Dramatiq's loggers and any library's warnings
+    share the product's format; `webhooks` and `dramatiq` log from ``level``, the others
+    from WARNING. Python's warnings go through logging too.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    root = logging.getLogger("webhooks")
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    root.setLevel(logging.WARNING)
+    for name in ("webhooks", "dramatiq"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.setLevel(level)
+        logger.propagate = True
+    logging.captureWarnings(True)
     # httpx logs every request at INFO: a second, unstructured line per delivery.
     logging.getLogger("httpx").setLevel(logging.WARNING)

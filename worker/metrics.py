@@ -103,6 +103,9 @@ BACKLOG_GAUGES: dict[str, str] = {
 }
 BACKLOG_ERRORS = "webhooks_backlog_query_errors"
 
+#: Gauge of the last attempt that could not be signed (unix time).
+SECRET_FAILURE = "webhooks_secret_failure_timestamp_seconds"
+
 #: Name prefix of the temporary directory `webhooks worker` makes for its metric files.
 TEMPORARY_PREFIX = "webhooks-metrics-"
 
@@ -150,6 +153,14 @@ class DeliveryMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        # The newest over every process: the workers' /readyz reads it (`worker.health`).
+        self.secret_failure = Gauge(
+            SECRET_FAILURE,
+            "Unix time of the last attempt that failed because WEBHOOKS_SECRET_KEY could not"
+            " open its endpoint's secret.",
+            registry=registry,
+            multiprocess_mode="max",
+        )
         for outcome in OUTCOMES:
             self.attempts.labels(outcome)
 
@@ -166,6 +177,10 @@ class DeliveryMetrics:
         """Record how many deliveries this process's engine holds, out of how many."""
         self.held_gauge.set(count)
         self.concurrency_gauge.set(capacity)
+
+    def secret_failed(self) -> None:
+        """Record that an attempt could not be signed (the key does not open its secret)."""
+        self.secret_failure.set(time.time())
 
 
 class MarkProcessDead(dramatiq.Middleware):

@@ -41,6 +41,7 @@ ERROR_KINDS = (
     "protocol",
     "throttled",
     "gone",
+    "secret",
 )
 
 _MAX_MESSAGE = 200

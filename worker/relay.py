@@ -98,6 +98,7 @@ class Relay:
         self._schedule_at = 0.0  # time.monotonic() when the scheduler is next due
         self._announce_at = 0.0
         self._sweep_at = 0.0
+        self._redis_checked = False  # whether Redis was checked before the first fan-out
         self.on_batch: list[Any] = []  # callbacks(events, deliveries, seconds) for metrics
 
     # -- connections ----------------------------------------------------------------------
@@ -185,20 +186,28 @@ class Relay:
                 callback(events, len(created), seconds)
         return events, len(created)
 
-    def _redis_lost_data(self) -> bool:
-        # A key only the relays write: when it is missing, Redis was flushed or restarted
-        # empty since a relay last looked. SET NX makes one relay of many do the recheck.
-        return bool(self._broker().set(queue.SENTINEL_KEY, "1", nx=True))
+    def check_redis(self) -> int:
+        """Recheck every queued delivery if Redis lost its data; return how many, and warn.
+
+        A key only the relays write: when it is missing, Redis was flushed or restarted
+        empty since a relay last looked (SET NX makes one relay of many do the recheck).
+        Queued deliveries then had their messages pushed into a Redis that no longer holds
+        them. On a first start the key is missing too, but nothing was queued yet: checked
+        before this relay's first fan-out, its own fresh messages never count as lost.
+        """
+        if not self._broker().set(queue.SENTINEL_KEY, "1", nx=True):
+            return 0
+        cur = self._db().execute(queries.RECHECK_QUEUED)
+        if cur.rowcount:
+            log.warning(
+                "Redis lost its data: checking every queued delivery now",
+                extra={"deliveries": cur.rowcount},
+            )
+        return cur.rowcount
 
     def schedule_once(self) -> int:
         """Enqueue due and orphaned deliveries; return how many were enqueued."""
-        if self._redis_lost_data():
-            cur = self._db().execute(queries.RECHECK_QUEUED)
-            if cur.rowcount:
-                log.warning(
-                    "Redis lost its data: checking every queued delivery now",
-                    extra={"deliveries": cur.rowcount},
-                )
+        self.check_redis()
         rows = (
             self._db()
             .execute(
@@ -282,6 +291,9 @@ class Relay:
     def step(self) -> int:
         """Fan out until the outbox is drained, then schedule if due; return work done."""
         work = 0
+        if not self._redis_checked:
+            self.check_redis()
+            self._redis_checked = True
         while not self.stopping.is_set():
             events, _ = self.fan_out_once()
             work += events

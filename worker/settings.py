@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from worker.errors import ConfigError
+from worker.vault import check_keys
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -189,7 +190,7 @@ class Settings:
             ),
             database_url=conv("DATABASE_URL", database_url, None),  # type: ignore[arg-type]
             redis_url=conv("REDIS_URL", redis_url, defaults.redis_url),  # type: ignore[arg-type]
-            secret_key=get("WEBHOOKS_SECRET_KEY"),
+            secret_key=conv("WEBHOOKS_SECRET_KEY", check_keys, None),  # type: ignore[arg-type]
             retry_schedule=conv(  # type: ignore[arg-type]
                 "WEBHOOKS_RETRY_SCHEDULE", parse_schedule, defaults.retry_schedule
             ),

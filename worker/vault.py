@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Iterable
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -12,12 +13,35 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from worker.errors import ConfigError
 
 PREFIX = "enc:v1:"
+#: Characters each key must have at least: a key is hashed, not stretched, so it must be
+#: random and long. ``secrets.token_urlsafe(32)`` gives 43.
+MIN_KEY_LENGTH = 32
+#: The one-line command the README and the errors suggest for a new key.
+KEY_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 log = logging.getLogger("webhooks.vault")
 
 
 def _fernet(key: str) -> Fernet:
     # Any long random string works as a key: SHA-256 turns it into Fernet's 32 bytes.
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()))
+
+
+def split_keys(text: str | None) -> list[str]:
+    """Return the keys of a WEBHOOKS_SECRET_KEY value (a comma list, newest first)."""
+    return [k.strip() for k in (text or "").split(",") if k.strip()]
+
+
+def check_keys(text: str) -> str:
+    """Return ``text`` if every key in it is long enough, else raise ValueError."""
+    for number, key in enumerate(split_keys(text), 1):
+        if len(key) < MIN_KEY_LENGTH:
+            which = "the key" if "," not in text else f"key {number} of the list"
+            raise ValueError(
+                f"too short: {which} has {len(key)} characters,"
+                f" at least {MIN_KEY_LENGTH} are needed"
+                f" (generate one with: {KEY_COMMAND})"
+            )
+    return text
 
 
 class Vault:
@@ -28,7 +52,7 @@ class Vault:
     """
 
     def __init__(self, key: str | None) -> None:
-        keys = [k.strip() for k in (key or "").split(",") if k.strip()]
+        keys = split_keys(key)
         self._box = MultiFernet([_fernet(k) for k in keys]) if keys else None
 
     @property
@@ -45,6 +69,35 @@ class Vault:
     def open(self, stored: str) -> str:
         """Return the secret from its stored form; raise ConfigError without the right key."""
         return _open(self, stored)
+
+    def reseal(self, stored: str) -> str:
+        """Return ``stored`` sealed with the first key (plain stays plain without a key)."""
+        return self.seal(self.open(stored))
+
+    def check_opens(self, stored: Iterable[str]) -> None:
+        """Raise ConfigError unless this vault can open every stored secret given.
+
+        Kept by every writer of secrets: a new secret sealed with a key that cannot open the
+        others (or stored plain beside sealed ones) would be written with a key the workers
+        do not share, and deliveries would stop.
+        """
+        for value in stored:
+            if not value.startswith(PREFIX):
+                continue
+            if self._box is None:
+                raise ConfigError(
+                    "WEBHOOKS_SECRET_KEY",
+                    "not set, but stored endpoint secrets are encrypted: set the key they were"
+                    " encrypted with (nothing was written)",
+                )
+            try:
+                self.open(value)
+            except ConfigError:
+                raise ConfigError(
+                    "WEBHOOKS_SECRET_KEY",
+                    "does not decrypt the endpoint secrets already stored (wrong key?);"
+                    " nothing was written",
+                ) from None
 
 
 @lru_cache(maxsize=4096)

@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 
 from producers import Event, publish_many
 from worker.endpoints import Endpoints
+from worker.settings import parse_networks
 from worker.vault import Vault
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,7 +242,9 @@ class Cluster:
         }
         self.procs: list[Proc] = []
         self.conn = psycopg.connect(db_url, autocommit=True, row_factory=dict_row)
-        self.registry = Endpoints(self.conn, Vault(None))
+        self.registry = Endpoints(
+            self.conn, Vault(None), allowed_networks=parse_networks(LOOPBACK_NETWORKS)
+        )
         self._count = 0
 
     # -- processes ------------------------------------------------------------------------

@@ -104,6 +104,38 @@ def test_lost_messages_are_enqueued_again_after_the_lease(pipeline: Pipeline) ->
     assert len(ids) == 50
 
 
+def test_a_first_start_on_an_empty_redis_does_not_say_redis_lost_data(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Events wait in the outbox when the first relay ever starts (as in `webhooks dev`).
+    p = pipeline
+    caplog.set_level(logging.INFO, logger="webhooks")
+    p.endpoint("http://127.0.0.1:9/all")
+    for i in range(3):
+        p.publish("a.b", {"i": i})
+    r = p.start_relay(lease=0.3)
+    p.wait_until(lambda: len(queued(p)) == 3, 10, "the events to be relayed")
+    time.sleep(1.0)  # several scheduler passes, past the messages' lease
+    assert "lost its data" not in caplog.text
+    assert r.stats.reenqueued == 0
+
+
+def test_redis_flushed_between_two_relay_starts_is_said_once(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = pipeline
+    caplog.set_level(logging.WARNING, logger="webhooks")
+    p.endpoint("http://127.0.0.1:9/all")
+    p.publish("a.b", {})
+    relay_once(p)
+    assert "lost its data" not in caplog.text
+    redis.Redis.from_url(p.settings.redis_url).flushdb()
+    relay_once(p)
+    relay_once(p)
+    assert caplog.text.count("Redis lost its data") == 1
+    assert len(queued(p)) == 1
+
+
 def test_messages_still_queued_are_not_duplicated(pipeline: Pipeline) -> None:
     p = pipeline
     p.endpoint("http://127.0.0.1:9/all")
@@ -150,8 +182,11 @@ def test_two_relays_make_exactly_the_deliveries_one_would(pipeline: Pipeline) ->
     assert len(queued(p)) == 50_000
 
 
-def test_a_flush_is_noticed_at_once_even_for_long_queued_deliveries(pipeline: Pipeline) -> None:
+def test_a_flush_is_noticed_at_once_even_for_long_queued_deliveries(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
     p = pipeline
+    caplog.set_level(logging.WARNING, logger="webhooks")
     p.endpoint("http://127.0.0.1:9/all")
     for i in range(5):
         p.publish("a.b", {"i": i})
@@ -180,9 +215,11 @@ def test_a_flush_is_noticed_at_once_even_for_long_queued_deliveries(pipeline: Pi
             10,
             "the long recheck",
         )
+        assert "lost its data" not in caplog.text
         redis.Redis.from_url(p.settings.redis_url).flushdb()
         p.wait_until(lambda: len(queued(p)) == 5, 10, "the flush to be noticed")
         assert relay.stats.reenqueued == 5
+        assert "Redis lost its data" in caplog.text
     finally:
         relay.stop()
         thread.join(10)

@@ -103,12 +103,13 @@ def test_parse_retry_after(value: str, now: datetime, expected: float | None) ->
 
 def test_every_error_kind_is_listed() -> None:
     # What an answer can mean (every status) and what a failure can mean (the transport's
-    # table, tests/unit/test_http_failures.py) are together exactly the listed kinds.
+    # table, tests/unit/test_http_failures.py) and a secret the worker cannot open are
+    # together exactly the listed kinds.
     from_responses = {
         classify_response(status, "1", NOW).error_kind for status in range(100, 600)
     } - {None}
     from_failures = {error_kind for _, error_kind, _ in FAILURES}
-    assert from_responses | from_failures == set(ERROR_KINDS)
+    assert from_responses | from_failures | {"secret"} == set(ERROR_KINDS)
     assert len(ERROR_KINDS) == len(set(ERROR_KINDS))
     assert set(ERROR_KINDS) == {
         "http_status",
@@ -120,6 +121,7 @@ def test_every_error_kind_is_listed() -> None:
         "protocol",
         "throttled",
         "gone",
+        "secret",
     }
 
 

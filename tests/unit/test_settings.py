@@ -60,12 +60,15 @@ def test_defaults_match_the_brief() -> None:
     assert s.allowed_networks == () and s.log_format == "text" and s.secret_key is None
 
 
+KEY = "k" * 32
+
+
 def test_every_variable_is_read() -> None:
     s = Settings.from_env(
         {
             "DATABASE_URL": "postgresql://db/app",
             "REDIS_URL": "redis://r:6380/1",
-            "WEBHOOKS_SECRET_KEY": "k",
+            "WEBHOOKS_SECRET_KEY": KEY,
             "WEBHOOKS_RETRY_SCHEDULE": "0s, 1s,2m",
             "WEBHOOKS_MAX_DELIVERY_AGE": "1d",
             "WEBHOOKS_DISABLE_AFTER": "2d",
@@ -84,7 +87,7 @@ def test_every_variable_is_read() -> None:
     )
     assert (s.max_delivery_age, s.disable_after, s.request_timeout) == (86400, 172800, 10)
     assert (s.max_payload_bytes, s.metrics_port, s.relay_metrics_port) == (1024, 9300, 9301)
-    assert s.log_format == "json" and s.secret_key == "k"
+    assert s.log_format == "json" and s.secret_key == KEY
 
 
 @pytest.mark.parametrize(
@@ -102,6 +105,8 @@ def test_every_variable_is_read() -> None:
         ("WEBHOOKS_METRICS_PORT", "70000"),
         ("WEBHOOKS_RELAY_METRICS_PORT", "http"),
         ("WEBHOOKS_LOG_FORMAT", "xml"),
+        ("WEBHOOKS_SECRET_KEY", "hunter2"),
+        ("WEBHOOKS_SECRET_KEY", "x" * 40 + ",short"),
     ],
 )
 def test_malformed_values_name_the_variable(variable: str, value: str) -> None:

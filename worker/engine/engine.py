@@ -52,6 +52,7 @@ from worker.engine.request import (
     request_headers,
     valid_keys,
 )
+from worker.errors import ConfigError
 from worker.outcome import Kind, Outcome, classify_response
 from worker.resilience import TRANSIENT, Outage
 from worker.settings import Settings
@@ -90,6 +91,7 @@ class Observer(Protocol):
     def attempt(self, outcome: str, seconds: float) -> None: ...
     def succeeded(self, latency: float) -> None: ...
     def held(self, count: int, capacity: int) -> None: ...
+    def secret_failed(self) -> None: ...
 
 
 class _Quiet:
@@ -100,6 +102,9 @@ class _Quiet:
         pass
 
     def held(self, count: int, capacity: int) -> None:
+        pass
+
+    def secret_failed(self) -> None:
         pass
 
 
@@ -409,7 +414,11 @@ class Engine:
         self._wake_writer()
 
     async def _send(self, job: plan.Claimed, now: datetime) -> tuple[Outcome, bytes]:
-        return await send_attempt(self.sender, self.vault, job, now)
+        outcome, body = await send_attempt(self.sender, self.vault, job, now)
+        if outcome.error_kind == "secret":
+            # /readyz says why while it lasts.
+            self.observer.secret_failed()
+        return outcome, body
 
     # -- write back ---------------------------------------------------------------------------
 
@@ -677,8 +686,13 @@ async def send_attempt(
     destination guard, deadline and 16 KiB cap.
     """
     try:
-        body = envelope(job.event_type, job.event_created_at, job.payload)
         keys = valid_keys(job.secrets, vault, now)
+    except ConfigError as exc:
+        # This process's WEBHOOKS_SECRET_KEY cannot open the endpoint's secret: nothing can
+        # be signed, so the attempt fails, recorded like any other (guarantee 4).
+        return Outcome(Kind.FAILED, None, "secret", f"not signed: {exc}"), b""
+    try:
+        body = envelope(job.event_type, job.event_created_at, job.payload)
         stamp = int(time.time())
         headers = request_headers(
             job.headers,

@@ -1,0 +1,31 @@
+"""Run Dramatiq's worker command with the product's log format on every line.
+
+Dramatiq's own CLI configures logging with its format in the main process and in each child
+(`logging.basicConfig`). `webhooks worker` runs this module instead: it sets the product's
+format (text or JSON, `worker.logs`) on the root logger and starts Dramatiq's CLI with
+``--skip-logging``, so the children inherit that handler; each worker process and the
+metrics process configure it again on the pipe Dramatiq gives them for their output.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dramatiq import cli as dramatiq_cli
+
+from worker import logs
+from worker.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run Dramatiq's worker command line (its arguments) and return its exit status."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_format)
+    args = dramatiq_cli.make_argument_parser().parse_args(argv)  # type: ignore[no-untyped-call]
+    args.skip_logging = True
+    status: int = dramatiq_cli.main(args)  # type: ignore[no-untyped-call]
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
