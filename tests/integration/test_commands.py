@@ -106,7 +106,12 @@ def _clean_env() -> dict[str, str]:
 
 
 def penv(p: Pipeline) -> dict[str, str]:
-    return {"DATABASE_URL": p.settings.require_database_url(), "REDIS_URL": p.settings.redis_url}
+    return {
+        "DATABASE_URL": p.settings.require_database_url(),
+        "REDIS_URL": p.settings.redis_url,
+        # The test receiver listens on loopback.
+        "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }
 
 
 def one_delivery(p: Pipeline) -> int:
@@ -496,7 +501,8 @@ def test_endpoint_test_of_a_failing_endpoint_prints_the_attempt_and_exits_1(
 
     # The product's destination guard applies: without the allowed network, loopback is
     # refused, and the refusal is the recorded attempt.
-    blocked = run_cli("endpoint", "test", ep, "--json", env=penv(p))
+    guarded = {k: v for k, v in penv(p).items() if k != "WEBHOOKS_ALLOWED_NETWORKS"}
+    blocked = run_cli("endpoint", "test", ep, "--json", env=guarded)
     assert blocked.returncode == 1
     assert json.loads(blocked.stdout)["error_kind"] == "blocked"
     assert len(receiver.to("/broken")) == 1
