@@ -135,6 +135,7 @@ def test_alerts_and_dashboard_cover_every_metric_of_the_brief() -> None:
         "webhooks_deliveries_pending",
         "webhooks_dead_letters_current",
         "webhooks_endpoints_disabled",
+        "webhooks_endpoints_circuit_open",
     }
     assert brief <= exported_names()
     exprs = list(dashboard_expressions(json.loads(DASHBOARD.read_text())))
