@@ -170,12 +170,12 @@ def _record(conn: psycopg.Connection[Any], settings: Settings, finished: Finishe
             queries.RECORD,
             {"rows": Jsonb([row]), "ids": [job.id], "reset": reset},
         )
-        if settled.disable_reason:
-            # What the receiver said holds for every delivery (410 Gone): as in the engine.
-            conn.execute(
-                queries.DISABLE_ENDPOINT,
-                {"id": job.endpoint_id, "tenant": None, "reason": settled.disable_reason},
-            )
+    if settled.disable_reason:
+        # What the receiver said holds for every delivery (410 Gone): as in the engine, and
+        # announced like any disable.
+        Endpoints(
+            conn, Vault(settings.secret_key), operations_tenant=settings.operations_tenant
+        ).disable(job.endpoint_id, settled.disable_reason)
     return TestAttempt(
         delivery_id=job.id,
         event_id=job.event_id,

@@ -257,12 +257,13 @@ where endpoint_id = any(%(ids)s::uuid[]) and circuit_wait and status = 'pending'
 """
 
 # An operator closes a circuit (endpoint reset or enable, dlq replay --endpoint): the
-# endpoint starts afresh and its parked deliveries are due now.
+# endpoint starts afresh (its failure streak forgotten, so one failure cannot disable it at
+# once) and its parked deliveries are due now.
 CLOSE_CIRCUIT = """
 with ep as (
     update webhooks.endpoints
-    set consecutive_failures = 0, circuit_open_until = null, circuit_cooldown = null,
-        circuit_probe_id = null, circuit_probe_until = null
+    set consecutive_failures = 0, failing_since = null, circuit_open_until = null,
+        circuit_cooldown = null, circuit_probe_id = null, circuit_probe_until = null
     where id = %(id)s and (%(tenant)s::text is null or tenant_id = %(tenant)s)
     returning id, circuit_open_until
 ), unparked as (

@@ -1,4 +1,4 @@
-"""Endpoint circuits shared by every worker process, steered by operators (issue: health)."""
+"""Endpoint circuits shared by every worker process, steered by operators; operational events."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The commands operators reach for: publish from a file, endpoint update, test and delete,
-delivery retry and resend, tenant and time filters (issue 15). Driven as a user would."""
+delivery retry and resend, tenant and time filters. Driven as a user would."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Build one attempt's request: the Standard Webhooks body, headers and signature keys.
 
-Pure functions over the claimed delivery; the wire format is the brief's (ARCHITECTURE.md,
-Delivery rules).
+Pure functions over the claimed delivery; the wire format is the one the README's Delivery
+rules describe.
 """
 
 from __future__ import annotations
