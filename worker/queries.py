@@ -86,11 +86,21 @@ returning d.id, d.message_id::text as message_id, due.message_id is not null as 
 
 # Redis lost its data (flushed, or restarted empty): every queued delivery's message may be
 # gone, so look at all of them now instead of when their leases end.
+#
+# `lost` counts those queued before `before` (null: all): on a relay's first start the
+# deliveries it has just fanned out into an empty Redis are not lost.
 RECHECK_QUEUED = """
-update webhooks.deliveries
-set next_attempt_at = now()
-where status = 'pending' and message_id is not null and next_attempt_at > now()
-  and (locked_until is null or locked_until < now())
+with rechecked as (
+    update webhooks.deliveries
+    set next_attempt_at = now()
+    where status = 'pending' and message_id is not null and next_attempt_at > now()
+      and (locked_until is null or locked_until < now())
+    returning created_at
+)
+select count(*) as rechecked,
+       count(*) filter (where %(before)s::timestamptz is null or created_at < %(before)s)
+           as lost
+from rechecked
 """
 
 # Push back the check of deliveries whose message Redis still holds (a long queue).
@@ -313,6 +323,20 @@ with due as (
     returning d.id, d.message_id::text as message_id, d.endpoint_id::text as endpoint_id
 )
 select * from probe
+"""
+
+# An open circuit whose cooldown is over with nothing left to probe (every delivery behind it
+# expired or was killed) closes, so it is not reported open for ever. Its failure count
+# stays: the next failure opens it again at once.
+CLOSE_IDLE = """
+update webhooks.endpoints e
+set circuit_open_until = null, circuit_cooldown = null, circuit_probe_id = null,
+    circuit_probe_until = null
+where e.circuit_open_until is not null and e.circuit_open_until <= now()
+  and (e.circuit_probe_until is null or e.circuit_probe_until < now())
+  and not exists (select 1 from webhooks.deliveries d
+                  where d.endpoint_id = e.id and d.status = 'pending')
+returning e.id::text as endpoint_id
 """
 
 # A safety net for a delivery parked while its circuit was closing (the park and the close

@@ -98,7 +98,9 @@ class Relay:
         self._schedule_at = 0.0  # time.monotonic() when the scheduler is next due
         self._announce_at = 0.0
         self._sweep_at = 0.0
-        self._redis_checked = False  # whether Redis was checked before the first fan-out
+        # Postgres's clock when this relay first connected; None once Redis was checked.
+        self._first_seen: Any = None
+        self._redis_checked = False
         self.on_batch: list[Any] = []  # callbacks(events, deliveries, seconds) for metrics
 
     # -- connections ----------------------------------------------------------------------
@@ -112,6 +114,9 @@ class Relay:
                 connect_timeout=10,
                 fallback_application_name="webhooks-relay",
             )
+            if not self._redis_checked and self._first_seen is None:
+                row = self._conn.execute("select now() as now").fetchone()
+                self._first_seen = row["now"] if row else None
         return self._conn
 
     def _broker(self) -> redis.Redis:
@@ -192,18 +197,22 @@ class Relay:
         A key only the relays write: when it is missing, Redis was flushed or restarted
         empty since a relay last looked (SET NX makes one relay of many do the recheck).
         Queued deliveries then had their messages pushed into a Redis that no longer holds
-        them. On a first start the key is missing too, but nothing was queued yet: checked
-        before this relay's first fan-out, its own fresh messages never count as lost.
+        them. On a first start the key is missing too: the deliveries this relay fanned out
+        since it started are rechecked (cheap) but not reported lost. The check comes after
+        the first fan-out, so a relay commits its deliveries before any Redis call.
         """
+        first, self._redis_checked = not self._redis_checked, True
+        before, self._first_seen = (self._first_seen if first else None), None
         if not self._broker().set(queue.SENTINEL_KEY, "1", nx=True):
             return 0
-        cur = self._db().execute(queries.RECHECK_QUEUED)
-        if cur.rowcount:
+        row = self._db().execute(queries.RECHECK_QUEUED, {"before": before}).fetchone()
+        lost = int(row["lost"]) if row else 0
+        if lost:
             log.warning(
                 "Redis lost its data: checking every queued delivery now",
-                extra={"deliveries": cur.rowcount},
+                extra={"deliveries": lost},
             )
-        return cur.rowcount
+        return int(row["rechecked"]) if row else 0
 
     def schedule_once(self) -> int:
         """Enqueue due and orphaned deliveries; return how many were enqueued."""
@@ -256,6 +265,11 @@ class Relay:
                 )
         if time.monotonic() >= self._sweep_at:
             self._sweep_at = time.monotonic() + self.config.sweep_interval
+            for r in self._db().execute(queries.CLOSE_IDLE).fetchall():
+                log.info(
+                    "circuit closed: no delivery left to probe with",
+                    extra={"endpoint_id": r["endpoint_id"]},
+                )
             swept = self._db().execute(queries.SWEEP_PARKED).rowcount
             if swept:
                 log.info("deliveries no longer behind a circuit", extra={"deliveries": swept})
@@ -291,9 +305,6 @@ class Relay:
     def step(self) -> int:
         """Fan out until the outbox is drained, then schedule if due; return work done."""
         work = 0
-        if not self._redis_checked:
-            self.check_redis()
-            self._redis_checked = True
         while not self.stopping.is_set():
             events, _ = self.fan_out_once()
             work += events

@@ -303,3 +303,22 @@ def test_a_flood_of_dead_letters_is_announced_in_a_bounded_number_of_events(
     assert dead[0]["count"] == 300 and len(dead[0]["dead_letters"]) == 100
     assert dead[0]["reason"] == "endpoint_disabled"
     assert len(events) == 2
+
+
+def test_a_circuit_with_nothing_left_to_probe_closes_and_the_next_failure_reopens_it(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    p = make_pipeline(retry_schedule=(0,), circuit_failures=2, circuit_cooldown=0.5)
+    endpoint_id, _ = p.endpoint(receiver.on("/down", status(500)))
+    publish(p, 2)
+    p.start_relay()
+    p.start_worker()
+    p.settle(timeout=20)  # both dead after their one attempt
+    assert circuit(p, endpoint_id)["circuit_open_until"] is not None
+    p.wait_until(
+        lambda: circuit(p, endpoint_id)["circuit_open_until"] is None, 10, "the idle circuit"
+    )
+    assert circuit(p, endpoint_id)["consecutive_failures"] == 2
+    publish(p, 1)
+    p.wait_until(lambda: circuit(p, endpoint_id)["circuit_open_until"] is not None, 10, "reopened")
+    assert len(receiver.to("/down")) == 3
