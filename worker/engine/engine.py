@@ -510,10 +510,13 @@ class Engine:
         }
 
         async def record(conn: AsyncConnection[Any]) -> tuple[list[dict[str, Any]], list[_Change]]:
+            if not folded:  # the common case: one statement, its own transaction
+                cursor = await conn.execute(queries.RECORD, params)
+                return await cursor.fetchall(), []
             async with conn.transaction():
                 cursor = await conn.execute(queries.RECORD, params)
                 recorded = await cursor.fetchall()
-                changes = await self._fold_health(conn, folded, now) if folded else []
+                changes = await self._fold_health(conn, folded, now)
             return recorded, changes
 
         recorded, changes = await self._with_conn(record, self._lock_seconds)
