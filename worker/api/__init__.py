@@ -1,0 +1,1 @@
+"""The management HTTP API over the service layer (FastAPI; needs the `api` extra)."""
