@@ -1110,6 +1110,32 @@ def dev(workdir: Path | None) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+# -- the HTTP API ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@json_option
+def api(host: str, port: int, as_json: bool) -> None:
+    """Serve the management HTTP API (see /docs) until SIGTERM or Ctrl-C.
+
+    Needs the `api` extra (FastAPI, uvicorn). /healthz and /readyz answer probes.
+    """
+    conf = settings()
+    conf.require_database_url()
+    require_schema(conf)
+    try:
+        from worker.api.server import serve
+    except ImportError as exc:
+        raise ConfigError(
+            "webhooks api", f"needs the api extra: pip install 'webhooks-outbox[api]' ({exc})"
+        ) from None
+    logs.configure("json" if as_json else conf.log_format)
+    log.info("serving the HTTP API on http://%s:%d", host, port)
+    serve(conf, host, port)
+
+
 # -- the HTTP API's keys -------------------------------------------------------------------
 
 

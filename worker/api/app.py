@@ -51,6 +51,7 @@ from worker.api.models import (
     SecretOut,
     Tenant,
     TestIn,
+    problem_responses,
 )
 from worker.api.problems import Problem, install
 from worker.db import wrapped_errors
@@ -293,7 +294,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         return found
 
     Caller = Annotated[Principal, Depends(principal)]
-    v1 = APIRouter(prefix="/v1")
+    v1 = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 404, 409, 413, 422, 503))
     conf = services.settings
 
     # -- endpoints ------------------------------------------------------------------------

@@ -157,6 +157,35 @@ class ReplayIn(Strict):
     tenant: Tenant | None = Field(None, description="Admin keys only.")
 
 
+class FieldError(BaseModel):
+    """One field at fault in a 422 answer."""
+
+    field: str
+    message: str
+
+
+class ProblemOut(BaseModel):
+    """An RFC 9457 problem (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI ``responses`` of routes that answer these problem statuses."""
+    return {
+        status: {
+            "model": ProblemOut,
+            "content": {"application/problem+json": {}},
+            "description": "An RFC 9457 problem.",
+        }
+        for status in statuses
+    }
+
+
 class Page(BaseModel, Generic[T]):
     """One page of a list; pass ``next_cursor`` as ``cursor`` for the next (null: the end)."""
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -99,7 +100,9 @@ def from_error(exc: WebhooksError) -> Problem:
         field = _field_of(text)
         errors = [{"field": field, "message": text}] if field else None
         return Problem(422, text, kind="invalid-value", errors=errors)
-    if isinstance(exc, DatabaseError) and (exc.sqlstate or "").startswith("22"):
+    if isinstance(exc, DatabaseError) and (
+        (exc.sqlstate or "").startswith("22") or isinstance(exc.__cause__, psycopg.DataError)
+    ):
         # Postgres refused a value (a NUL character, a number out of range): bad input.
         return Problem(422, "a value cannot be stored: " + text, kind="invalid-value")
     if isinstance(exc, MigrationError):
