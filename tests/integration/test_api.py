@@ -125,6 +125,13 @@ def test_publish_reaches_the_receiver_signed_and_attempts_resend_and_replay_work
     assert made["secret"].startswith("whsec_") and made["tenant_id"] == "acme"
     assert "secret" not in acme.ok("GET", f"/v1/endpoints/{made['id']}")
 
+    tested = acme.ok("POST", f"/v1/endpoints/{made['id']}/test")
+    assert tested["ok"] and tested["status_code"] == 200 and tested["trigger"] == "test"
+    standardwebhooks.Webhook(made["secret"]).verify(
+        receiver.wait_for("/hook", 1)[0].body, receiver.wait_for("/hook", 1)[0].headers
+    )
+    receiver.requests.clear()
+
     event = acme.ok("POST", "/v1/events", json={"event_type": "invoice.paid", "data": {"n": 1}})
     request = receiver.wait_for("/hook", 1)[0]
     standardwebhooks.Webhook(made["secret"]).verify(request.body, request.headers)
@@ -292,6 +299,13 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ),
     ("POST", "/v1/endpoints", {"json": ["http://127.0.0.1/"]}, 422, None),
     ("POST", "/v1/events", {"json": {"event_type": "a.b", "data": "x" * MAX_PAYLOAD}}, 413, None),
+    (
+        "POST",
+        "/v1/events",
+        {"content": b'{"event_type": "a.b", "data": "' + b"x" * 20 * MAX_PAYLOAD + b'"}'},
+        413,
+        None,
+    ),
     ("POST", "/v1/events", {"json": {"event_type": "no spaces", "data": {}}}, 422, "event_type"),
     ("POST", "/v1/events", {"json": {"event_type": "a" * 256, "data": {}}}, 422, "event_type"),
     ("POST", "/v1/events", {"json": {"event_type": "a.b"}}, 422, "data"),

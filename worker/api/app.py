@@ -29,6 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from producers import publish
 from worker import apikeys, events, ping
@@ -53,7 +54,7 @@ from worker.api.models import (
     TestIn,
     problem_responses,
 )
-from worker.api.problems import Problem, install
+from worker.api.problems import Problem, answer, install
 from worker.db import wrapped_errors
 from worker.endpoints import UNCHANGED, Endpoints
 from worker.errors import DatabaseError, NotFound
@@ -67,6 +68,9 @@ log = logging.getLogger("webhooks.api")
 API_VERSION = "1"
 MAX_LIMIT = 500
 BIG = 2**63 - 1
+#: How much larger than WEBHOOKS_MAX_PAYLOAD_BYTES a request body may be (its JSON
+#: envelope, indentation, escapes) before it is refused unread.
+BODY_SLACK = 4
 DEFAULT_GRACE = 86400.0
 DEFAULT_REASON = "disabled by operator"
 
@@ -197,6 +201,34 @@ class Services:
             if self._redis is not None:
                 self._redis.close()
                 self._redis = None
+
+
+class BodyLimit:
+    """Answer 413 to a request whose declared body is far over the payload limit.
+
+    Checked before the body is read, so a client cannot make the process buffer gigabytes;
+    the payload's own size is still checked exactly by `publish` (413 too).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = dict(scope["headers"]).get(b"content-length", b"0")
+            if not declared.isdigit() or int(declared) > self.limit:
+                response = answer(
+                    Problem(
+                        413 if declared.isdigit() else 400,
+                        f"the request body is over {self.limit} bytes"
+                        if declared.isdigit()
+                        else "the Content-Length header is not a number",
+                    )
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 # -- pagination ---------------------------------------------------------------------------
@@ -606,6 +638,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     )
     app.state.services = services
     install(app)
+    app.add_middleware(BodyLimit, limit=conf.max_payload_bytes * BODY_SLACK + 65536)
     app.include_router(v1)
 
     @app.get("/healthz", include_in_schema=False)
