@@ -222,6 +222,8 @@ def test_a_tenant_key_gets_404_for_every_other_tenants_id_on_every_route(
     assert len(admin.ok("GET", "/v1/endpoints", params={"tenant": "acme"})["items"]) == 2
     assert admin.ok("GET", "/v1/endpoints", params={"tenant": "globex"})["items"] == []
     assert admin.ok("GET", f"/v1/events/{event}")["tenant_id"] == "acme"
+    assert admin.call("GET", f"/v1/events/{event}", params={"tenant": "globex"}).status_code == 404
+    assert admin.ok("GET", f"/v1/endpoints/{ep}", params={"tenant": "acme"})["id"] == ep
 
 
 def test_requests_without_a_live_key_are_refused_with_401(

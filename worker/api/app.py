@@ -52,6 +52,7 @@ from worker.api.models import (
     SecretOut,
     Tenant,
     TestIn,
+    problem_media_type,
     problem_responses,
 )
 from worker.api.problems import Problem, answer, install
@@ -360,15 +361,17 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         return page([EndpointOut.of(ep) for ep in found], limit, lambda ep: [ep.id])
 
     @v1.get("/endpoints/{endpoint_id}", response_model=EndpointOut, tags=["endpoints"])
-    def get_endpoint(endpoint_id: EndpointId, caller: Caller) -> EndpointOut:
+    def get_endpoint(
+        endpoint_id: EndpointId, caller: Caller, tenant: TenantQuery = None
+    ) -> EndpointOut:
         """Show one endpoint."""
         with services.connection() as conn:
-            ep = services.endpoints(conn).get(endpoint_id, tenant_id=caller.scope(None))
+            ep = services.endpoints(conn).get(endpoint_id, tenant_id=caller.scope(tenant))
         return EndpointOut.of(ep)
 
     @v1.patch("/endpoints/{endpoint_id}", response_model=EndpointOut, tags=["endpoints"])
     def update_endpoint(
-        endpoint_id: EndpointId, body: EndpointPatch, caller: Caller
+        endpoint_id: EndpointId, body: EndpointPatch, caller: Caller, tenant: TenantQuery = None
     ) -> EndpointOut:
         """Change the fields given; null clears event_types (all), headers or rate_limit."""
         given = body.model_fields_set
@@ -379,7 +382,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         with services.connection() as conn:
             ep = services.endpoints(conn).update(
                 endpoint_id,
-                tenant_id=caller.scope(None),
+                tenant_id=caller.scope(tenant),
                 url=body.url,
                 description=body.description,
                 event_types=body.event_types if "event_types" in given else UNCHANGED,
@@ -389,47 +392,60 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         return EndpointOut.of(ep)
 
     @v1.delete("/endpoints/{endpoint_id}", response_model=Deleted, tags=["endpoints"])
-    def delete_endpoint(endpoint_id: EndpointId, caller: Caller) -> Deleted:
+    def delete_endpoint(
+        endpoint_id: EndpointId, caller: Caller, tenant: TenantQuery = None
+    ) -> Deleted:
         """Delete an endpoint with its deliveries, attempts and dead letters."""
         with services.connection() as conn:
-            gone = services.endpoints(conn).delete(endpoint_id, tenant_id=caller.scope(None))
+            gone = services.endpoints(conn).delete(endpoint_id, tenant_id=caller.scope(tenant))
         return Deleted(id=endpoint_id, **asdict(gone))
 
     @v1.post("/endpoints/{endpoint_id}/rotate-secret", response_model=SecretOut, tags=["endpoints"])
     def rotate_secret(
-        endpoint_id: EndpointId, caller: Caller, body: Annotated[RotateIn | None, Body()] = None
+        endpoint_id: EndpointId,
+        caller: Caller,
+        tenant: TenantQuery = None,
+        body: Annotated[RotateIn | None, Body()] = None,
     ) -> SecretOut:
         """Make a new signing secret; the old ones keep signing for grace_seconds."""
         grace = body.grace_seconds if body is not None else DEFAULT_GRACE
         with services.connection() as conn:
             secret = services.endpoints(conn).rotate_secret(
-                endpoint_id, grace=grace, tenant_id=caller.scope(None)
+                endpoint_id, grace=grace, tenant_id=caller.scope(tenant)
             )
         return SecretOut(id=endpoint_id, secret=secret)
 
     @v1.post("/endpoints/{endpoint_id}/enable", response_model=EndpointOut, tags=["endpoints"])
-    def enable_endpoint(endpoint_id: EndpointId, caller: Caller) -> EndpointOut:
+    def enable_endpoint(
+        endpoint_id: EndpointId, caller: Caller, tenant: TenantQuery = None
+    ) -> EndpointOut:
         """Resume delivering to an endpoint and close its circuit."""
         with services.connection() as conn:
-            ep = services.endpoints(conn).enable(endpoint_id, tenant_id=caller.scope(None))
+            ep = services.endpoints(conn).enable(endpoint_id, tenant_id=caller.scope(tenant))
         return EndpointOut.of(ep)
 
     @v1.post("/endpoints/{endpoint_id}/disable", response_model=EndpointOut, tags=["endpoints"])
     def disable_endpoint(
-        endpoint_id: EndpointId, caller: Caller, body: Annotated[DisableIn | None, Body()] = None
+        endpoint_id: EndpointId,
+        caller: Caller,
+        tenant: TenantQuery = None,
+        body: Annotated[DisableIn | None, Body()] = None,
     ) -> EndpointOut:
         """Stop delivering to an endpoint; its pending deliveries become dead letters."""
         with services.connection() as conn:
             ep, _ = services.endpoints(conn).disable(
                 endpoint_id,
                 body.reason if body is not None else DEFAULT_REASON,
-                tenant_id=caller.scope(None),
+                tenant_id=caller.scope(tenant),
             )
         return EndpointOut.of(ep)
 
     @v1.post("/endpoints/{endpoint_id}/test", tags=["endpoints"])
     def test_endpoint(
-        endpoint_id: EndpointId, caller: Caller, body: Annotated[TestIn | None, Body()] = None
+        endpoint_id: EndpointId,
+        caller: Caller,
+        tenant: TenantQuery = None,
+        body: Annotated[TestIn | None, Body()] = None,
     ) -> dict[str, Any]:
         """Send a test event to the endpoint now; answer with the attempt."""
         with services.connection() as conn:
@@ -438,7 +454,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
                 conf,
                 endpoint_id,
                 event_type=body.event_type if body is not None else ping.TEST_EVENT_TYPE,
-                tenant_id=caller.scope(None),
+                tenant_id=caller.scope(tenant),
                 vault=services.vault,
             )
         return {**asdict(attempt), "ok": attempt.ok}
@@ -489,10 +505,12 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         return page(rows, limit, lambda r: [r["id"]])
 
     @v1.get("/events/{event_id}", tags=["events"])
-    def get_event(event_id: EndpointId, caller: Caller) -> dict[str, Any]:
+    def get_event(
+        event_id: EndpointId, caller: Caller, tenant: TenantQuery = None
+    ) -> dict[str, Any]:
         """Show one event with its payload and its deliveries."""
         with services.connection() as conn:
-            return events.show(conn, event_id, tenant_id=caller.scope(None))
+            return events.show(conn, event_id, tenant_id=caller.scope(tenant))
 
     # -- deliveries -----------------------------------------------------------------------
 
@@ -525,33 +543,39 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         return page(rows, limit, lambda r: [r["id"]])
 
     @v1.get("/deliveries/{delivery_id}", tags=["deliveries"])
-    def get_delivery(delivery_id: DeliveryId, caller: Caller) -> dict[str, Any]:
+    def get_delivery(
+        delivery_id: DeliveryId, caller: Caller, tenant: TenantQuery = None
+    ) -> dict[str, Any]:
         """Show one delivery with its event and every attempt."""
         with services.connection() as conn:
-            return store.show(conn, delivery_id, caller.scope(None))
+            return store.show(conn, delivery_id, caller.scope(tenant))
 
     @v1.post("/deliveries/{delivery_id}/retry", tags=["deliveries"])
-    def retry_delivery(delivery_id: DeliveryId, caller: Caller) -> dict[str, Any]:
+    def retry_delivery(
+        delivery_id: DeliveryId, caller: Caller, tenant: TenantQuery = None
+    ) -> dict[str, Any]:
         """Attempt a pending delivery now (409 if it is finished or in flight)."""
         with services.connection() as conn:
             done = store.retry(
                 conn,
                 services.broker(),
                 delivery_id,
-                tenant_id=caller.scope(None),
+                tenant_id=caller.scope(tenant),
                 queue_name=conf.queue_name,
             )
         return asdict(done)
 
     @v1.post("/deliveries/{delivery_id}/resend", tags=["deliveries"])
-    def resend_delivery(delivery_id: DeliveryId, caller: Caller) -> dict[str, Any]:
+    def resend_delivery(
+        delivery_id: DeliveryId, caller: Caller, tenant: TenantQuery = None
+    ) -> dict[str, Any]:
         """Send a succeeded or dead delivery again, same webhook-id (409 if pending)."""
         with services.connection() as conn:
             done = store.resend(
                 conn,
                 services.broker(),
                 delivery_id,
-                tenant_id=caller.scope(None),
+                tenant_id=caller.scope(tenant),
                 queue_name=conf.queue_name,
                 by=caller.name,
             )
@@ -640,6 +664,14 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     install(app)
     app.add_middleware(BodyLimit, limit=conf.max_payload_bytes * BODY_SLACK + 65536)
     app.include_router(v1)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_media_type(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -178,9 +178,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """Return the OpenAPI ``responses`` of routes that answer these problem statuses."""
     return {
         status: {
+            # The model registers the schema; `problem_media_type` moves it under its
+            # media type (FastAPI files it under application/json).
             "model": ProblemOut,
-            "content": {"application/problem+json": {}},
-            "description": "An RFC 9457 problem.",
+            "description": "An RFC 9457 problem (application/problem+json).",
         }
         for status in statuses
     }
@@ -191,3 +192,15 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+def problem_media_type(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document problem answers as ``application/problem+json``, the type they are sent as."""
+    ref = {"$ref": "#/components/schemas/ProblemOut"}
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for answer in operation.get("responses", {}).values():
+                content = answer.get("content", {})
+                if content.get("application/json", {}).get("schema") == ref:
+                    answer["content"] = {"application/problem+json": {"schema": ref}}
+    return spec
