@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import psycopg
 import redis
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -277,6 +278,30 @@ def decode_cursor(cursor: str | None, *types: type) -> list[Any] | None:
     return out
 
 
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)  # UUIDs
+
+
+def fast(value: Any, status: int = 200) -> Response:
+    """Answer rows as JSON with the C encoder.
+
+    FastAPI's own path (validating against the return type, then `jsonable_encoder`) cost
+    about 5 ms for a page of 50 deliveries, more than the query; rows from the service layer
+    are already JSON types but for times, UUIDs and decimals.
+    """
+    return Response(
+        json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
 def page(rows: list[Any], limit: int, key: Callable[[Any], list[Any]]) -> dict[str, Any]:
     """Cut a list fetched with ``limit + 1`` rows into a page and its next cursor."""
     more = len(rows) > limit
@@ -461,7 +486,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     # -- events ---------------------------------------------------------------------------
 
-    @v1.post("/events", status_code=201, tags=["events"])
+    @v1.post("/events", status_code=201, tags=["events"], response_model=dict[str, Any])
     def publish_event(
         body: EventIn,
         caller: Caller,
@@ -469,7 +494,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
             str | None,
             Header(max_length=255, description="Publishing the same key again is a no-op."),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Publish one event; the same Idempotency-Key answers the same event."""
         tenant = caller.owner(body.tenant)
         with services.connection() as conn:
@@ -482,16 +507,16 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
                     idempotency_key=idempotency_key,
                     max_payload_bytes=conf.max_payload_bytes,
                 )
-            return events.show(conn, event_id, tenant_id=tenant)
+            return fast(events.show(conn, event_id, tenant_id=tenant), 201)
 
-    @v1.get("/events", tags=["events"])
+    @v1.get("/events", tags=["events"], response_model=dict[str, Any])
     def list_events(
         caller: Caller,
         event_type: Annotated[EventType | None, Query()] = None,
         tenant: TenantQuery = None,
         limit: Limit = 50,
         cursor: Cursor = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """List events (without payloads), newest first."""
         after = decode_cursor(cursor, uuid.UUID)
         with services.connection() as conn:
@@ -502,19 +527,17 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
                 after=after[0] if after else None,
                 limit=limit + 1,
             )
-        return page(rows, limit, lambda r: [r["id"]])
+        return fast(page(rows, limit, lambda r: [r["id"]]))
 
-    @v1.get("/events/{event_id}", tags=["events"])
-    def get_event(
-        event_id: EndpointId, caller: Caller, tenant: TenantQuery = None
-    ) -> dict[str, Any]:
+    @v1.get("/events/{event_id}", tags=["events"], response_model=dict[str, Any])
+    def get_event(event_id: EndpointId, caller: Caller, tenant: TenantQuery = None) -> Response:
         """Show one event with its payload and its deliveries."""
         with services.connection() as conn:
-            return events.show(conn, event_id, tenant_id=caller.scope(tenant))
+            return fast(events.show(conn, event_id, tenant_id=caller.scope(tenant)))
 
     # -- deliveries -----------------------------------------------------------------------
 
-    @v1.get("/deliveries", tags=["deliveries"])
+    @v1.get("/deliveries", tags=["deliveries"], response_model=dict[str, Any])
     def list_deliveries(
         caller: Caller,
         status: Literal["pending", "succeeded", "dead"] | None = None,
@@ -525,7 +548,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         tenant: TenantQuery = None,
         limit: Limit = 50,
         cursor: Cursor = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """List deliveries, newest first."""
         after = decode_cursor(cursor, int)
         with services.connection() as conn:
@@ -540,15 +563,15 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
                 limit=limit + 1,
                 after=after[0] if after else None,
             )
-        return page(rows, limit, lambda r: [r["id"]])
+        return fast(page(rows, limit, lambda r: [r["id"]]))
 
-    @v1.get("/deliveries/{delivery_id}", tags=["deliveries"])
+    @v1.get("/deliveries/{delivery_id}", tags=["deliveries"], response_model=dict[str, Any])
     def get_delivery(
         delivery_id: DeliveryId, caller: Caller, tenant: TenantQuery = None
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Show one delivery with its event and every attempt."""
         with services.connection() as conn:
-            return store.show(conn, delivery_id, caller.scope(tenant))
+            return fast(store.show(conn, delivery_id, caller.scope(tenant)))
 
     @v1.post("/deliveries/{delivery_id}/retry", tags=["deliveries"])
     def retry_delivery(
@@ -583,7 +606,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     # -- dead letters ---------------------------------------------------------------------
 
-    @v1.get("/dead-letters", tags=["dead-letters"])
+    @v1.get("/dead-letters", tags=["dead-letters"], response_model=dict[str, Any])
     def list_dead_letters(
         caller: Caller,
         endpoint_id: Annotated[Id | None, Query()] = None,
@@ -594,7 +617,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         tenant: TenantQuery = None,
         limit: Limit = 50,
         cursor: Cursor = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """List dead letters, newest first (replayed ones too with history=true)."""
         after = decode_cursor(cursor, datetime, int)
         selection = letters.Selection(
@@ -612,7 +635,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
                 history=history,
                 after=(after[0], after[1]) if after else None,
             )
-        return page(rows, limit, lambda r: [r["died_at"].isoformat(), r["delivery_id"]])
+        return fast(page(rows, limit, lambda r: [r["died_at"].isoformat(), r["delivery_id"]]))
 
     @v1.post("/dead-letters/replay", tags=["dead-letters"])
     def replay_dead_letters(body: ReplayIn, caller: Caller) -> dict[str, Any]:
@@ -646,12 +669,14 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     # -- status ---------------------------------------------------------------------------
 
-    @v1.get("/status", tags=["status"])
-    def get_status(caller: Caller, tenant: TenantQuery = None) -> dict[str, Any]:
+    @v1.get("/status", tags=["status"], response_model=dict[str, Any])
+    def get_status(caller: Caller, tenant: TenantQuery = None) -> Response:
         """Backlog, lag, deliveries by state, dead letters, endpoints and queue depth."""
         with services.connection() as conn:
-            return state.status(
-                conn, services.broker(), conf.queue_name, tenant_id=caller.scope(tenant)
+            return fast(
+                state.status(
+                    conn, services.broker(), conf.queue_name, tenant_id=caller.scope(tenant)
+                )
             )
 
     app = FastAPI(
