@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -247,6 +248,16 @@ def test_requests_without_a_live_key_are_refused_with_401(
         assert answer.json()["type"].endswith("/unauthorized")
     assert count(db_url, "endpoints") == 0
     assert acme.call("GET", "/v1/endpoints").status_code == 200
+
+
+def test_keys_are_stored_only_as_their_sha256(db_url: str) -> None:
+    key = make_key(db_url, "acme")
+    assert key.startswith("whk_") and len(key) >= 40
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("select * from webhooks.api_keys").fetchall()
+    assert len(rows) == 1
+    assert key not in repr(rows[0])
+    assert hashlib.sha256(key.encode()).hexdigest() in rows[0]
 
 
 BAD_INPUT: list[tuple[str, str, dict[str, Any], int, str | None]] = [
