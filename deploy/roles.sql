@@ -39,8 +39,9 @@ grant select (id, tenant_id, idempotency_key) on webhooks.outbox to webhooks_pro
 grant update (idempotency_key) on webhooks.outbox to webhooks_producer;
 
 -- Service: the relay (claims outbox rows, creates deliveries), the workers (claim and record
--- attempts, disable endpoints, file dead letters through the trigger) and the operator CLI
--- (endpoints, replay, prune, status). Row data only, no DDL.
+-- attempts, disable endpoints, file dead letters through the trigger), the operator CLI
+-- (endpoints, replay, prune, status) and the HTTP API (`webhooks api`, which also reads
+-- webhooks.api_keys). Row data only, no DDL.
 grant usage on schema webhooks to webhooks_service;
 grant select, insert, update, delete on all tables in schema webhooks to webhooks_service;
 grant usage, select on all sequences in schema webhooks to webhooks_service;

@@ -1110,6 +1110,94 @@ def dev(workdir: Path | None) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+# -- the HTTP API ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@json_option
+def api(host: str, port: int, as_json: bool) -> None:
+    """Serve the management HTTP API (see /docs) until SIGTERM or Ctrl-C.
+
+    Needs the `api` extra (FastAPI, uvicorn). /healthz and /readyz answer probes.
+    """
+    conf = settings()
+    conf.require_database_url()
+    require_schema(conf)
+    try:
+        from worker.api.server import serve
+    except ImportError as exc:
+        raise ConfigError(
+            "webhooks api", f"needs the api extra: pip install 'webhooks-outbox[api]' ({exc})"
+        ) from None
+    logs.configure("json" if as_json else conf.log_format)
+    log.info("serving the HTTP API on http://%s:%d", host, port)
+    serve(conf, host, port)
+
+
+# -- the HTTP API's keys -------------------------------------------------------------------
+
+
+@main.group("api-key")
+def api_key() -> None:
+    """Make, list and revoke the keys of the HTTP API (`webhooks api`)."""
+
+
+@api_key.command("create")
+@click.option("--name", required=True, help="Who or what uses the key (shown in listings).")
+@click.option("--tenant", default=None, help="The one tenant the key sees and touches.")
+@click.option("--admin", is_flag=True, help="A key for every tenant.")
+@json_option
+def api_key_create(name: str, tenant: str | None, admin: bool, as_json: bool) -> None:
+    """Make a key; it is printed once and stored only hashed."""
+    from worker import apikeys
+
+    if admin == (tenant is not None):
+        raise click.UsageError("choose exactly one of --tenant T and --admin")
+    with connect(settings().require_database_url()) as conn:
+        made, key = apikeys.create(conn, name, tenant_id=tenant)
+    if as_json:
+        emit_json({**_as_plain(made), "key": key})
+        return
+    click.echo(key)
+    click.echo(
+        f"api key {made.id} ({'admin' if made.admin else 'tenant ' + str(made.tenant_id)}):"
+        " shown only now, store it safely",
+        err=True,
+    )
+
+
+@api_key.command("list")
+@json_option
+def api_key_list(as_json: bool) -> None:
+    """List every key (never the keys themselves), revoked ones included."""
+    from worker import apikeys
+
+    with connect(settings().require_database_url()) as conn:
+        keys = apikeys.list_keys(conn)
+    rows = [{**_as_plain(k), "scope": k.tenant_id or "admin"} for k in keys]
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(table(rows, ["id", "name", "scope", "created_at", "last_used_at", "revoked_at"]))
+
+
+@api_key.command("revoke")
+@click.argument("key_id", type=int)
+@json_option
+def api_key_revoke(key_id: int, as_json: bool) -> None:
+    """Revoke a key: every request with it is refused from now on."""
+    from worker import apikeys
+
+    with connect(settings().require_database_url()) as conn:
+        gone = apikeys.revoke(conn, key_id)
+    if as_json:
+        emit_json(gone)
+    else:
+        click.echo(f"revoked api key {gone.id} ({gone.name})")
+
+
 # -- daemons ------------------------------------------------------------------------------
 
 

@@ -84,7 +84,10 @@ select dl.delivery_id, dl.tenant_id, dl.event_id::text, dl.endpoint_id::text, e.
        dl.replayed_at, dl.replay_count
 from webhooks.dead_letters dl
 join webhooks.endpoints e on e.id = dl.endpoint_id
-where (dl.replayed_at is null or %(history)s) and """
+where (dl.replayed_at is null or %(history)s)
+  and (%(after_at)s::timestamptz is null
+       or (dl.died_at, dl.delivery_id) < (%(after_at)s::timestamptz, %(after_id)s::bigint))
+  and """
     + WHERE_SELECTED
     + """
 order by dl.died_at desc, dl.delivery_id desc
@@ -181,11 +184,24 @@ def list_letters(
     limit: int = 50,
     offset: int = 0,
     history: bool = False,
+    after: tuple[datetime, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Return dead letters, newest first (replayed ones too when ``history``)."""
+    """Return dead letters, newest first (replayed ones too when ``history``).
+
+    ``after`` is (died_at, delivery_id) of the last row of the previous page (keyset).
+    """
+    after_at, after_id = after if after is not None else (None, None)
     with wrapped_errors():
         rows: list[dict[str, Any]] = conn.execute(
-            LIST, {**selection.params(), "limit": limit, "offset": offset, "history": history}
+            LIST,
+            {
+                **selection.params(),
+                "limit": limit,
+                "offset": offset,
+                "history": history,
+                "after_at": after_at,
+                "after_id": after_id,
+            },
         ).fetchall()
     return rows
 

@@ -445,13 +445,25 @@ class Endpoints:
         """Return one endpoint or raise NotFound."""
         return Endpoint.from_row(self._row(endpoint_id, tenant_id))
 
-    def list(self, *, tenant_id: str | None = None) -> list[Endpoint]:
-        """Return every endpoint (of one tenant when given), oldest first."""
+    def list(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[Endpoint]:
+        """Return endpoints (of one tenant when given), oldest first.
+
+        ``after`` is the id of the last endpoint of the previous page (keyset pagination);
+        ``limit`` None returns them all.
+        """
         with wrapped_errors():
             rows = self.conn.execute(
                 "select * from webhooks.endpoints"
-                " where %(t)s::text is null or tenant_id = %(t)s order by id",
-                {"t": tenant_id},
+                " where (%(t)s::text is null or tenant_id = %(t)s)"
+                " and (%(after)s::uuid is null or id > %(after)s::uuid) order by id"
+                " limit %(limit)s",
+                {
+                    "t": tenant_id,
+                    "after": _check_id(after) if after is not None else None,
+                    "limit": limit,
+                },
             ).fetchall()
         return [Endpoint.from_row(r) for r in rows]
 

@@ -14,7 +14,15 @@ from tests.helpers import run_cli
 from worker import migrate
 from worker.errors import MigrationError
 
-TABLES = {"endpoints", "outbox", "deliveries", "attempts", "dead_letters", "schema_migrations"}
+TABLES = {
+    "endpoints",
+    "outbox",
+    "deliveries",
+    "attempts",
+    "dead_letters",
+    "schema_migrations",
+    "api_keys",
+}
 
 
 def tables(url: str) -> set[str]:

@@ -31,4 +31,6 @@ def test_the_wheel_ships_migrations_and_type_markers(tmp_path: Path) -> None:
     shipped = {p.name for p in (ROOT / "schema").glob("*.sql")}
     assert shipped and {f"worker/migrations/{n}" for n in shipped} <= names
     assert {"producers/py.typed", "worker/py.typed"} <= names
+    # Every subpackage: a plain install once lacked worker/engine.
+    assert {"worker/engine/engine.py", "worker/api/app.py"} <= names
     assert not any(n.startswith("tests/") for n in names)

@@ -42,6 +42,8 @@ COMMANDS: list[list[str]] = [
     ["status"],
     ["prune", "--older-than", "30d"],
     ["check"],
+    ["api-key", "create", "--name", "walk", "--admin"],
+    ["api-key", "list"],
     ["migrate"],
 ]
 

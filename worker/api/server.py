@@ -1,0 +1,100 @@
+"""Serve the API alone with uvicorn: `webhooks api`.
+
+uvicorn stops accepting on SIGTERM or Ctrl-C and lets requests in flight finish (up to
+``GRACE`` seconds). Its own access log is replaced by one line per request in the product's
+log format (worker/logs.py), with method, path, status and duration as fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker.api.app import create_app
+from worker.settings import Settings
+
+access = logging.getLogger("webhooks.api.access")
+
+#: Seconds requests in flight get to finish after SIGTERM.
+GRACE = 10
+
+
+class AccessLog:
+    """Log one line per HTTP request once its answer has started."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            client = scope.get("client")
+            access.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                    "client": client[0] if client else None,
+                },
+            )
+
+
+class _NoColour(logging.Filter):
+    """Drop uvicorn's ``color_message`` extra: the product's format would print it twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve the API until SIGTERM or Ctrl-C (logging is configured by the caller)."""
+    app: Any = AccessLog(create_app(settings))
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addFilter(_NoColour())
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # the product's handlers and format (worker.logs.configure)
+        access_log=False,  # AccessLog writes it, in the product's format
+        timeout_graceful_shutdown=GRACE,
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
+    # handler it found installed: a no-op one makes that a clean exit (status 0), as the
+    # relay's and workers' SIGTERM is.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        server.run()
+    finally:
+        services = getattr(getattr(app.app, "state", None), "services", None)
+        if services is not None:
+            services.close()
