@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import redis
 
 from producers import publish as publish_event
-from worker import logs
+from worker import brokers, logs
 from worker import migrate as migrations
+from worker.brokers import Queue
 from worker.db import connect, wrapped_errors
 from worker.endpoints import Endpoint, Endpoints, parse_header
 from worker.errors import (
@@ -636,8 +636,10 @@ def when(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings().redis_url, socket_timeout=5, socket_connect_timeout=3)
+def _queue() -> Queue:
+    """Return the configured broker's queue (WEBHOOKS_BROKER_URL, else REDIS_URL)."""
+    conf = settings()
+    return brokers.from_url(conf.broker_url, conf.queue_name)
 
 
 def _attempt_rows(attempts: list[dict[str, Any]]) -> str:
@@ -772,7 +774,7 @@ def deliveries_retry(delivery_id: int, tenant: str | None, as_json: bool) -> Non
     conf = settings()
     with connect(conf.require_database_url()) as conn:
         done = store.retry(
-            conn, _redis(), delivery_id, tenant_id=tenant, queue_name=conf.queue_name
+            conn, _queue(), delivery_id, tenant_id=tenant, queue_name=conf.queue_name
         )
     if as_json:
         emit_json(done)
@@ -793,7 +795,7 @@ def deliveries_resend(delivery_id: int, tenant: str | None, as_json: bool) -> No
     with connect(conf.require_database_url()) as conn:
         done = store.resend(
             conn,
-            _redis(),
+            _queue(),
             delivery_id,
             tenant_id=tenant,
             queue_name=conf.queue_name,
@@ -965,7 +967,7 @@ def dlq_replay(
         ):
             result = letters.replay(
                 conn,
-                None if dry_run else _redis(),
+                None if dry_run else _queue(),
                 selection,
                 limit=limit,
                 dry_run=dry_run,
@@ -996,7 +998,7 @@ def status(tenant: str | None, as_json: bool) -> None:
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
-        row = state.status(conn, _redis(), conf.queue_name, tenant_id=tenant)
+        row = state.status(conn, _queue(), conf.queue_name, tenant_id=tenant)
     if as_json:
         emit_json(row)
         return
@@ -1137,6 +1139,7 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
         RelayConfig(
             database_url=conf.require_database_url(),
             redis_url=conf.redis_url,
+            broker_url=conf.broker_url,
             queue=conf.queue_name,
             batch_size=batch_size,
             lease=duration(lease),
