@@ -15,6 +15,7 @@ from types import FrameType
 
 import pytest
 
+from tests.conftest import purge_rabbitmq
 from tests.faults.harness import Cluster, RedisServer
 from tests.faults.receivers import Sink, running_sink
 
@@ -60,6 +61,27 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def cluster(db_url: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
     made = Cluster(db_url, redis_server.url(), tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def any_cluster(
+    request: pytest.FixtureRequest, db_url: str, redis_server: RedisServer, tmp_path: Path
+) -> Iterator[Cluster]:
+    """Return a `Cluster` on each broker in turn: the test body runs once per broker.
+
+    Redis is the test's own server; RabbitMQ is the machine's, on this session's vhost with
+    the queue deleted first (`tests.conftest.broker_url`).
+    """
+    if request.param == "redis":
+        made = Cluster(db_url, redis_server.url(), tmp_path)
+    else:
+        url = request.getfixturevalue("rabbitmq_base_url")
+        purge_rabbitmq(url)
+        made = Cluster(db_url, redis_server.url(), tmp_path, broker_url=url)
     try:
         yield made
     finally:

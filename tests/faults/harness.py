@@ -224,16 +224,23 @@ class Cluster:
         redis_url: str,
         workdir: Path,
         *,
+        broker_url: str | None = None,
         schedule: str = "0s,1s,2s",
         request_timeout: str = "5s",
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.db_url = db_url
         self.redis_url = redis_url
+        #: WEBHOOKS_BROKER_URL; on RabbitMQ, REDIS_URL names a port nothing listens on, so
+        #: a test passes only if the deployment needs no Redis at all.
+        self.broker_url = broker_url or redis_url
+        if not self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            self.redis_url = "redis://127.0.0.1:1/0"
         self.workdir = workdir
         self.settings_env = {
             "DATABASE_URL": db_url,
-            "REDIS_URL": redis_url,
+            "REDIS_URL": self.redis_url,
+            "WEBHOOKS_BROKER_URL": self.broker_url,
             "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
             "WEBHOOKS_RETRY_SCHEDULE": schedule,
             "WEBHOOKS_REQUEST_TIMEOUT": request_timeout,
@@ -278,7 +285,7 @@ class Cluster:
     ) -> Proc:
         env = self.env(PGAPPNAME="fault-relay")
         if redis_url is not None:
-            env["REDIS_URL"] = redis_url
+            env["REDIS_URL"] = env["WEBHOOKS_BROKER_URL"] = redis_url
         return self._start(
             "relay", ["relay", "--lease", lease, "--batch-size", str(batch_size)], env
         )
@@ -369,7 +376,13 @@ class Cluster:
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         env = clean_environ()
-        env.update({"DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url})
+        env.update(
+            {
+                "DATABASE_URL": self.db_url,
+                "REDIS_URL": self.redis_url,
+                "WEBHOOKS_BROKER_URL": self.broker_url,
+            }
+        )
         return subprocess.run(
             [sys.executable, "-m", "worker.cli", *args],
             capture_output=True,

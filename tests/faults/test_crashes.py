@@ -17,9 +17,9 @@ from tests.faults.receivers import Sink
 
 
 def test_a_worker_killed_mid_batch_is_replaced_and_every_delivery_completes(
-    cluster: Cluster, sink: Sink
+    any_cluster: Cluster, sink: Sink
 ) -> None:
-    c = cluster
+    c = any_cluster
     # The first request of each event is held open until the worker is dead; later ones pass.
     release = threading.Event()
     held: list[str] = []
@@ -64,6 +64,12 @@ def test_a_worker_killed_mid_batch_is_replaced_and_every_delivery_completes(
     assert sum(sink.seen.values()) == 40  # the twenty killed attempts were sent again
     assert sorted(sink.seen.values()).count(2) == 20  # ... with the same webhook-id
     assert sink.unverified() == []
+    # On RabbitMQ the killed claims' locks (request timeout 20s + LOCK_MARGIN 5s) bound the
+    # recovery, plus a lease (2s) and a scheduler pass. On Redis the messages the killed
+    # process had not acknowledged yet still exist, so the scheduler leaves them to Dramatiq,
+    # which requeues them after its heartbeat timeout (60s): measured 23.5s against 57.3s.
+    bound = 20 + 5 + 2 + 8 if c.broker_url.startswith("amqp") else 60 + 15
+    assert recovered < bound
     assert time.monotonic() - killed_at < 150
     c.check()
 
