@@ -16,7 +16,7 @@ from types import FrameType
 import pytest
 
 from tests.conftest import purge_rabbitmq
-from tests.faults.harness import Cluster, RedisServer
+from tests.faults.harness import BrokerControl, Cluster, RedisServer
 from tests.faults.receivers import Sink, running_sink
 
 #: Seconds a fault test may run unless it sets @pytest.mark.time_limit(seconds).
@@ -86,6 +86,12 @@ def any_cluster(
         yield made
     finally:
         made.close()
+
+
+@pytest.fixture
+def broker(any_cluster: Cluster, redis_server: RedisServer) -> BrokerControl:
+    """Return the controls of `any_cluster`'s broker."""
+    return BrokerControl(any_cluster, redis_server)
 
 
 @pytest.fixture

@@ -433,3 +433,67 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmHWM for {pid}")
+
+
+class BrokerControl:
+    """Lose, drop or restart the cluster's broker, whichever it is (one test body for both).
+
+    RabbitMQ is the machine's node: `restart` stops and starts its application (a few
+    seconds for every vhost on it); everything else touches this session's vhost only.
+    """
+
+    def __init__(self, cluster: Cluster, redis_server: RedisServer) -> None:
+        self.cluster = cluster
+        self.redis_server = redis_server
+        self.rabbit = cluster.broker_url.startswith(("amqp://", "amqps://"))
+
+    def depth(self) -> int:
+        from worker.brokers import BrokerError, from_url
+
+        queue = from_url(self.cluster.broker_url)
+        try:
+            return queue.depth()
+        except BrokerError:
+            return -1
+        finally:
+            queue.close()
+
+    def lose_everything(self) -> None:
+        """Flush Redis / purge the RabbitMQ queue: every queued message is gone."""
+        if not self.rabbit:
+            self.redis_server.flush()
+            return
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.cluster.broker_url))
+        try:
+            connection.channel().queue_purge("webhooks")
+        finally:
+            connection.close()
+
+    def drop_connections(self) -> None:
+        """Close every client connection from the server's side."""
+        if not self.rabbit:
+            with self.redis_server.client() as client:
+                client.client_kill_filter(_type="normal", skipme=True)
+            return
+        vhost = self.cluster.broker_url.rsplit("/", 1)[1]
+        _rabbitmqctl("close_all_connections", "-p", vhost, "fault test")
+
+    def stop(self) -> None:
+        """Kill Redis (it keeps nothing) / stop the RabbitMQ application."""
+        if self.rabbit:
+            _rabbitmqctl("stop_app")
+        else:
+            self.redis_server.kill()
+
+    def start(self) -> None:
+        if self.rabbit:
+            _rabbitmqctl("start_app")
+            _rabbitmqctl("await_startup")
+        else:
+            self.redis_server.start()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
