@@ -1268,6 +1268,12 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     help="Redis database number for the bench's queue (default: the first empty one of 15..1).",
 )
 @click.option(
+    "--broker-url",
+    default=None,
+    help="Run the relay and workers on this RabbitMQ (amqp://...; its `webhooks` queue is"
+    " emptied). Default: the bench's own Redis database.",
+)
+@click.option(
     "--receiver-delay",
     "receiver_delay_text",
     default="0",
@@ -1294,6 +1300,7 @@ def bench(
     backlog: int,
     single_events: int,
     redis_db: int | None,
+    broker_url: str | None,
     receiver_delay_text: str,
     concurrency: int | None,
     as_json: bool,
@@ -1322,6 +1329,7 @@ def bench(
         database_url=conf.database_url,
         redis_url=conf.redis_url if os.environ.get("REDIS_URL") else None,
         redis_db=redis_db,
+        broker_url=broker_url,
         secret_key=conf.secret_key,
         receiver_delay=duration(receiver_delay_text),
         concurrency=concurrency,

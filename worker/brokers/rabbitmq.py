@@ -84,9 +84,6 @@ class RabbitQueue:
             self._connection = pika.BlockingConnection(params)
             channel = self._connection.channel()
             channel.tx_select()
-            channel.queue_declare(
-                queue=self.name, durable=True, arguments=queue_arguments(self.name)
-            )
             self._channel = channel
         return self._channel
 
@@ -109,6 +106,11 @@ class RabbitQueue:
         if not items:
             return
         with self._use() as channel:
+            # Declared with every batch (one round trip): a message published to a queue
+            # that was deleted since would be dropped without a word.
+            channel.queue_declare(
+                queue=self.name, durable=True, arguments=queue_arguments(self.name)
+            )
             for delivery_id, message_id in items:
                 channel.basic_publish(
                     exchange="",
@@ -128,7 +130,9 @@ class RabbitQueue:
 
     def depth(self) -> int:
         with self._use() as channel:
-            declared = channel.queue_declare(queue=self.name, passive=True)
+            declared = channel.queue_declare(
+                queue=self.name, durable=True, arguments=queue_arguments(self.name)
+            )
             return int(declared.method.message_count)
 
     def ping(self) -> None:
