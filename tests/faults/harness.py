@@ -193,7 +193,9 @@ class BlackHole:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def url(self) -> str:
+    def url(self, scheme: str = "redis") -> str:
+        if scheme == "amqp":
+            return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def _run(self) -> None:
@@ -281,11 +283,18 @@ class Cluster:
         return proc
 
     def start_relay(
-        self, *, lease: str = "2s", redis_url: str | None = None, batch_size: int = 1000
+        self,
+        *,
+        lease: str = "2s",
+        redis_url: str | None = None,
+        broker_url: str | None = None,
+        batch_size: int = 1000,
     ) -> Proc:
         env = self.env(PGAPPNAME="fault-relay")
         if redis_url is not None:
-            env["REDIS_URL"] = env["WEBHOOKS_BROKER_URL"] = redis_url
+            env["REDIS_URL"] = redis_url
+        if broker_url is not None:
+            env["WEBHOOKS_BROKER_URL"] = broker_url
         return self._start(
             "relay", ["relay", "--lease", lease, "--batch-size", str(batch_size)], env
         )
