@@ -1022,7 +1022,7 @@ def status(tenant: str | None, as_json: bool) -> None:
                     "queue depth" + (" (all tenants)" if tenant is not None else ""),
                     row["queue_depth"]
                     if row["queue_depth"] is not None
-                    else "unknown (Redis unreachable)",
+                    else "unknown (broker unreachable)",
                 ),
             ]
         )

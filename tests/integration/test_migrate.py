@@ -14,7 +14,15 @@ from tests.helpers import run_cli
 from worker import migrate
 from worker.errors import MigrationError
 
-TABLES = {"endpoints", "outbox", "deliveries", "attempts", "dead_letters", "schema_migrations"}
+TABLES = {
+    "endpoints",
+    "outbox",
+    "deliveries",
+    "attempts",
+    "dead_letters",
+    "schema_migrations",
+    "rate_counts",  # the RabbitMQ deployments' rate limiter (unlogged)
+}
 
 
 def tables(url: str) -> set[str]:
