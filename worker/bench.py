@@ -68,7 +68,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from producers import publish, publish_many
-from worker import brokers, migrate, queue
+from worker import brokers, migrate
+from worker.brokers import redis as queue
 from worker.embedded import EmbeddedServices, port_open
 from worker.endpoints import Endpoints
 from worker.errors import WebhooksError

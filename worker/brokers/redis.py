@@ -11,7 +11,7 @@ A Dramatiq Redis broker whose consumers wake when the relay enqueues and ack in 
 
 Stock Dramatiq consumers poll an empty queue with a backoff (5-10 ms after one empty poll,
 doubling up to the worker timeout), and that sleep is most of a delivery's latency at low
-load. These consumers wait on the Redis channel `worker.queue.enqueue` publishes to with each
+load. These consumers wait on the Redis channel `RedisQueue.enqueue` publishes to with each
 batch instead, and poll again as soon as a wake-up arrives. The backoff stays the longest
 wait, so a lost wake-up, or a channel that cannot be reached, costs no more than the stock
 consumer's sleep: the wake-up is a hint, the queue stays the only source of work.
