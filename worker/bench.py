@@ -68,7 +68,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from producers import publish, publish_many
-from worker import migrate, queue
+from worker import brokers, migrate
+from worker.brokers import redis as queue
 from worker.embedded import EmbeddedServices, port_open
 from worker.endpoints import Endpoints
 from worker.errors import WebhooksError
@@ -173,6 +174,9 @@ class Options:
     database_url: str | None = None
     redis_url: str | None = None
     redis_db: int | None = None
+    #: WEBHOOKS_BROKER_URL of the relay and workers (an amqp:// URL: RabbitMQ; its queue is
+    #: purged before each phase). None: the bench's own Redis database.
+    broker_url: str | None = None
     #: WEBHOOKS_SECRET_KEY: with it the endpoints' secrets are stored encrypted, as in
     #: production, and the workers decrypt them on every attempt.
     secret_key: str | None = None
@@ -192,6 +196,11 @@ class Options:
             (self.repeats < 1, "--repeats must be at least 1"),
             (self.payload_bytes < 0, "--payload-bytes must not be negative"),
             (self.redis_db is not None and self.redis_db < 0, "--redis-db must be >= 0"),
+            (
+                self.broker_url is not None
+                and not self.broker_url.startswith(("amqp://", "amqps://")),
+                "--broker-url must be an amqp:// or amqps:// URL (Redis is the default)",
+            ),
             (
                 not 0.0 <= self.receiver_delay <= MAX_RECEIVER_DELAY,
                 f"--receiver-delay must be between 0 and {MAX_RECEIVER_DELAY:g}s",
@@ -969,6 +978,7 @@ class Bench:
     failed: bool = False
     _conn: psycopg.Connection[dict[str, Any]] | None = None
     _redis: redis.Redis | None = None
+    _queue: brokers.Queue | None = None
     _claim: str = field(default_factory=lambda: secrets.token_hex(8))
     _db_created: bool = False
     _stop_refresh: threading.Event = field(default_factory=threading.Event)
@@ -1051,6 +1061,11 @@ class Bench:
             with contextlib.suppress(Exception):
                 self.receiver.stop()
         self._stop_refresh.set()
+        if self._queue is not None:
+            self._queue.close()
+        if self.rabbit:
+            with contextlib.suppress(Exception):
+                self._purge_rabbit()
         if self._redis is not None:
             with contextlib.suppress(redis.RedisError):
                 if self._redis.get(CLAIM_KEY) == self._claim.encode():
@@ -1098,6 +1113,7 @@ class Bench:
             "redis": info.get("redis_version"),
             "services": self.services.source,
             "redis_db": self.redis_db,
+            "broker": "rabbitmq" if self.rabbit else "redis",
             "secrets_encrypted": self.opts.secret_key is not None,
         }
 
@@ -1108,6 +1124,7 @@ class Bench:
             {
                 "DATABASE_URL": self.db_url,
                 "REDIS_URL": self.redis_url,
+                "WEBHOOKS_BROKER_URL": self.opts.broker_url or self.redis_url,
                 "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
                 "WEBHOOKS_RETRY_SCHEDULE": RETRY_SCHEDULE,
                 "WEBHOOKS_METRICS_PORT": str(_free_port()),
@@ -1143,10 +1160,45 @@ class Bench:
 
     # -- shared steps -----------------------------------------------------------------------
 
+    @property
+    def rabbit(self) -> bool:
+        """Tell whether the relay and workers use RabbitMQ (`Options.broker_url`)."""
+        return bool(self.opts.broker_url)
+
+    def _purge_rabbit(self) -> None:
+        import pika
+
+        from worker.brokers import rabbitmq
+
+        assert self.opts.broker_url is not None
+        connection = pika.BlockingConnection(pika.URLParameters(self.opts.broker_url))
+        try:
+            # Purged, not deleted: the workers' consumers stay subscribed to it.
+            channel = connection.channel()
+            channel.queue_declare(
+                queue=QUEUE, durable=True, arguments=rabbitmq.queue_arguments(QUEUE)
+            )
+            channel.queue_purge(QUEUE)
+        finally:
+            connection.close()
+
+    def depth(self) -> int:
+        """Return how many messages wait in the queue, on either broker."""
+        if not self.rabbit:
+            return int(self.rds.llen(queue.queue_key(QUEUE)))
+        if self._queue is None:
+            self._queue = brokers.from_url(self.opts.broker_url or "", QUEUE)
+        return self._queue.depth()
+
     def reset(self) -> None:
         """Empty the tables and the queue (the endpoints stay)."""
         self.conn.execute(_TRUNCATE)
         self.rds.delete(queue.queue_key(QUEUE), queue.messages_key(QUEUE))
+        if self.rabbit:
+            if self._queue is not None:
+                self._queue.close()
+                self._queue = None
+            self._purge_rabbit()
 
     def state(self) -> dict[str, int]:
         """Return counts of unrelayed events and of deliveries by status."""
@@ -1269,10 +1321,9 @@ class Bench:
 
     def _wait_enqueued(self, expected: int, daemon: Daemon) -> float:
         """Poll the queue length until it holds `expected` messages; return when it did."""
-        key = queue.queue_key(QUEUE)
         last, last_change = -1, time.monotonic()
         while True:
-            depth = int(self.rds.llen(key))
+            depth = self.depth()
             if depth >= expected:
                 return time.perf_counter()
             if depth != last:
@@ -1688,7 +1739,8 @@ def render(res: dict[str, Any]) -> str:
     lines = [
         f"webhooks bench: {m['cpus']} CPUs ({m['cpu_model']}), load {m['load_average']},"
         f" Python {m['python']}, PostgreSQL {m['postgres']}"
-        f" (synchronous_commit={m['postgres_synchronous_commit']}), Redis {m['redis']}",
+        f" (synchronous_commit={m['postgres_synchronous_commit']}), Redis {m['redis']},"
+        f" broker {m.get('broker', 'redis')}",
         f"  {o['events']:,} events x {o['endpoints']} endpoints = {deliveries:,} deliveries;"
         f" workers {o['processes']} processes x {o['threads']} threads,"
         f" concurrency {concurrency}; receiver delay {delay_ms:g} ms;"

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import redis
 
 from producers import publish as publish_event
-from worker import logs
+from worker import brokers, logs
 from worker import migrate as migrations
+from worker.brokers import Queue
 from worker.db import connect, wrapped_errors
 from worker.endpoints import Endpoint, Endpoints, parse_header
 from worker.errors import (
@@ -636,8 +636,10 @@ def when(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings().redis_url, socket_timeout=5, socket_connect_timeout=3)
+def _queue() -> Queue:
+    """Return the configured broker's queue (WEBHOOKS_BROKER_URL, else REDIS_URL)."""
+    conf = settings()
+    return brokers.from_url(conf.broker_url, conf.queue_name)
 
 
 def _attempt_rows(attempts: list[dict[str, Any]]) -> str:
@@ -772,7 +774,7 @@ def deliveries_retry(delivery_id: int, tenant: str | None, as_json: bool) -> Non
     conf = settings()
     with connect(conf.require_database_url()) as conn:
         done = store.retry(
-            conn, _redis(), delivery_id, tenant_id=tenant, queue_name=conf.queue_name
+            conn, _queue(), delivery_id, tenant_id=tenant, queue_name=conf.queue_name
         )
     if as_json:
         emit_json(done)
@@ -793,7 +795,7 @@ def deliveries_resend(delivery_id: int, tenant: str | None, as_json: bool) -> No
     with connect(conf.require_database_url()) as conn:
         done = store.resend(
             conn,
-            _redis(),
+            _queue(),
             delivery_id,
             tenant_id=tenant,
             queue_name=conf.queue_name,
@@ -965,7 +967,7 @@ def dlq_replay(
         ):
             result = letters.replay(
                 conn,
-                None if dry_run else _redis(),
+                None if dry_run else _queue(),
                 selection,
                 limit=limit,
                 dry_run=dry_run,
@@ -996,7 +998,7 @@ def status(tenant: str | None, as_json: bool) -> None:
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
-        row = state.status(conn, _redis(), conf.queue_name, tenant_id=tenant)
+        row = state.status(conn, _queue(), conf.queue_name, tenant_id=tenant)
     if as_json:
         emit_json(row)
         return
@@ -1020,7 +1022,7 @@ def status(tenant: str | None, as_json: bool) -> None:
                     "queue depth" + (" (all tenants)" if tenant is not None else ""),
                     row["queue_depth"]
                     if row["queue_depth"] is not None
-                    else "unknown (Redis unreachable)",
+                    else "unknown (broker unreachable)",
                 ),
             ]
         )
@@ -1225,6 +1227,7 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
         RelayConfig(
             database_url=conf.require_database_url(),
             redis_url=conf.redis_url,
+            broker_url=conf.broker_url,
             queue=conf.queue_name,
             batch_size=batch_size,
             lease=duration(lease),
@@ -1353,6 +1356,12 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     help="Redis database number for the bench's queue (default: the first empty one of 15..1).",
 )
 @click.option(
+    "--broker-url",
+    default=None,
+    help="Run the relay and workers on this RabbitMQ (amqp://...; its `webhooks` queue is"
+    " emptied). Default: the bench's own Redis database.",
+)
+@click.option(
     "--receiver-delay",
     "receiver_delay_text",
     default="0",
@@ -1379,6 +1388,7 @@ def bench(
     backlog: int,
     single_events: int,
     redis_db: int | None,
+    broker_url: str | None,
     receiver_delay_text: str,
     concurrency: int | None,
     as_json: bool,
@@ -1407,6 +1417,7 @@ def bench(
         database_url=conf.database_url,
         redis_url=conf.redis_url if os.environ.get("REDIS_URL") else None,
         redis_db=redis_db,
+        broker_url=broker_url,
         secret_key=conf.secret_key,
         receiver_delay=duration(receiver_delay_text),
         concurrency=concurrency,

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import redis
 
-from worker import queries, queue
+from worker import queries
+from worker.brokers import LEASE_SECONDS, BrokerError, Queue, as_queue
 from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound, WebhooksError, WrongState
 from worker.resilience import first_line
@@ -185,7 +185,7 @@ class Rearmed:
 
 def retry(
     conn: psycopg.Connection[Any],
-    broker: redis.Redis,
+    broker: Queue | Any,
     delivery_id: int,
     *,
     tenant_id: str | None = None,
@@ -226,7 +226,7 @@ def retry(
 
 def resend(
     conn: psycopg.Connection[Any],
-    broker: redis.Redis,
+    broker: Queue | Any,
     delivery_id: int,
     *,
     tenant_id: str | None = None,
@@ -254,7 +254,7 @@ def resend(
             )
         armed = conn.execute(
             _RESEND,
-            {"id": delivery_id, "by": by, "trigger": "resend", "lease": queue.LEASE_SECONDS},
+            {"id": delivery_id, "by": by, "trigger": "resend", "lease": LEASE_SECONDS},
         ).fetchone()
     assert armed is not None
     done = Rearmed(
@@ -278,13 +278,13 @@ def _locked(
     return dict(row)
 
 
-def _push(broker: redis.Redis, queue_name: str, done: Rearmed, fallback: str) -> None:
+def _push(broker: Queue | Any, queue_name: str, done: Rearmed, fallback: str) -> None:
     # Committed before the push: if the push fails, Postgres still holds the delivery as
     # pending and the relay's scheduler enqueues it (guarantee 3).
     try:
-        queue.enqueue(broker, queue_name, [(done.delivery_id, done.message_id)])
-    except redis.RedisError as exc:
+        as_queue(broker, queue_name).enqueue([(done.delivery_id, done.message_id)])
+    except BrokerError as exc:
         raise WebhooksError(
-            f"delivery {done.delivery_id} set in Postgres; could not enqueue it (Redis: "
+            f"delivery {done.delivery_id} set in Postgres; could not enqueue it ("
             f"{first_line(exc)}): {fallback}"
         ) from exc

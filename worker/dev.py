@@ -197,6 +197,9 @@ def run(workdir: Path) -> None:
             **os.environ,
             "DATABASE_URL": db_url,
             "REDIS_URL": redis_url,
+            # The demo always queues in this Redis (embedded unless REDIS_URL is set), even
+            # in a shell configured for a RabbitMQ deployment.
+            "WEBHOOKS_BROKER_URL": redis_url,
             # The demo receiver listens on loopback, which production refuses (SSRF guard).
             "WEBHOOKS_ALLOWED_NETWORKS": allowed,
             # A short schedule so the retry and the dead letter show within seconds.

@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import redis
 
-from worker import deliveries, queries, queue
+from worker import deliveries, queries
+from worker.brokers import LEASE_SECONDS, BrokerError, Queue, as_queue
 from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound, WebhooksError
 from worker.resilience import first_line
@@ -231,7 +231,7 @@ class ReplayResult:
 
 def replay(
     conn: psycopg.Connection[Any],
-    broker: redis.Redis | None,
+    broker: Queue | Any | None,
     selection: Selection,
     *,
     limit: int | None = None,
@@ -275,16 +275,17 @@ def replay(
                 {"id": params["endpoint"], "tenant": selection.tenant_id},
             )
     if broker is None:
-        raise WebhooksError("a Redis connection is needed to replay")
+        raise WebhooksError("a broker connection is needed to replay")
+    target = as_queue(broker, queue_name)
     for items in _batches(conn, params, limit):
         # Committed before the push: if the push fails, the relay's scheduler re-enqueues
         # these deliveries once their lease has passed, so none is lost.
         result.replayed += len(items)
         try:
-            queue.enqueue(broker, queue_name, items)
-        except redis.RedisError as exc:
+            target.enqueue(items)
+        except BrokerError as exc:
             raise WebhooksError(
-                f"replayed {result.replayed} in Postgres; could not enqueue them (Redis: "
+                f"replayed {result.replayed} in Postgres; could not enqueue them ("
                 f"{first_line(exc)}): the relay will enqueue them within its lease"
             ) from exc
         if progress is not None:
@@ -306,7 +307,7 @@ def _batches(
                     **params,
                     "batch": size,
                     "by": by,
-                    "lease": queue.LEASE_SECONDS,
+                    "lease": LEASE_SECONDS,
                     "trigger": "replay",
                 },
             ).fetchall()

@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
-import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from worker import logs, metrics
+from worker import brokers, logs, metrics
 from worker import migrate as migrations
+from worker.brokers import BrokerError
 from worker.errors import WebhooksError
 from worker.relay import Stats
 from worker.resilience import first_line
@@ -101,7 +101,7 @@ class Readiness:
     def __init__(
         self,
         database_url: str,
-        redis_url: str,
+        broker_url: str,
         *,
         timeout: float = CHECK_TIMEOUT,
         ttl: float = 1.0,
@@ -110,7 +110,7 @@ class Readiness:
     ) -> None:
         self.database_url = database_url
         self.extra = extra
-        self.redis_url = redis_url
+        self.broker_url = broker_url
         self.ttl = ttl
         self.expected_version = (
             migrations.expected_version() if expected_version is None else expected_version
@@ -156,13 +156,14 @@ class Readiness:
                 f"schema at version {version}, this code needs {self.expected_version}:"
                 " run `webhooks migrate`",
             )
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        # The configured broker, Redis or RabbitMQ, connected for this probe only.
+        broker = brokers.from_url(self.broker_url)
         try:
-            client.ping()
-        except redis.RedisError as exc:
+            broker.ping()
+        except BrokerError as exc:
             return Verdict(False, f"broker unavailable: {first_line(exc)}")
         finally:
-            client.close()
+            broker.close()
         trouble = self.extra() if self.extra is not None else None
         if trouble is not None:
             return Verdict(False, trouble)
@@ -281,7 +282,7 @@ def start_relay_endpoint(settings: Settings, stats: Stats) -> RelayEndpoint:
         settings.relay_metrics_port,
         "WEBHOOKS_RELAY_METRICS_PORT",
         metrics.relay_registry(stats, collector),
-        Readiness(database_url, settings.redis_url),
+        Readiness(database_url, settings.broker_url),
     )
     thread = threading.Thread(target=server.serve_forever, name="metrics endpoint", daemon=True)
     thread.start()
@@ -333,7 +334,7 @@ def serve_workers() -> int:
             registry,
             Readiness(
                 settings.require_database_url(),
-                settings.redis_url,
+                settings.broker_url,
                 extra=lambda: secret_trouble(registry),
             ),
         )

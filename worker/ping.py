@@ -26,7 +26,8 @@ from psycopg.types.json import Jsonb
 from producers.errors import InvalidEvent
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, MAX_EVENT_TYPE
-from worker import queries, queue
+from worker import queries
+from worker.brokers import LEASE_SECONDS
 from worker.db import wrapped_errors
 from worker.endpoints import Endpoints
 from worker.engine import plan
@@ -119,7 +120,7 @@ def send_test_event(
                 "type": event_type,
                 "payload": Jsonb(payload),
                 "endpoint": endpoint.id,
-                "lease": queue.LEASE_SECONDS,
+                "lease": LEASE_SECONDS,
             },
         ).fetchone()
         assert created is not None

@@ -397,3 +397,19 @@ MARK_REPLAYED = """
         'at', now(), 'by', %(by)s::text, 'attempts_before', dl.attempts,
         'trigger', %(trigger)s::text))
 """
+
+# Count a batch of attempts against their endpoints' per-second limits (the RabbitMQ
+# deployments' rate limiter: no Redis there). One row per endpoint and second; returns each
+# endpoint's count after this batch, so the batch's own attempts are numbered
+# `count - added + 1 .. count`.
+RATE_COUNT = """
+insert into webhooks.rate_counts as r (endpoint_id, second, count)
+select e, %(second)s, n from unnest(%(endpoints)s::uuid[], %(added)s::int[]) as t(e, n)
+on conflict (endpoint_id, second) do update set count = r.count + excluded.count
+returning endpoint_id::text as endpoint_id, count
+"""
+
+# Forget counts older than the window (run now and then by each worker process).
+RATE_PRUNE = """
+delete from webhooks.rate_counts where second < %(before)s
+"""

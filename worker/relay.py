@@ -27,13 +27,12 @@ from types import FrameType
 from typing import Any
 
 import psycopg
-import redis
 from psycopg.rows import dict_row
 
 from producers import publish_many
 from producers.publish import CHANNEL, Event
-from worker import operations, queries, queue
-from worker.queue import LEASE_SECONDS
+from worker import operations, queries
+from worker.brokers import LEASE_SECONDS, Queue, from_url
 from worker.resilience import TRANSIENT, Outage, retrying
 
 log = logging.getLogger("webhooks.relay")
@@ -44,6 +43,7 @@ class RelayConfig:
     """Tune the relay; the defaults suit most deployments."""
 
     database_url: str
+    #: REDIS_URL, the broker when ``broker_url`` is unset.
     redis_url: str
     queue: str = "webhooks"
     batch_size: int = 1000
@@ -67,6 +67,8 @@ class RelayConfig:
     announce_interval: float = 10.0
     #: Seconds between sweeps for deliveries parked behind a circuit that has closed.
     sweep_interval: float = 30.0
+    #: WEBHOOKS_BROKER_URL: Redis or RabbitMQ (``redis_url`` when None).
+    broker_url: str | None = None
 
 
 @dataclass
@@ -93,8 +95,8 @@ class Relay:
         self.stopping = threading.Event()
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._listener: psycopg.Connection[Any] | None = None
-        self._redis: redis.Redis | None = None
-        self._outage = Outage("Postgres or Redis")
+        self._queue: Queue | None = None
+        self._outage = Outage("Postgres or the broker")
         self._schedule_at = 0.0  # time.monotonic() when the scheduler is next due
         self._announce_at = 0.0
         self._sweep_at = 0.0
@@ -119,12 +121,12 @@ class Relay:
                 self._first_seen = row["now"] if row else None
         return self._conn
 
-    def _broker(self) -> redis.Redis:
-        if self._redis is None:
-            self._redis = redis.Redis.from_url(
-                self.config.redis_url, socket_timeout=10, socket_connect_timeout=5
+    def _broker(self) -> Queue:
+        if self._queue is None:
+            self._queue = from_url(
+                self.config.broker_url or self.config.redis_url, self.config.queue
             )
-        return self._redis
+        return self._queue
 
     def _listen(self) -> psycopg.Connection[Any]:
         if self._listener is None or self._listener.closed:
@@ -144,9 +146,9 @@ class Relay:
                 with contextlib.suppress(Exception):  # closing a broken connection
                     conn.close()
         self._conn = self._listener = None
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
 
     # -- one step of each job -------------------------------------------------------------
 
@@ -173,7 +175,7 @@ class Relay:
         items = [(int(r["id"]), r["message_id"]) for r in created if r["message_id"]]
         # Committed: the deliveries exist. If the push below fails or this process dies here,
         # the scheduler re-enqueues them once their lease has passed.
-        queue.enqueue(self._broker(), self.config.queue, items)
+        self._broker().enqueue(items)
         if events:
             self.stats.events += events
             self.stats.deliveries += len(created)
@@ -203,7 +205,7 @@ class Relay:
         """
         first, self._redis_checked = not self._redis_checked, True
         before, self._first_seen = (self._first_seen if first else None), None
-        if not self._broker().set(queue.SENTINEL_KEY, "1", nx=True):
+        if not self._broker().lost_data():
             return 0
         row = self._db().execute(queries.RECHECK_QUEUED, {"before": before}).fetchone()
         lost = int(row["lost"]) if row else 0
@@ -227,9 +229,9 @@ class Relay:
         if not rows:
             return 0
         checked = [r for r in rows if r["had_message"]]
-        alive = queue.existing(
-            self._broker(), self.config.queue, [r["message_id"] for r in checked]
-        )
+        # On RabbitMQ every answer is False: whatever outlived its lease is enqueued again
+        # (a duplicate makes no second attempt, guarantee 5; see worker.brokers.rabbitmq).
+        alive = self._broker().may_be_pending([r["message_id"] for r in checked])
         still_queued = [int(r["id"]) for r, ok in zip(checked, alive, strict=True) if ok]
         if still_queued:
             self._db().execute(
@@ -237,7 +239,7 @@ class Relay:
             )
         keep = set(still_queued)
         items = [(int(r["id"]), r["message_id"]) for r in rows if int(r["id"]) not in keep]
-        queue.enqueue(self._broker(), self.config.queue, items)
+        self._broker().enqueue(items)
         lost = len(checked) - len(still_queued)
         self.stats.scheduled += len(items) - lost
         self.stats.reenqueued += lost
@@ -255,9 +257,7 @@ class Relay:
             .fetchall()
         )
         if rows:
-            queue.enqueue(
-                self._broker(), self.config.queue, [(int(r["id"]), r["message_id"]) for r in rows]
-            )
+            self._broker().enqueue([(int(r["id"]), r["message_id"]) for r in rows])
             self.stats.probes += len(rows)
             for r in rows:
                 log.info(

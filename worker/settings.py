@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from worker.errors import ConfigError
 from worker.vault import check_keys
 
+#: URL schemes of the two brokers WEBHOOKS_BROKER_URL may name.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+AMQP_SCHEMES = ("amqp://", "amqps://")
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -82,6 +86,8 @@ class Settings:
 
     database_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: WEBHOOKS_BROKER_URL: the queue's broker, Redis or RabbitMQ; empty means `redis_url`.
+    broker_url: str = ""
     secret_key: str | None = None
     retry_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     max_delivery_age: float = 4 * 86400
@@ -149,6 +155,14 @@ class Settings:
                 raise ValueError("must start with redis://, rediss:// or unix://")
             return raw
 
+        def broker_url(raw: str) -> str:
+            if not raw.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+                raise ValueError(
+                    "must start with redis://, rediss://, unix:// (Redis)"
+                    " or amqp://, amqps:// (RabbitMQ)"
+                )
+            return raw
+
         def database_url(raw: str) -> str:
             if not (raw.startswith(("postgres://", "postgresql://")) or "=" in raw):
                 raise ValueError("must be a postgresql:// URL or a libpq key=value string")
@@ -179,7 +193,10 @@ class Settings:
                 f"must be at least WEBHOOKS_CIRCUIT_COOLDOWN ({format_duration(cooldown)})",
             )
 
+        redis: str = conv("REDIS_URL", redis_url, defaults.redis_url)  # type: ignore[assignment]
         return cls(
+            redis_url=redis,
+            broker_url=conv("WEBHOOKS_BROKER_URL", broker_url, redis),  # type: ignore[arg-type]
             circuit_failures=conv(  # type: ignore[arg-type]
                 "WEBHOOKS_CIRCUIT_FAILURES", at_least_zero, defaults.circuit_failures
             ),
@@ -189,7 +206,6 @@ class Settings:
                 "WEBHOOKS_OPERATIONS_TENANT", tenant, defaults.operations_tenant
             ),
             database_url=conv("DATABASE_URL", database_url, None),  # type: ignore[arg-type]
-            redis_url=conv("REDIS_URL", redis_url, defaults.redis_url),  # type: ignore[arg-type]
             secret_key=conv("WEBHOOKS_SECRET_KEY", check_keys, None),  # type: ignore[arg-type]
             retry_schedule=conv(  # type: ignore[arg-type]
                 "WEBHOOKS_RETRY_SCHEDULE", parse_schedule, defaults.retry_schedule
@@ -215,6 +231,15 @@ class Settings:
             ),
             log_format=conv("WEBHOOKS_LOG_FORMAT", log_format, defaults.log_format),  # type: ignore[arg-type]
         )
+
+    def __post_init__(self) -> None:
+        if not self.broker_url:  # REDIS_URL as before: nothing changes for Redis deployments
+            object.__setattr__(self, "broker_url", self.redis_url)
+
+    @property
+    def broker_is_redis(self) -> bool:
+        """Tell whether the queue lives in Redis (else RabbitMQ: no Redis is used at all)."""
+        return self.broker_url.startswith(REDIS_SCHEMES)
 
     def require_database_url(self) -> str:
         """Return DATABASE_URL or raise ConfigError when it is unset."""

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import redis
 
-from worker import queue
+from worker.brokers import BrokerError, Queue, as_queue
 from worker.db import wrapped_errors
 
 # Every count is of one tenant when %(tenant)s is given (null: all tenants).
@@ -42,7 +41,7 @@ select
 
 def status(
     conn: psycopg.Connection[Any],
-    broker: redis.Redis | None,
+    broker: Queue | Any | None,
     queue_name: str,
     *,
     tenant_id: str | None = None,
@@ -60,9 +59,9 @@ def status(
     out["queue_depth"] = None
     if broker is not None:
         try:
-            out["queue_depth"] = queue.depth(broker, queue_name)
-        except redis.RedisError:
-            out["queue_depth"] = None  # shown as unknown: Redis is down, Postgres is not
+            out["queue_depth"] = as_queue(broker, queue_name).depth()
+        except BrokerError:
+            out["queue_depth"] = None  # shown as unknown: the broker is down, Postgres is not
     return out
 
 

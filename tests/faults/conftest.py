@@ -15,7 +15,8 @@ from types import FrameType
 
 import pytest
 
-from tests.faults.harness import Cluster, RedisServer
+from tests.conftest import purge_rabbitmq
+from tests.faults.harness import BrokerControl, Cluster, RedisServer
 from tests.faults.receivers import Sink, running_sink
 
 #: Seconds a fault test may run unless it sets @pytest.mark.time_limit(seconds).
@@ -64,6 +65,33 @@ def cluster(db_url: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[
         yield made
     finally:
         made.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def any_cluster(
+    request: pytest.FixtureRequest, db_url: str, redis_server: RedisServer, tmp_path: Path
+) -> Iterator[Cluster]:
+    """Return a `Cluster` on each broker in turn: the test body runs once per broker.
+
+    Redis is the test's own server; RabbitMQ is the machine's, on this session's vhost with
+    the queue deleted first (`tests.conftest.broker_url`).
+    """
+    if request.param == "redis":
+        made = Cluster(db_url, redis_server.url(), tmp_path)
+    else:
+        url = request.getfixturevalue("rabbitmq_base_url")
+        purge_rabbitmq(url)
+        made = Cluster(db_url, redis_server.url(), tmp_path, broker_url=url)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def broker(any_cluster: Cluster, redis_server: RedisServer) -> BrokerControl:
+    """Return the controls of `any_cluster`'s broker."""
+    return BrokerControl(any_cluster, redis_server)
 
 
 @pytest.fixture

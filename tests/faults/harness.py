@@ -193,7 +193,9 @@ class BlackHole:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def url(self) -> str:
+    def url(self, scheme: str = "redis") -> str:
+        if scheme == "amqp":
+            return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def _run(self) -> None:
@@ -224,16 +226,23 @@ class Cluster:
         redis_url: str,
         workdir: Path,
         *,
+        broker_url: str | None = None,
         schedule: str = "0s,1s,2s",
         request_timeout: str = "5s",
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.db_url = db_url
         self.redis_url = redis_url
+        #: WEBHOOKS_BROKER_URL; on RabbitMQ, REDIS_URL names a port nothing listens on, so
+        #: a test passes only if the deployment needs no Redis at all.
+        self.broker_url = broker_url or redis_url
+        if not self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            self.redis_url = "redis://127.0.0.1:1/0"
         self.workdir = workdir
         self.settings_env = {
             "DATABASE_URL": db_url,
-            "REDIS_URL": redis_url,
+            "REDIS_URL": self.redis_url,
+            "WEBHOOKS_BROKER_URL": self.broker_url,
             "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
             "WEBHOOKS_RETRY_SCHEDULE": schedule,
             "WEBHOOKS_REQUEST_TIMEOUT": request_timeout,
@@ -274,11 +283,18 @@ class Cluster:
         return proc
 
     def start_relay(
-        self, *, lease: str = "2s", redis_url: str | None = None, batch_size: int = 1000
+        self,
+        *,
+        lease: str = "2s",
+        redis_url: str | None = None,
+        broker_url: str | None = None,
+        batch_size: int = 1000,
     ) -> Proc:
         env = self.env(PGAPPNAME="fault-relay")
         if redis_url is not None:
             env["REDIS_URL"] = redis_url
+        if broker_url is not None:
+            env["WEBHOOKS_BROKER_URL"] = broker_url
         return self._start(
             "relay", ["relay", "--lease", lease, "--batch-size", str(batch_size)], env
         )
@@ -369,7 +385,13 @@ class Cluster:
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         env = clean_environ()
-        env.update({"DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url})
+        env.update(
+            {
+                "DATABASE_URL": self.db_url,
+                "REDIS_URL": self.redis_url,
+                "WEBHOOKS_BROKER_URL": self.broker_url,
+            }
+        )
         return subprocess.run(
             [sys.executable, "-m", "worker.cli", *args],
             capture_output=True,
@@ -420,3 +442,67 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmHWM for {pid}")
+
+
+class BrokerControl:
+    """Lose, drop or restart the cluster's broker, whichever it is (one test body for both).
+
+    RabbitMQ is the machine's node: `restart` stops and starts its application (a few
+    seconds for every vhost on it); everything else touches this session's vhost only.
+    """
+
+    def __init__(self, cluster: Cluster, redis_server: RedisServer) -> None:
+        self.cluster = cluster
+        self.redis_server = redis_server
+        self.rabbit = cluster.broker_url.startswith(("amqp://", "amqps://"))
+
+    def depth(self) -> int:
+        from worker.brokers import BrokerError, from_url
+
+        queue = from_url(self.cluster.broker_url)
+        try:
+            return queue.depth()
+        except BrokerError:
+            return -1
+        finally:
+            queue.close()
+
+    def lose_everything(self) -> None:
+        """Flush Redis / purge the RabbitMQ queue: every queued message is gone."""
+        if not self.rabbit:
+            self.redis_server.flush()
+            return
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.cluster.broker_url))
+        try:
+            connection.channel().queue_purge("webhooks")
+        finally:
+            connection.close()
+
+    def drop_connections(self) -> None:
+        """Close every client connection from the server's side."""
+        if not self.rabbit:
+            with self.redis_server.client() as client:
+                client.client_kill_filter(_type="normal", skipme=True)
+            return
+        vhost = self.cluster.broker_url.rsplit("/", 1)[1]
+        _rabbitmqctl("close_all_connections", "-p", vhost, "fault test")
+
+    def stop(self) -> None:
+        """Kill Redis (it keeps nothing) / stop the RabbitMQ application."""
+        if self.rabbit:
+            _rabbitmqctl("stop_app")
+        else:
+            self.redis_server.kill()
+
+    def start(self) -> None:
+        if self.rabbit:
+            _rabbitmqctl("start_app")
+            _rabbitmqctl("await_startup")
+        else:
+            self.redis_server.start()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)

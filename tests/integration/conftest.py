@@ -26,6 +26,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def make_pipeline(db_url: str, redis_url: str) -> Iterator[Callable[..., Pipeline]]:
+    """Build pipelines on Redis (a test asks for `broker_url` to run on both brokers)."""
     made: list[Pipeline] = []
 
     def make(**overrides: Any) -> Pipeline:
@@ -36,6 +37,16 @@ def make_pipeline(db_url: str, redis_url: str) -> Iterator[Callable[..., Pipelin
     yield make
     for p in made:
         p.stop()
+
+
+@pytest.fixture
+def on_broker(make_pipeline: Callable[..., Pipeline], broker_url: str) -> Callable[..., Pipeline]:
+    """Build pipelines on each broker in turn (`broker_url` is parametrised)."""
+
+    def make(**overrides: Any) -> Pipeline:
+        return make_pipeline(broker_url=broker_url, **overrides)
+
+    return make
 
 
 @pytest.fixture

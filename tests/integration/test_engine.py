@@ -41,11 +41,11 @@ def wait_idle(engine: Engine, timeout: float = 30.0) -> None:
 
 
 def test_one_process_holds_its_concurrency_in_flight_on_at_most_three_connections(
-    make_pipeline: Callable[..., Pipeline], receiver: Receiver, gate: threading.Event
+    on_broker: Callable[..., Pipeline], receiver: Receiver, gate: threading.Event
 ) -> None:
     # Two Dramatiq threads, 40 slots: every request is held open by the receiver until the
     # test has counted them, so the count is exact and no timing is asserted.
-    p = make_pipeline(request_timeout=60.0)
+    p = on_broker(request_timeout=60.0)
     for path in ("/a", "/b"):
         p.endpoint(receiver.on(path, hold_until(gate)))
     for i in range(30):
@@ -87,11 +87,11 @@ def test_duplicate_messages_in_one_batch_make_one_attempt(
 
 
 def test_a_burst_is_sent_and_recorded_with_every_attempt_once(
-    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+    on_broker: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
     # Hundreds handed over at once: the claims and the records go in batches; each delivery
     # still gets exactly one attempt row with its state change (guarantee 4).
-    p = make_pipeline()
+    p = on_broker()
     p.endpoint(receiver.url("/a"))
     p.endpoint(receiver.on("/fail", lambda _: (500, {}, b"no")))
     for i in range(150):
@@ -143,11 +143,11 @@ def test_close_finishes_what_the_engine_holds(
 
 
 def test_a_rate_limit_spreads_requests_and_spends_no_attempt(
-    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+    on_broker: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
     # Twenty deliveries at 5 a second: with hundreds of slots they would all leave at once;
     # the limit defers the rest, which costs them no attempt.
-    p = make_pipeline()
+    p = on_broker()
     p.endpoint(receiver.url("/limited"), rate_limit=5)
     for i in range(20):
         p.publish("order.paid", {"i": i})
@@ -184,11 +184,11 @@ def test_an_open_circuit_defers_without_attempts(
 
 
 def test_stopping_the_dramatiq_worker_records_what_its_engine_holds(
-    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+    on_broker: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
     # SIGTERM's path: Dramatiq stops its threads, then the engine finishes the requests it
     # has in flight and records them before the process exits.
-    p = make_pipeline()
+    p = on_broker()
 
     def slow(_: int) -> Answer:
         time.sleep(0.5)

@@ -37,9 +37,23 @@ def forget_migrations(url: str) -> list[tuple[object, ...]]:
     return rows
 
 
-def test_ready_when_everything_answers(db_url: str, redis_url: str) -> None:
-    verdict = Readiness(db_url, redis_url, ttl=0).check()
+def test_ready_when_everything_answers(db_url: str, broker_url: str) -> None:
+    verdict = Readiness(db_url, broker_url, ttl=0).check()
     assert (verdict.ready, verdict.reason) == (True, "ready")
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("redis://127.0.0.1:1/0", "broker unavailable: Redis:"),
+        ("amqp://guest:guest@127.0.0.1:1/%2F", "broker unavailable: RabbitMQ:"),
+    ],
+)
+def test_not_ready_when_the_configured_broker_does_not_answer(
+    db_url: str, url: str, said: str
+) -> None:
+    verdict = Readiness(db_url, url, ttl=0).check()
+    assert not verdict.ready and verdict.reason.startswith(said)
 
 
 def test_not_ready_while_the_schema_is_behind_and_ready_again_once_migrated(

@@ -22,6 +22,7 @@ TABLES = {
     "dead_letters",
     "schema_migrations",
     "api_keys",
+    "rate_counts",  # the RabbitMQ deployments' rate limiter (unlogged)
 }
 
 

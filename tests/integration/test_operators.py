@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -16,12 +17,16 @@ from tests.helpers import run_cli
 from tests.integration.test_delivery import verify
 from tests.pipeline import Pipeline
 from tests.receiver import Receiver
-from worker import dlq, queue
+from worker import dlq
 from worker.relay import Relay, RelayConfig
 
 
 def env(p: Pipeline) -> dict[str, str]:
-    return {"DATABASE_URL": p.settings.require_database_url(), "REDIS_URL": p.settings.redis_url}
+    return {
+        "DATABASE_URL": p.settings.require_database_url(),
+        "REDIS_URL": p.settings.redis_url,
+        "WEBHOOKS_BROKER_URL": p.settings.broker_url,
+    }
 
 
 def dead_letters(p: Pipeline, url: str, n: int, **endpoint: Any) -> tuple[str, str, list[str]]:
@@ -43,13 +48,17 @@ def dead_letters(p: Pipeline, url: str, n: int, **endpoint: Any) -> tuple[str, s
 
 
 def queued_count(p: Pipeline) -> int:
-    return queue.depth(redis.Redis.from_url(p.settings.redis_url), p.settings.queue_name)
+    q = p.queue()
+    try:
+        return q.depth()
+    finally:
+        q.close()
 
 
 def test_a_replayed_dead_letter_arrives_with_the_same_webhook_id(
-    pipeline: Pipeline, receiver: Receiver
+    on_broker: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
-    p = pipeline
+    p = on_broker()
     ep, secret, ids = dead_letters(p, receiver.url("/fixed"), 3)
     assert p.value("select count(*) from webhooks.dead_letters where replayed_at is null") == 3
 
@@ -71,8 +80,8 @@ def test_a_replayed_dead_letter_arrives_with_the_same_webhook_id(
     assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 3
 
 
-def test_replaying_twice_enqueues_each_delivery_once(pipeline: Pipeline) -> None:
-    p = pipeline
+def test_replaying_twice_enqueues_each_delivery_once(on_broker: Callable[..., Pipeline]) -> None:
+    p = on_broker()
     dead_letters(p, "http://127.0.0.1:9/x", 5)
     first = run_cli("dlq", "replay", "--all", "--json", env=env(p))
     second = run_cli("dlq", "replay", "--all", "--json", env=env(p))
@@ -97,15 +106,25 @@ def test_replay_of_an_unknown_id_is_refused_before_anything_is_written(
     assert done.returncode == 0 and done.stdout.strip() == "replayed 1 dead letter"
 
 
-def test_replay_with_redis_down_says_what_happened_in_one_line(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize(
+    ("variable", "url", "said"),
+    [
+        ("REDIS_URL", "redis://127.0.0.1:1/0", "Redis:"),  # the broker when none is named
+        ("WEBHOOKS_BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2F", "RabbitMQ:"),
+    ],
+)
+def test_replay_with_the_broker_down_says_what_happened_in_one_line(
+    pipeline: Pipeline, variable: str, url: str, said: str
+) -> None:
     p = pipeline
     dead_letters(p, "http://127.0.0.1:9/x", 2)
-    down = {**env(p), "REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
+    down = {k: v for k, v in env(p).items() if k != "WEBHOOKS_BROKER_URL"}
+    down[variable] = url  # nothing listens on port 1
     result = run_cli("dlq", "replay", "--all", env=down)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert lines[0].startswith("error: replayed 2 in Postgres; could not enqueue them (Redis:")
+    assert lines[0].startswith(f"error: replayed 2 in Postgres; could not enqueue them ({said}")
     assert lines[0].endswith("the relay will enqueue them within its lease")
     # Postgres holds the replay; the deliveries wait for the scheduler, with a lease.
     assert p.value("select count(*) from webhooks.deliveries where status = 'pending'") == 2

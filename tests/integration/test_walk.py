@@ -112,7 +112,7 @@ def test_each_command_answers_in_one_line(
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
         if command == ["status"]:
-            assert "unknown (Redis unreachable)" in done.stdout
+            assert "unknown (broker unreachable)" in done.stdout
 
 
 @pytest.mark.parametrize("situation", ["postgres down", "redis down"])

@@ -339,3 +339,28 @@ def test_the_service_monitor_scrapes_both_services() -> None:
     assert sorted(expression["values"]) == ["webhooks-relay", "webhooks-worker"]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_the_rabbitmq_overlay_names_the_broker_and_needs_no_redis() -> None:
+    assert kubectl is not None
+    done = subprocess.run(
+        [kubectl, "kustomize", str(KUBERNETES.parent / "kubernetes-rabbitmq")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WEBHOOKS_BROKER_URL: amqp://" in done.stdout
+    assert "REDIS_URL" not in done.stdout
+    assert "kind: RabbitmqCluster" in done.stdout
+
+
+def test_the_rabbitmq_systemd_environment_is_valid_settings() -> None:
+    env = {}
+    for line in (SYSTEMD / "webhooks-rabbitmq.env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    env["WEBHOOKS_SECRET_KEY"] = "k" * 32
+    settings = Settings.from_env(env)
+    assert not settings.broker_is_redis and "REDIS_URL" not in env

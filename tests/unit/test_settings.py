@@ -95,6 +95,8 @@ def test_every_variable_is_read() -> None:
     [
         ("DATABASE_URL", "mysql://x"),
         ("REDIS_URL", "http://x"),
+        ("WEBHOOKS_BROKER_URL", "kafka://x"),
+        ("WEBHOOKS_BROKER_URL", "127.0.0.1:5672"),
         ("WEBHOOKS_RETRY_SCHEDULE", "5s,,soon"),
         ("WEBHOOKS_RETRY_SCHEDULE", ","),
         ("WEBHOOKS_MAX_DELIVERY_AGE", "0s"),
@@ -115,6 +117,17 @@ def test_malformed_values_name_the_variable(variable: str, value: str) -> None:
     assert caught.value.variable == variable
     assert str(caught.value).startswith(variable + ":")
     assert "invalid literal" not in str(caught.value)  # no Python in an operator's message
+
+
+def test_the_broker_defaults_to_redis_url_so_existing_deployments_keep_their_queue() -> None:
+    s = Settings.from_env({"REDIS_URL": "redis://r:6380/1"})
+    assert s.broker_url == "redis://r:6380/1" and s.broker_is_redis
+
+
+@pytest.mark.parametrize("url", ["amqp://guest:guest@mq:5672/%2F", "amqps://mq/prod"])
+def test_a_rabbitmq_broker_url_is_accepted(url: str) -> None:
+    s = Settings.from_env({"WEBHOOKS_BROKER_URL": url})
+    assert s.broker_url == url and not s.broker_is_redis
 
 
 def test_a_number_that_is_not_one_says_so() -> None:

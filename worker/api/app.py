@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import psycopg
-import redis
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -33,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from producers import publish
-from worker import apikeys, events, ping
+from worker import apikeys, brokers, events, ping
 from worker import deliveries as store
 from worker import dlq as letters
 from worker import status as state
@@ -57,6 +56,7 @@ from worker.api.models import (
     problem_responses,
 )
 from worker.api.problems import Problem, answer, install
+from worker.brokers import Queue
 from worker.db import wrapped_errors
 from worker.endpoints import UNCHANGED, Endpoints
 from worker.errors import DatabaseError, NotFound
@@ -123,7 +123,7 @@ class Services:
         self.vault = Vault(settings.secret_key)
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Any] | None = None
-        self._redis: redis.Redis | None = None
+        self._queue: Queue | None = None
         self._readiness: Readiness | None = None
 
     @contextmanager
@@ -151,21 +151,19 @@ class Services:
         except PoolTimeout as exc:
             raise DatabaseError("no Postgres connection within 10s") from exc
 
-    def broker(self) -> redis.Redis:
-        """Return the Redis client retries, resends and replays push with."""
+    def broker(self) -> Queue:
+        """Return the queue retries, resends and replays push to (the configured broker)."""
         with self._lock:
-            if self._redis is None:
-                self._redis = redis.Redis.from_url(
-                    self.settings.redis_url, socket_timeout=5, socket_connect_timeout=3
-                )
-            return self._redis
+            if self._queue is None:
+                self._queue = brokers.from_url(self.settings.broker_url, self.settings.queue_name)
+            return self._queue
 
     def readiness(self) -> Readiness:
         """Return the readiness check of the relay and workers, for this process."""
         with self._lock:
             if self._readiness is None:
                 self._readiness = Readiness(
-                    self.settings.require_database_url(), self.settings.redis_url
+                    self.settings.require_database_url(), self.settings.broker_url
                 )
             return self._readiness
 
@@ -195,14 +193,14 @@ class Services:
         return Principal(tenant_id=found.tenant_id, name=f"api-key:{found.id}")
 
     def close(self) -> None:
-        """Close the pool and the Redis client."""
+        """Close the pool and the broker connection."""
         with self._lock:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
-            if self._redis is not None:
-                self._redis.close()
-                self._redis = None
+            if self._queue is not None:
+                self._queue.close()
+                self._queue = None
 
 
 class BodyLimit:

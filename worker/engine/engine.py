@@ -75,11 +75,17 @@ T = TypeVar("T")
 DEFAULT_CONCURRENCY = 256
 #: Rows one claim or record statement carries at most.
 MAX_BATCH = 500
-#: Seconds a claim outlives the attempt's deadline, for recording the result.
-LOCK_MARGIN = 30.0
+#: Seconds a claim outlives the attempt's deadline, for recording the result (a group
+#: commit of a few milliseconds; seconds under load). It bounds how soon a delivery held by
+#: a killed worker is attempted again (request timeout + margin, ~35 s by default); a
+#: record later than this lets another worker attempt the delivery again: at least once,
+#: same webhook-id (guarantee 5).
+LOCK_MARGIN = 5.0
 #: An endpoint whose attempts take longer than this on average (or that has not answered
 #: yet) may hold at most half of a process's slots, so it cannot starve the others.
 SLOW_SECONDS = 2.0
+#: Failures of the rate limiter's store (Redis, or Postgres on RabbitMQ deployments).
+_RATE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, *TRANSIENT)
 #: Seconds a claim statement is retried through a Postgres outage before its deliveries are
 #: left to their leases.
 CLAIM_PATIENCE = 10.0
@@ -137,7 +143,14 @@ class Engine:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.settings = settings
         self.concurrency = concurrency
-        self.redis = redis_client or redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        # The per-endpoint rate limit is counted where the broker is: Redis when the queue is
+        # in Redis, else Postgres (a RabbitMQ deployment runs no Redis at all).
+        self.redis: redis.Redis | None = None
+        if redis_client is not None:
+            self.redis = redis_client
+        elif settings.broker_is_redis:
+            self.redis = redis.Redis.from_url(settings.broker_url, socket_timeout=10)
+        self._rate_pruned = 0.0
         self.sender = sender or Sender(
             allowed_networks=settings.allowed_networks,
             connect_timeout=settings.connect_timeout,
@@ -382,11 +395,43 @@ class Engine:
         if not jobs:
             return {}
         try:
-            return await asyncio.to_thread(rate_waits, self.redis, jobs, time.time())
-        except (redis.RedisError, OSError) as exc:
+            if self.redis is not None:
+                return await asyncio.to_thread(rate_waits, self.redis, jobs, time.time())
+            return await self._rate_waits_postgres(jobs, time.time())
+        except _RATE_ERRORS as exc:
             # The limit cannot be checked: wait a little rather than exceed it.
             self.outage.failed(exc)
             return {job.id: 1.0 + random.uniform(0, 1) for job in jobs}
+
+    async def _rate_waits_postgres(
+        self, jobs: Sequence[plan.Claimed], now: float
+    ) -> dict[int, float]:
+        """Count jobs in `webhooks.rate_counts`, one statement per batch (no Redis)."""
+        second = int(now)
+        added: dict[str, int] = {}
+        for job in jobs:
+            added[job.endpoint_id] = added.get(job.endpoint_id, 0) + 1
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    queries.RATE_COUNT,
+                    {
+                        "second": second,
+                        "endpoints": list(added),
+                        "added": list(added.values()),
+                    },
+                )
+            ).fetchall()
+            if now - self._rate_pruned > 10:
+                self._rate_pruned = now
+                await conn.execute(queries.RATE_PRUNE, {"before": second - 2})
+        # Number this batch's jobs after whatever other processes counted this second.
+        nxt = {r["endpoint_id"]: int(r["count"]) - added[r["endpoint_id"]] for r in rows}
+        counts = []
+        for job in jobs:
+            nxt[job.endpoint_id] += 1
+            counts.append(nxt[job.endpoint_id])
+        return waits_over_limit(jobs, counts, now)
 
     def _is_slow(self, endpoint_id: str) -> bool:
         # An endpoint this process has not heard back from yet counts as slow: a burst of
@@ -727,7 +772,14 @@ def rate_waits(client: redis.Redis, jobs: Iterable[plan.Claimed], now: float) ->
         key = f"webhooks:ratelimit:{job.endpoint_id}:{second}"
         pipe.incr(key)
         pipe.expire(key, 2)
-    counts = pipe.execute()[::2]
+    return waits_over_limit(jobs, [int(c) for c in pipe.execute()[::2]], now)
+
+
+def waits_over_limit(
+    jobs: Sequence[plan.Claimed], counts: Sequence[int], now: float
+) -> dict[int, float]:
+    """Return the wait of each job whose count this second is over its endpoint's limit."""
+    second = int(now)
     waits: dict[int, float] = {}
     for job, count in zip(jobs, counts, strict=True):
         limit = int(job.rate_limit or 0)

@@ -1,0 +1,108 @@
+"""The queue seam: what the relay, replay, `status`, health and the workers ask of a broker.
+
+A `Queue` carries (delivery id, message id) pairs from whoever enqueues to the workers'
+`deliver` actor. Postgres stays the source of truth (guarantees 3 and 6): a queue only
+hints that a delivery is due, so every implementation may lose or duplicate messages; the
+scheduler's lease re-enqueues what was lost, and a worker's claim matches a delivery's
+current message id only, so a stale or duplicate message makes no second attempt
+(guarantee 5).
+
+Implementations, one module each, and the only places that touch a broker's private layout:
+
+- `worker.brokers.redis`: Dramatiq's Redis layout, written in pipelined batches;
+- `worker.brokers.rabbitmq`: a durable RabbitMQ queue that Dramatiq's RabbitmqBroker
+  consumes, published in transactions (one round trip and fsync per batch);
+- `worker.brokers.memory`: a list in this process, for unit tests.
+
+Every broker failure is raised as `BrokerError`, a `ConnectionError`, so the relay's and the
+CLI's handling of transient failures covers every broker alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from worker.errors import ConfigError, WebhooksError
+
+#: The Dramatiq actor every message names.
+ACTOR = "deliver"
+#: Seconds a queued delivery is left to its message before the scheduler checks on it.
+LEASE_SECONDS = 30.0
+
+Item = tuple[int, str]
+
+
+class BrokerError(WebhooksError, ConnectionError):
+    """Report a broker that cannot be reached or refused an operation (transient)."""
+
+
+class Queue(Protocol):
+    """One named queue of delivery messages on one broker."""
+
+    name: str
+    #: What the scheduler's lease answers on this broker: True when `may_be_pending` can
+    #: tell a lost message from a waiting one (Redis), False when it cannot (RabbitMQ).
+    can_tell_pending: bool
+
+    def enqueue(self, items: Sequence[Item]) -> None:
+        """Push (delivery id, message id) pairs durably, as one batch; raise BrokerError."""
+
+    def may_be_pending(self, message_ids: Sequence[str]) -> list[bool]:
+        """Tell, per message id, whether the broker may still hold it (False: lost)."""
+
+    def lost_data(self) -> bool:
+        """Tell whether the broker lost its data since a relay last asked (once per loss)."""
+
+    def depth(self) -> int:
+        """Return how many messages wait in the queue."""
+
+    def ping(self) -> None:
+        """Raise BrokerError unless the broker answers (readiness)."""
+
+    def close(self) -> None:
+        """Close connections; the queue reconnects on next use."""
+
+
+def as_queue(broker: object, queue_name: str = "webhooks") -> Queue:
+    """Return ``broker`` as a `Queue`: a Queue as is, a `redis.Redis` client wrapped.
+
+    Service functions (replay, retry, status) take a Queue; code written when they took a
+    Redis client keeps working.
+    """
+    import redis
+
+    if isinstance(broker, redis.Redis):
+        from worker.brokers.redis import RedisQueue
+
+        return RedisQueue.of_client(broker, queue_name)
+    return broker  # type: ignore[return-value]
+
+
+def kind(url: str) -> str:
+    """Return ``redis`` or ``rabbitmq`` for a broker URL; ConfigError for anything else."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return "redis"
+    if url.startswith(("amqp://", "amqps://")):
+        return "rabbitmq"
+    if url.startswith("memory://"):
+        return "memory"
+    raise ConfigError(
+        "WEBHOOKS_BROKER_URL", "must start with redis://, rediss://, unix://, amqp:// or amqps://"
+    )
+
+
+def from_url(url: str, queue_name: str = "webhooks") -> Queue:
+    """Return the queue ``queue_name`` on the broker ``url`` names (connects lazily)."""
+    which = kind(url)
+    if which == "redis":
+        from worker.brokers.redis import RedisQueue
+
+        return RedisQueue(url, queue_name)
+    if which == "rabbitmq":
+        from worker.brokers.rabbitmq import RabbitQueue
+
+        return RabbitQueue(url, queue_name)
+    from worker.brokers.memory import MemoryQueue
+
+    return MemoryQueue(queue_name)
