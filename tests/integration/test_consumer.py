@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from worker import queue
+from worker.brokers import redis as queue
 from worker.brokers.redis import WakefulRedisBroker
 
 IDLE_MS = 60_000  # the longest a consumer sleeps between polls in these tests

@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import dramatiq
 import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import xq_name
 
-from worker.brokers import ACTOR, BrokerError, Item
+from worker.brokers import BrokerError, Item, encode
 from worker.resilience import first_line
 
 #: Dramatiq's queue arguments (RabbitmqBroker._build_queue_arguments): a queue declared
@@ -43,21 +41,6 @@ from worker.resilience import first_line
 def queue_arguments(name: str) -> dict[str, Any]:
     """Return the arguments Dramatiq declares its queue ``name`` with."""
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(name)}
-
-
-def encode(queue: str, delivery_id: int, message_id: str) -> bytes:
-    """Return the Dramatiq message that asks a worker to attempt one delivery."""
-    return dramatiq.get_encoder().encode(
-        {
-            "queue_name": queue,
-            "actor_name": ACTOR,
-            "args": [delivery_id, message_id],
-            "kwargs": {},
-            "options": {},
-            "message_id": message_id,
-            "message_timestamp": int(time.time() * 1000),
-        }
-    )
 
 
 _PERSISTENT = pika.BasicProperties(delivery_mode=2)
