@@ -17,8 +17,8 @@ import psycopg
 import pytest
 import redis
 
-from worker import migrate
 from worker.embedded import EmbeddedServices, port_open
+from worker.store import migrate
 
 _embedded = EmbeddedServices()
 #: Set WEBHOOKS_TEST_EMBEDDED=1 to use the embedded servers even when local ones listen.
@@ -80,7 +80,7 @@ def empty_db_url(admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, object]]]:
     """Return an autocommit connection (dict rows) to this test's database."""
-    from worker.db import connect
+    from worker.store.db import connect
 
     with connect(db_url) as c:
         yield c

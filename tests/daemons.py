@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import children
+from worker.observe.metrics import children
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")

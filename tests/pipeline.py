@@ -15,12 +15,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from producers import publish
-from worker.actors import build_broker, build_engine, queue_prefetch, register
-from worker.brokers import Queue, from_url
-from worker.endpoints import Endpoints
-from worker.relay import Relay, RelayConfig
+from worker.engine.actors import build_broker, build_engine, queue_prefetch, register
+from worker.ops.endpoints import Endpoints
+from worker.queue import Queue, from_url
+from worker.relay.daemon import Relay, RelayConfig
 from worker.settings import Settings
-from worker.vault import Vault
+from worker.store.vault import Vault
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -145,7 +145,7 @@ def queued_messages(settings: Settings) -> list[tuple[int, str]]:
     if settings.broker_is_redis:
         import redis
 
-        from worker.brokers.redis import messages_key, queue_key
+        from worker.queue.redis import messages_key, queue_key
 
         client = redis.Redis.from_url(settings.broker_url)
         try:

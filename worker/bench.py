@@ -68,13 +68,15 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from producers import publish, publish_many
-from worker import brokers, migrate
-from worker.brokers import redis as queue
 from worker.embedded import EmbeddedServices, port_open
-from worker.endpoints import Endpoints
 from worker.errors import WebhooksError
+from worker.ops.endpoints import Endpoints
+from worker.queue import Queue
+from worker.queue import from_url as broker_from_url
+from worker.queue import redis as queue
 from worker.settings import Settings, parse_networks
-from worker.vault import Vault
+from worker.store import migrate
+from worker.store.vault import Vault
 
 __all__ = ["BenchError", "Options", "render", "run"]
 
@@ -127,7 +129,7 @@ _LISTENING = """
 select count(*) as n from pg_stat_activity
 where datname = current_database() and query ilike 'listen %%' and backend_start >= %(since)s
 """
-# Every connection a worker process opens is named `webhooks-worker...` (worker.actors); the
+# Every connection a worker process opens is named `webhooks-worker...` (worker.engine.actors); the
 # bench's own connections are not.
 _WORKER_CONNECTIONS = """
 select count(*) as n from pg_stat_activity
@@ -288,7 +290,7 @@ def envelope_bytes(event_type: str, payload_json: str) -> bytes:
 
 
 def hmac_signature(key: bytes, msg_id: bytes, stamp: bytes, body: bytes) -> bytes:
-    """Return ``v1,<base64 HMAC-SHA256>``, computed independently of `worker.signing`."""
+    """Return ``v1,<base64 HMAC-SHA256>``, computed independently of `worker.policy.signing`."""
     digest = hmac.new(key, msg_id + b"." + stamp + b"." + body, hashlib.sha256).digest()
     return b"v1," + base64.b64encode(digest)
 
@@ -978,7 +980,7 @@ class Bench:
     failed: bool = False
     _conn: psycopg.Connection[dict[str, Any]] | None = None
     _redis: redis.Redis | None = None
-    _queue: brokers.Queue | None = None
+    _queue: Queue | None = None
     _claim: str = field(default_factory=lambda: secrets.token_hex(8))
     _db_created: bool = False
     _stop_refresh: threading.Event = field(default_factory=threading.Event)
@@ -1168,7 +1170,7 @@ class Bench:
     def _purge_rabbit(self) -> None:
         import pika
 
-        from worker.brokers import rabbitmq
+        from worker.queue import rabbitmq
 
         assert self.opts.broker_url is not None
         connection = pika.BlockingConnection(pika.URLParameters(self.opts.broker_url))
@@ -1187,7 +1189,7 @@ class Bench:
         if not self.rabbit:
             return int(self.rds.llen(queue.queue_key(QUEUE)))
         if self._queue is None:
-            self._queue = brokers.from_url(self.opts.broker_url or "", QUEUE)
+            self._queue = broker_from_url(self.opts.broker_url or "", QUEUE)
         return self._queue.depth()
 
     def reset(self) -> None:

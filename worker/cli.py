@@ -21,11 +21,6 @@ from typing import Any, TypeVar
 import click
 
 from producers import publish as publish_event
-from worker import brokers, logs
-from worker import migrate as migrations
-from worker.brokers import Queue
-from worker.db import connect, wrapped_errors
-from worker.endpoints import Endpoint, Endpoints, parse_header
 from worker.errors import (
     ConfigError,
     InvalidEndpoint,
@@ -33,10 +28,16 @@ from worker.errors import (
     PublishError,
     WebhooksError,
 )
+from worker.observe import logs
+from worker.ops.endpoints import Endpoint, Endpoints, parse_header
 from worker.output import emit_json, fields, table
-from worker.retry import DEAD_REASONS
+from worker.policy.retry import DEAD_REASONS
+from worker.queue import Queue
+from worker.queue import from_url as broker_from_url
 from worker.settings import Settings, format_duration, parse_duration
-from worker.vault import Vault
+from worker.store import migrate as migrations
+from worker.store.db import connect, wrapped_errors
+from worker.store.vault import Vault
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("webhooks")
@@ -89,7 +90,7 @@ def require_schema(conf: Settings) -> None:
     reachable one without the schema this code needs is an operator's mistake, said in one
     line before anything starts.
     """
-    from worker import db, migrate
+    from worker.store import db, migrate
 
     try:
         conn = db.connect(conf.require_database_url())
@@ -341,7 +342,7 @@ def endpoint_test(endpoint_id: str, event_type: str, tenant: str | None, as_json
     The event is recorded like any other (trigger `test` in its attempts) and, if the attempt
     fails, retried on the schedule.
     """
-    from worker.ping import send_test_event
+    from worker.ops.ping import send_test_event
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
@@ -639,7 +640,7 @@ def when(text: str | None) -> datetime | None:
 def _queue() -> Queue:
     """Return the configured broker's queue (WEBHOOKS_BROKER_URL, else REDIS_URL)."""
     conf = settings()
-    return brokers.from_url(conf.broker_url, conf.queue_name)
+    return broker_from_url(conf.broker_url, conf.queue_name)
 
 
 def _attempt_rows(attempts: list[dict[str, Any]]) -> str:
@@ -697,7 +698,7 @@ def deliveries_list(
     as_json: bool,
 ) -> None:
     """List deliveries, newest first."""
-    from worker import deliveries as store
+    from worker.ops import deliveries as store
 
     with connect(settings().require_database_url()) as conn:
         rows = store.list_deliveries(
@@ -737,7 +738,7 @@ def deliveries_list(
 @json_option
 def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None:
     """Show one delivery with every attempt."""
-    from worker import deliveries as store
+    from worker.ops import deliveries as store
 
     with connect(settings().require_database_url()) as conn:
         row = store.show(conn, delivery_id, tenant)
@@ -769,7 +770,7 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
 @json_option
 def deliveries_retry(delivery_id: int, tenant: str | None, as_json: bool) -> None:
     """Attempt a pending delivery now (one attempt, counted like any other)."""
-    from worker import deliveries as store
+    from worker.ops import deliveries as store
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
@@ -788,8 +789,8 @@ def deliveries_retry(delivery_id: int, tenant: str | None, as_json: bool) -> Non
 @json_option
 def deliveries_resend(delivery_id: int, tenant: str | None, as_json: bool) -> None:
     """Send a succeeded or dead delivery again (same webhook-id, fresh retry budget)."""
-    from worker import deliveries as store
-    from worker import dlq as letters
+    from worker.ops import deliveries as store
+    from worker.ops import dlq as letters
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
@@ -850,7 +851,7 @@ def dlq_list(
     as_json: bool,
 ) -> None:
     """List dead letters, newest first."""
-    from worker import dlq as letters
+    from worker.ops import dlq as letters
 
     selection = letters.Selection(
         endpoint_id=endpoint_id,
@@ -887,7 +888,7 @@ def dlq_list(
 @json_option
 def dlq_show(delivery_id: int, tenant: str | None, as_json: bool) -> None:
     """Show a dead letter: its event, endpoint and every attempt."""
-    from worker import dlq as letters
+    from worker.ops import dlq as letters
 
     with connect(settings().require_database_url()) as conn:
         row = letters.show(conn, delivery_id, tenant)
@@ -938,7 +939,7 @@ def dlq_replay(
     as_json: bool,
 ) -> None:
     """Replay dead letters: fresh attempts, same webhook-id, each enqueued once."""
-    from worker import dlq as letters
+    from worker.ops import dlq as letters
 
     selection = letters.Selection(
         ids=ids,
@@ -994,7 +995,7 @@ def _dead_letters(count: int) -> str:
 @json_option
 def status(tenant: str | None, as_json: bool) -> None:
     """Show outbox backlog and lag, deliveries by state, dead letters and queue depth."""
-    from worker import status as state
+    from worker.ops import status as state
 
     conf = settings()
     with connect(conf.require_database_url()) as conn:
@@ -1036,7 +1037,7 @@ def status(tenant: str | None, as_json: bool) -> None:
 @json_option
 def prune(older_than: str, include_dead: bool, dry_run: bool, as_json: bool) -> None:
     """Delete finished events older than the retention period, in short batches."""
-    from worker.prune import prune as run_prune
+    from worker.ops.prune import prune as run_prune
 
     cutoff = datetime.now(UTC) - timedelta(seconds=duration(older_than))
     with connect(settings().require_database_url()) as conn:
@@ -1063,7 +1064,7 @@ def prune(older_than: str, include_dead: bool, dry_run: bool, as_json: bool) -> 
 @json_option
 def check(grace: str, as_json: bool) -> None:
     """Check the delivery invariants; exit 1 and list what is off."""
-    from worker import status as state
+    from worker.ops import status as state
 
     with connect(settings().require_database_url()) as conn:
         found = state.check(conn, grace=duration(grace))
@@ -1153,7 +1154,7 @@ def api_key() -> None:
 @json_option
 def api_key_create(name: str, tenant: str | None, admin: bool, as_json: bool) -> None:
     """Make a key; it is printed once and stored only hashed."""
-    from worker import apikeys
+    from worker.ops import apikeys
 
     if admin == (tenant is not None):
         raise click.UsageError("choose exactly one of --tenant T and --admin")
@@ -1174,7 +1175,7 @@ def api_key_create(name: str, tenant: str | None, admin: bool, as_json: bool) ->
 @json_option
 def api_key_list(as_json: bool) -> None:
     """List every key (never the keys themselves), revoked ones included."""
-    from worker import apikeys
+    from worker.ops import apikeys
 
     with connect(settings().require_database_url()) as conn:
         keys = apikeys.list_keys(conn)
@@ -1190,7 +1191,7 @@ def api_key_list(as_json: bool) -> None:
 @json_option
 def api_key_revoke(key_id: int, as_json: bool) -> None:
     """Revoke a key: every request with it is refused from now on."""
-    from worker import apikeys
+    from worker.ops import apikeys
 
     with connect(settings().require_database_url()) as conn:
         gone = apikeys.revoke(conn, key_id)
@@ -1217,8 +1218,8 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
 
     Serves /metrics, /healthz and /readyz on WEBHOOKS_RELAY_METRICS_PORT.
     """
-    from worker.health import start_relay_endpoint
-    from worker.relay import Relay, RelayConfig
+    from worker.observe.health import start_relay_endpoint
+    from worker.relay.daemon import Relay, RelayConfig
 
     conf = settings()
     require_schema(conf)
@@ -1269,7 +1270,8 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     /readyz on WEBHOOKS_METRICS_PORT from a process of its own that sums the metrics of every
     worker process.
     """
-    from worker import actors, health, metrics
+    from worker.engine import actors
+    from worker.observe import health, metrics
 
     conf = settings()
     require_schema(conf)  # fail here, in one line, not in every child process
@@ -1290,8 +1292,8 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     argv = [
         sys.executable,
         "-m",
-        "worker.dramatiq_main",  # Dramatiq's CLI, logging in the product's format
-        "worker.actors:setup",
+        "worker.engine.launcher",  # Dramatiq's CLI, logging in the product's format
+        "worker.engine.actors:setup",
         "--processes",
         str(processes),
         "--threads",
@@ -1299,7 +1301,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
         "--queues",
         conf.queue_name,
         "--fork-function",
-        "worker.health:serve_workers",
+        "worker.observe.health:serve_workers",
     ]
     os.execve(sys.executable, argv, env)
 

@@ -26,12 +26,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from producers import publish
-from worker import migrate, signing
-from worker.db import connect
 from worker.embedded import EmbeddedServices
-from worker.endpoints import Endpoints
+from worker.ops.endpoints import Endpoints
+from worker.policy import signing
 from worker.settings import parse_networks
-from worker.vault import Vault
+from worker.store import migrate
+from worker.store.db import connect
+from worker.store.vault import Vault
 
 #: The demo receiver listens here, which the SSRF guard refuses unless allowed.
 LOOPBACK = "127.0.0.0/8"

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from worker.errors import ConfigError
-from worker.vault import check_keys
+from worker.store.vault import check_keys
 
 #: URL schemes of the two brokers WEBHOOKS_BROKER_URL may name.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -27,9 +27,9 @@ import redis
 from psycopg.rows import dict_row
 
 from producers import Event, publish_many
-from worker.endpoints import Endpoints
+from worker.ops.endpoints import Endpoints
 from worker.settings import parse_networks
-from worker.vault import Vault
+from worker.store.vault import Vault
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK_NETWORKS = "127.0.0.0/8"
@@ -457,7 +457,7 @@ class BrokerControl:
         self.rabbit = cluster.broker_url.startswith(("amqp://", "amqps://"))
 
     def depth(self) -> int:
-        from worker.brokers import BrokerError, from_url
+        from worker.queue import BrokerError, from_url
 
         queue = from_url(self.cluster.broker_url)
         try:

@@ -24,7 +24,7 @@ import pytest
 from producers import Event
 from tests.faults.harness import Cluster, RedisServer
 from tests.faults.receivers import Sink
-from worker import migrate
+from worker.store import migrate
 
 TERMINATE = """
 select application_name, pg_terminate_backend(pid) as killed

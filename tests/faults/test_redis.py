@@ -14,7 +14,7 @@ import pytest
 from producers import Event
 from tests.faults.harness import BrokerControl, Cluster, RedisServer
 from tests.faults.receivers import Sink, always
-from worker.brokers import redis as queue
+from worker.queue import redis as queue
 
 
 @pytest.mark.parametrize("loss", ["flush", "restart", "drop"])

@@ -26,9 +26,9 @@ from tests.daemons import free_port
 from tests.helpers import run_cli
 from tests.pipeline import LOOPBACK, Pipeline
 from tests.receiver import Answer, Receiver
-from worker import apikeys
 from worker.api import Principal, create_app
 from worker.api.openapi import render
+from worker.ops import apikeys
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

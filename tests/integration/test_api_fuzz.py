@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.pipeline import LOOPBACK
-from worker import apikeys
 from worker.api import create_app
+from worker.ops import apikeys
 from worker.settings import Settings
 
 EXAMPLES = int(os.environ.get("WEBHOOKS_FUZZ_EXAMPLES", "8"))

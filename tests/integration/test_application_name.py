@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from worker import actors, db
-from worker.relay import Relay, RelayConfig
+from worker.engine import actors
+from worker.relay.daemon import Relay, RelayConfig
 from worker.settings import Settings
+from worker.store import db
 
 NAME = "select current_setting('application_name') as name"
 

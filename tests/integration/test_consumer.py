@@ -7,8 +7,8 @@ import time
 
 import redis
 
-from worker.brokers import redis as queue
-from worker.brokers.redis import WakefulRedisBroker
+from worker.queue import redis as queue
+from worker.queue.redis import WakefulRedisBroker
 
 IDLE_MS = 60_000  # the longest a consumer sleeps between polls in these tests
 

@@ -14,7 +14,7 @@ import svix.webhooks
 
 from tests.pipeline import Pipeline
 from tests.receiver import Receiver, fail_first, status
-from worker.brokers import redis as queue
+from worker.queue import redis as queue
 
 
 def verify(secret: str, request: Any) -> dict[str, Any]:

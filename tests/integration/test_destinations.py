@@ -9,9 +9,9 @@ import psycopg
 import pytest
 
 from tests.helpers import run_cli
-from worker.endpoints import Endpoints
 from worker.errors import InvalidEndpoint
-from worker.vault import Vault
+from worker.ops.endpoints import Endpoints
+from worker.store.vault import Vault
 
 
 def count(db_url: str) -> int:

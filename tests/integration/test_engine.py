@@ -15,9 +15,9 @@ import pytest
 
 from tests.pipeline import Pipeline
 from tests.receiver import Answer, Receiver, hold_until
-from worker import queries
-from worker.actors import build_engine
 from worker.engine import Engine
+from worker.engine.actors import build_engine
+from worker.store import queries
 
 WORKER_CONNECTIONS = (
     "select count(*) from pg_stat_activity"

@@ -14,8 +14,8 @@ import pytest
 
 from tests.daemons import Daemon, base_env, eventually, free_port, get, wait_serving
 from tests.helpers import run_cli
-from worker import migrate
-from worker.health import Readiness
+from worker.observe.health import Readiness
+from worker.store import migrate
 
 MIGRATION = "select version, name, checksum from webhooks.schema_migrations"
 

@@ -29,9 +29,9 @@ from tests.daemons import (
 )
 from tests.pipeline import Pipeline
 from tests.receiver import Answer, Receiver, fail_first, ok, status
-from worker import metrics
-from worker.health import start_relay_endpoint
-from worker.relay import Stats
+from worker.observe import metrics
+from worker.observe.health import start_relay_endpoint
+from worker.relay.daemon import Stats
 from worker.settings import Settings
 
 # How an attempt row's error kind maps to the outcome the workers count.

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from tests.helpers import run_cli
-from worker import migrate
 from worker.errors import MigrationError
+from worker.store import migrate
 
 TABLES = {
     "endpoints",

@@ -17,8 +17,8 @@ from tests.helpers import run_cli
 from tests.integration.test_delivery import verify
 from tests.pipeline import Pipeline
 from tests.receiver import Receiver
-from worker import dlq
-from worker.relay import Relay, RelayConfig
+from worker.ops import dlq
+from worker.relay.daemon import Relay, RelayConfig
 
 
 def env(p: Pipeline) -> dict[str, str]:

@@ -13,8 +13,8 @@ import redis
 
 from producers import Event, publish_many
 from tests.pipeline import Pipeline, lose_messages, queued_messages
-from worker.brokers import redis as queue
-from worker.relay import Relay, RelayConfig
+from worker.queue import redis as queue
+from worker.relay.daemon import Relay, RelayConfig
 
 
 def queued(p: Pipeline) -> list[tuple[int, str]]:

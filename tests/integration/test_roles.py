@@ -17,7 +17,7 @@ from producers import apublish, publish, publish_many
 from tests.helpers import run_cli
 from tests.pipeline import Pipeline
 from tests.receiver import Receiver, status
-from worker.health import Readiness
+from worker.observe.health import Readiness
 
 ROLES = Path(__file__).resolve().parents[2] / "deploy" / "roles.sql"
 

@@ -26,11 +26,12 @@ from psycopg.rows import dict_row
 from tests.pipeline import Pipeline
 from tests.receiver import Receiver, running_receiver, status
 from tests.unit.test_properties import NO_SURROGATES
-from worker import cli, deliveries, dlq
-from worker.brokers import redis as queue
-from worker.endpoints import Endpoints
+from worker import cli
 from worker.errors import NotFound
-from worker.vault import Vault
+from worker.ops import deliveries, dlq
+from worker.ops.endpoints import Endpoints
+from worker.queue import redis as queue
+from worker.store.vault import Vault
 
 
 @dataclass

@@ -30,8 +30,8 @@ from cryptography.x509.oid import NameOID
 
 from worker.engine.http import Response, Sender, classify_failure
 from worker.errors import BlockedDestination
-from worker.guard import Resolver
-from worker.outcome import Kind, Outcome
+from worker.policy.guard import Resolver
+from worker.policy.outcome import Kind, Outcome
 from worker.settings import IPNetwork
 
 LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"),)

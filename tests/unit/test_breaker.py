@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from worker.breaker import InFlightLimiter
+from worker.policy.breaker import InFlightLimiter
 
 
 def test_limiter_refuses_beyond_the_limit_per_key() -> None:

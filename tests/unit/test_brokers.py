@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.brokers import BrokerError, as_queue, from_url, kind
-from worker.brokers.memory import MemoryQueue
-from worker.brokers.rabbitmq import RabbitQueue
-from worker.brokers.redis import RedisQueue
 from worker.errors import ConfigError
-from worker.resilience import TRANSIENT
+from worker.outages import TRANSIENT
+from worker.queue import BrokerError, as_queue, from_url, kind
+from worker.queue.memory import MemoryQueue
+from worker.queue.rabbitmq import RabbitQueue
+from worker.queue.redis import RedisQueue
 
 
 @pytest.mark.parametrize(

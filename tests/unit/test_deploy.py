@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import metrics
-from worker.relay import Stats
+from worker.observe import metrics
+from worker.relay.daemon import Stats
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from worker.endpoints import check_destination
 from worker.errors import InvalidEndpoint
+from worker.ops.endpoints import check_destination
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from worker.errors import BlockedDestination
-from worker.guard import IPAddress, check_address, is_public, parse_ip_literal, resolve
+from worker.policy.guard import IPAddress, check_address, is_public, parse_ip_literal, resolve
 from worker.settings import IPNetwork, parse_networks
 
 PUBLIC = [

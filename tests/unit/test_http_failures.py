@@ -19,7 +19,7 @@ from yarl import URL
 
 from worker.engine.http import classify_failure
 from worker.errors import BlockedDestination
-from worker.outcome import ERROR_KINDS, Kind, Outcome
+from worker.policy.outcome import ERROR_KINDS, Kind, Outcome
 
 KEY = ConnectionKey("receiver.test", 443, True, True, None, None, None)
 REQUEST = RequestInfo(

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import metrics
-from worker.health import Deadline
-from worker.relay import Stats
+from worker.observe import metrics
+from worker.observe.health import Deadline
+from worker.relay.daemon import Stats
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

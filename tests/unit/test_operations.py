@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from worker import operations
+from worker.policy import operations
 
 DIED = datetime(2026, 1, 1, tzinfo=UTC)
 ENDPOINT = {"id": "ep-1", "tenant_id": "acme", "url": "https://acme.example/hook"}

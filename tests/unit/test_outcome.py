@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.unit.test_http_failures import FAILURES
-from worker.outcome import (
+from worker.policy.outcome import (
     ERROR_KINDS,
     Kind,
     Outcome,

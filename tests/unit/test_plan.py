@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from worker.engine import plan
-from worker.outcome import Kind, Outcome
+from worker.policy import plan
+from worker.policy.outcome import Kind, Outcome
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DAY = 86400.0

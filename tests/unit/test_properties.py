@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from producers.errors import InvalidEvent, InvalidPayload, PayloadTooLarge, PublishError
 from producers.publish import MAX_IDEMPOTENCY_KEY, Event, prepare
 from worker import cli
-from worker.endpoints import RESERVED_HEADERS, parse_header, validate_header, validate_url
 from worker.errors import BlockedDestination, ConfigError, InvalidEndpoint
-from worker.guard import check_address, parse_ip_literal, resolve
+from worker.ops.endpoints import RESERVED_HEADERS, parse_header, validate_header, validate_url
+from worker.policy.guard import check_address, parse_ip_literal, resolve
 from worker.settings import IPNetwork, Settings, parse_duration, parse_schedule
 
 # -- producers.publish.prepare ------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_a_payload_json_cannot_carry_is_refused_as_invalid(payload: Any) -> None
         prepare(Event("a.b", payload), BIG)
 
 
-# -- worker.endpoints -----------------------------------------------------------------------
+# -- worker.ops.endpoints -----------------------------------------------------------------------
 
 HOSTS = st.one_of(
     st.from_regex(
@@ -340,7 +340,7 @@ def test_one_bad_variable_among_good_ones_is_named(variable: str, bad: str) -> N
         assert exc.variable == variable
 
 
-# -- worker.guard: the SSRF check -----------------------------------------------------------
+# -- worker.policy.guard: the SSRF check -----------------------------------------------------------
 
 #: Ranges no webhook may reach, written out here independently of the guard's own table.
 NON_PUBLIC_V4 = [

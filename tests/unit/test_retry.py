@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.outcome import Kind, Outcome
-from worker.retry import Decision, decide, default_jitter, defer
+from worker.policy.outcome import Kind, Outcome
+from worker.policy.retry import Decision, decide, default_jitter, defer
 from worker.settings import DEFAULT_SCHEDULE
 
 CREATED = datetime(2024, 1, 1, tzinfo=UTC)

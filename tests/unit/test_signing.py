@@ -10,7 +10,7 @@ import standardwebhooks
 import svix
 
 from worker.errors import InvalidEndpoint
-from worker.signing import decode_secret, generate_secret, sign, signature_header
+from worker.policy.signing import decode_secret, generate_secret, sign, signature_header
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -110,7 +110,7 @@ def test_svix_accepts_a_rotation_header_under_each_secret() -> None:
 
 
 def test_verify_accepts_what_sign_makes_and_nothing_else() -> None:
-    from worker.signing import generate_secret, signature_header, verify
+    from worker.policy.signing import generate_secret, signature_header, verify
 
     old, new = generate_secret(), generate_secret()
     keys = [decode_secret(new), decode_secret(old)]

@@ -1,8 +1,7 @@
 """Build the management HTTP API: `create_app`, mountable in any ASGI application.
 
-Every route calls the same service functions as the `webhooks` commands (worker.endpoints,
-worker.events, worker.deliveries, worker.dlq, worker.status, worker.ping); there is no SQL
-here. Routes are plain functions FastAPI runs in its thread pool, each with a pooled
+Every route calls the same service functions as the `webhooks` commands (worker.ops); there is
+no SQL here. Routes are plain functions FastAPI runs in its thread pool, each with a pooled
 autocommit connection for the length of the call.
 """
 
@@ -32,10 +31,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from producers import publish
-from worker import apikeys, brokers, events, ping
-from worker import deliveries as store
-from worker import dlq as letters
-from worker import status as state
 from worker.api.models import (
     Deleted,
     DisableIn,
@@ -56,14 +51,19 @@ from worker.api.models import (
     problem_responses,
 )
 from worker.api.problems import Problem, answer, install
-from worker.brokers import Queue
-from worker.db import wrapped_errors
-from worker.endpoints import UNCHANGED, Endpoints
 from worker.errors import DatabaseError, NotFound
-from worker.health import Readiness
-from worker.retry import DeadReason
+from worker.observe.health import Readiness
+from worker.ops import apikeys, events, ping
+from worker.ops import deliveries as store
+from worker.ops import dlq as letters
+from worker.ops import status as state
+from worker.ops.endpoints import UNCHANGED, Endpoints
+from worker.policy.retry import DeadReason
+from worker.queue import Queue
+from worker.queue import from_url as broker_from_url
 from worker.settings import Settings
-from worker.vault import Vault
+from worker.store.db import wrapped_errors
+from worker.store.vault import Vault
 
 log = logging.getLogger("webhooks.api")
 
@@ -155,7 +155,7 @@ class Services:
         """Return the queue retries, resends and replays push to (the configured broker)."""
         with self._lock:
             if self._queue is None:
-                self._queue = brokers.from_url(self.settings.broker_url, self.settings.queue_name)
+                self._queue = broker_from_url(self.settings.broker_url, self.settings.queue_name)
             return self._queue
 
     def readiness(self) -> Readiness:

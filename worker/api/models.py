@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from worker.endpoints import MAX_HEADERS, MAX_URL, Endpoint
+from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
 
 T = TypeVar("T")
 

@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.errors import PayloadTooLarge, PublishError
-from worker.dlq import ReplayRefused
 from worker.errors import (
     ConfigError,
     DatabaseError,
@@ -30,6 +29,7 @@ from worker.errors import (
     WebhooksError,
     WrongState,
 )
+from worker.ops.dlq import ReplayRefused
 
 log = logging.getLogger("webhooks.api")
 

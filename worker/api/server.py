@@ -81,7 +81,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        log_config=None,  # the product's handlers and format (worker.logs.configure)
+        log_config=None,  # the product's handlers and format (worker.observe.logs.configure)
         access_log=False,  # AccessLog writes it, in the product's format
         timeout_graceful_shutdown=GRACE,
         server_header=False,

@@ -41,9 +41,6 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from producers import apublish
-from worker import operations, queries
-from worker.breaker import InFlightLimiter
-from worker.engine import plan
 from worker.engine.http import Sender, classify_failure
 from worker.engine.request import (
     MAX_RESPONSE_BYTES,
@@ -53,11 +50,14 @@ from worker.engine.request import (
     valid_keys,
 )
 from worker.errors import ConfigError
-from worker.outcome import Kind, Outcome, classify_response
-from worker.resilience import TRANSIENT, Outage
+from worker.outages import TRANSIENT, Outage
+from worker.policy import operations, plan
+from worker.policy.breaker import InFlightLimiter
+from worker.policy.outcome import Kind, Outcome, classify_response
+from worker.policy.signing import signature_header
 from worker.settings import Settings
-from worker.signing import signature_header
-from worker.vault import Vault
+from worker.store import queries
+from worker.store.vault import Vault
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

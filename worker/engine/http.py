@@ -6,7 +6,7 @@ flight and httpx.Client shared by 128 threads 190/s, while aiohttp held 256-512 
 0.13 ms of CPU each. Delivery rules kept here:
 
 - Redirects are never followed, cookies never kept, the environment (proxies) ignored.
-- Each new connection resolves its host once through `worker.guard`, which checks every
+- Each new connection resolves its host once through `worker.policy.guard`, which checks every
   address; aiohttp then connects to one of those checked addresses (no DNS rebinding) and
   verifies TLS against the URL's host name. IP literals, which aiohttp does not resolve,
   are checked here before the request.
@@ -37,8 +37,8 @@ from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, Tra
 from yarl import URL
 
 from worker.errors import BlockedDestination
-from worker.guard import Resolver, parse_ip_literal, resolve
-from worker.outcome import Kind, Outcome, short, tls_message
+from worker.policy.guard import Resolver, parse_ip_literal, resolve
+from worker.policy.outcome import Kind, Outcome, short, tls_message
 from worker.settings import IPNetwork
 
 __all__ = ["Response", "Sender", "classify_failure"]
@@ -61,7 +61,7 @@ class Response:
 
 
 class _GuardedResolver(AbstractResolver):
-    """Resolve a host once and hand aiohttp only addresses `worker.guard` accepted."""
+    """Resolve a host once and hand aiohttp only addresses `worker.policy.guard` accepted."""
 
     def __init__(self, allowed: tuple[IPNetwork, ...], resolver: Resolver) -> None:
         self._allowed = allowed

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker import signing
-from worker.endpoints import RESERVED_HEADERS
-from worker.vault import Vault
+from worker.ops.endpoints import RESERVED_HEADERS
+from worker.policy import signing
+from worker.store.vault import Vault
 
 __all__ = ["MAX_RESPONSE_BYTES", "USER_AGENT", "envelope", "request_headers", "valid_keys"]
 

@@ -27,13 +27,14 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from worker import brokers, logs, metrics
-from worker import migrate as migrations
-from worker.brokers import BrokerError
 from worker.errors import WebhooksError
-from worker.relay import Stats
-from worker.resilience import first_line
+from worker.observe import logs, metrics
+from worker.outages import first_line
+from worker.queue import BrokerError
+from worker.queue import from_url as broker_from_url
+from worker.relay.daemon import Stats
 from worker.settings import Settings
+from worker.store import migrate as migrations
 
 log = logging.getLogger("webhooks.health")
 
@@ -157,7 +158,7 @@ class Readiness:
                 " run `webhooks migrate`",
             )
         # The configured broker, Redis or RabbitMQ, connected for this probe only.
-        broker = brokers.from_url(self.broker_url)
+        broker = broker_from_url(self.broker_url)
         try:
             broker.ping()
         except BrokerError as exc:

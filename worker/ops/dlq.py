@@ -18,11 +18,12 @@ from typing import Any
 
 import psycopg
 
-from worker import deliveries, queries
-from worker.brokers import LEASE_SECONDS, BrokerError, Queue, as_queue
-from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound, WebhooksError
-from worker.resilience import first_line
+from worker.ops import deliveries
+from worker.outages import first_line
+from worker.queue import LEASE_SECONDS, BrokerError, Queue, as_queue
+from worker.store import queries
+from worker.store.db import wrapped_errors
 
 #: Dead letters replayed per transaction.
 BATCH = 1000

@@ -41,8 +41,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 
-from worker.brokers import BrokerError, Item, encode
-from worker.resilience import first_line
+from worker.outages import first_line
+from worker.queue import BrokerError, Item, encode
 
 log = logging.getLogger("webhooks.worker")
 
@@ -98,7 +98,7 @@ def depth(client: redis.Redis, queue: str) -> int:
 
 
 class RedisQueue:
-    """The `worker.brokers.Queue` of a Dramatiq Redis broker."""
+    """The `worker.queue.Queue` of a Dramatiq Redis broker."""
 
     can_tell_pending = True
 

@@ -9,10 +9,10 @@ current message id only, so a stale or duplicate message makes no second attempt
 
 Implementations, one module each, and the only places that touch a broker's private layout:
 
-- `worker.brokers.redis`: Dramatiq's Redis layout, written in pipelined batches;
-- `worker.brokers.rabbitmq`: a durable RabbitMQ queue that Dramatiq's RabbitmqBroker
+- `worker.queue.redis`: Dramatiq's Redis layout, written in pipelined batches;
+- `worker.queue.rabbitmq`: a durable RabbitMQ queue that Dramatiq's RabbitmqBroker
   consumes, published in transactions (one round trip and fsync per batch);
-- `worker.brokers.memory`: a list in this process, for unit tests.
+- `worker.queue.memory`: a list in this process, for unit tests.
 
 Every broker failure is raised as `BrokerError`, a `ConnectionError`, so the relay's and the
 CLI's handling of transient failures covers every broker alike.
@@ -96,7 +96,7 @@ def as_queue(broker: object, queue_name: str = "webhooks") -> Queue:
     import redis
 
     if isinstance(broker, redis.Redis):
-        from worker.brokers.redis import RedisQueue
+        from worker.queue.redis import RedisQueue
 
         return RedisQueue.of_client(broker, queue_name)
     return broker  # type: ignore[return-value]
@@ -119,13 +119,13 @@ def from_url(url: str, queue_name: str = "webhooks") -> Queue:
     """Return the queue ``queue_name`` on the broker ``url`` names (connects lazily)."""
     which = kind(url)
     if which == "redis":
-        from worker.brokers.redis import RedisQueue
+        from worker.queue.redis import RedisQueue
 
         return RedisQueue(url, queue_name)
     if which == "rabbitmq":
-        from worker.brokers.rabbitmq import RabbitQueue
+        from worker.queue.rabbitmq import RabbitQueue
 
         return RabbitQueue(url, queue_name)
-    from worker.brokers.memory import MemoryQueue
+    from worker.queue.memory import MemoryQueue
 
     return MemoryQueue(queue_name)

@@ -26,18 +26,18 @@ from psycopg.types.json import Jsonb
 from producers.errors import InvalidEvent
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, MAX_EVENT_TYPE
-from worker import queries
-from worker.brokers import LEASE_SECONDS
-from worker.db import wrapped_errors
-from worker.endpoints import Endpoints
-from worker.engine import plan
 from worker.engine.engine import LOCK_MARGIN, Finished, record_row, send_attempt
 from worker.engine.http import Sender
 from worker.engine.request import USER_AGENT
 from worker.errors import WrongState
-from worker.outcome import Kind
+from worker.ops.endpoints import Endpoints
+from worker.policy import plan
+from worker.policy.outcome import Kind
+from worker.queue import LEASE_SECONDS
 from worker.settings import Settings
-from worker.vault import Vault
+from worker.store import queries
+from worker.store.db import wrapped_errors
+from worker.store.vault import Vault
 
 #: The event type of a test event unless the caller names another.
 TEST_EVENT_TYPE = "webhooks.test"

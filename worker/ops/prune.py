@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from producers.ids import uuid7_floor
-from worker.db import wrapped_errors
+from worker.store.db import wrapped_errors
 
 BATCH = 1000
 

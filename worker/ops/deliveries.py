@@ -9,11 +9,11 @@ from typing import Any
 
 import psycopg
 
-from worker import queries
-from worker.brokers import LEASE_SECONDS, BrokerError, Queue, as_queue
-from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound, WebhooksError, WrongState
-from worker.resilience import first_line
+from worker.outages import first_line
+from worker.queue import LEASE_SECONDS, BrokerError, Queue, as_queue
+from worker.store import queries
+from worker.store.db import wrapped_errors
 
 STATUSES = ("pending", "succeeded", "dead")
 

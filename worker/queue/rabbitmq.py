@@ -31,8 +31,8 @@ import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import xq_name
 
-from worker.brokers import BrokerError, Item, encode
-from worker.resilience import first_line
+from worker.outages import first_line
+from worker.queue import BrokerError, Item, encode
 
 #: Dramatiq's queue arguments (RabbitmqBroker._build_queue_arguments): a queue declared
 #: with other arguments is refused by RabbitMQ, so both sides must agree.
@@ -47,7 +47,7 @@ _PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
 
 class RabbitQueue:
-    """The `worker.brokers.Queue` of a RabbitMQ queue (thread-safe, one connection)."""
+    """The `worker.queue.Queue` of a RabbitMQ queue (thread-safe, one connection)."""
 
     can_tell_pending = False
 

@@ -1,7 +1,7 @@
 """The Dramatiq side of the workers: the broker and the `deliver` actor.
 
 Nothing happens at import time. `webhooks worker` runs Dramatiq's own CLI with
-``worker.actors:setup``, which Dramatiq calls in each worker process to build the broker
+``worker.engine.actors:setup``, which Dramatiq calls in each worker process to build the broker
 and the delivery engine (`worker.engine`) of that process.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import dramatiq
 
-from worker import logs, metrics
-from worker.brokers import ACTOR
 from worker.engine import DEFAULT_CONCURRENCY, Engine, Observer
+from worker.observe import logs, metrics
+from worker.queue import ACTOR
 from worker.settings import Settings
 
 
@@ -26,10 +26,10 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     and ShutdownNotifications have nothing to interrupt (each attempt has its own deadline).
     """
     if settings.broker_is_redis:
-        from worker.brokers import redis
+        from worker.queue import redis
 
         return redis.build_broker(settings.broker_url)
-    from worker.brokers import rabbitmq
+    from worker.queue import rabbitmq
 
     return rabbitmq.build_broker(settings.broker_url)
 
@@ -90,7 +90,7 @@ def setup() -> None:
     concurrency = int(os.environ.get("WEBHOOKS_WORKER_CONCURRENCY", DEFAULT_CONCURRENCY))
     broker = build_broker(settings)
     # Set by `webhooks worker`: this process writes its metric files there, and the endpoint
-    # process (worker.health.serve_workers) sums every process's files.
+    # process (worker.observe.health.serve_workers) sums every process's files.
     observer = metrics.worker_process_metrics(broker, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     dramatiq.set_broker(broker)
     register(broker, build_engine(settings, concurrency, observer=observer), settings)

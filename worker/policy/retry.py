@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, get_args
 
-from worker.outcome import Kind, Outcome
+from worker.policy.outcome import Kind, Outcome
 
 __all__ = [
     "DEAD_REASONS",

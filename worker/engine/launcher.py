@@ -2,7 +2,7 @@
 
 Dramatiq's own CLI configures logging with its format in the main process and in each child
 (`logging.basicConfig`). `webhooks worker` runs this module instead: it sets the product's
-format (text or JSON, `worker.logs`) on the root logger and starts Dramatiq's CLI with
+format (text or JSON, `worker.observe.logs`) on the root logger and starts Dramatiq's CLI with
 ``--skip-logging``, so the children inherit that handler; each worker process and the
 metrics process configure it again on the pipe Dramatiq gives them for their output.
 """
@@ -13,7 +13,7 @@ import sys
 
 from dramatiq import cli as dramatiq_cli
 
-from worker import logs
+from worker.observe import logs
 from worker.settings import Settings
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 
 from producers.publish import _TENANT, MAX_TENANT
-from worker.db import wrapped_errors
 from worker.errors import InvalidEndpoint, NotFound
+from worker.store.db import wrapped_errors
 
 PREFIX = "whk_"
 MAX_NAME = 200

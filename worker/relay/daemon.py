@@ -9,7 +9,7 @@ Two jobs share one loop:
   pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6);
   hand each open circuit whose cooldown is over its one probe;
 - dead letters: count every new one (webhooks_dead_letters_total, whoever filed it) and
-  announce them as `webhooks.delivery.dead` events (worker.operations).
+  announce them as `webhooks.delivery.dead` events (worker.policy.operations).
 
 Every claim uses FOR UPDATE SKIP LOCKED in one statement, its own transaction, so any number
 of relays run at once (guarantee 7). No transaction is open during a Redis call.
@@ -31,9 +31,10 @@ from psycopg.rows import dict_row
 
 from producers import publish_many
 from producers.publish import CHANNEL, Event
-from worker import operations, queries
-from worker.brokers import LEASE_SECONDS, Queue, from_url
-from worker.resilience import TRANSIENT, Outage, retrying
+from worker.outages import TRANSIENT, Outage, retrying
+from worker.policy import operations
+from worker.queue import LEASE_SECONDS, Queue, from_url
+from worker.store import queries
 
 log = logging.getLogger("webhooks.relay")
 
@@ -230,7 +231,7 @@ class Relay:
             return 0
         checked = [r for r in rows if r["had_message"]]
         # On RabbitMQ every answer is False: whatever outlived its lease is enqueued again
-        # (a duplicate makes no second attempt, guarantee 5; see worker.brokers.rabbitmq).
+        # (a duplicate makes no second attempt, guarantee 5; see worker.queue.rabbitmq).
         alive = self._broker().may_be_pending([r["message_id"] for r in checked])
         still_queued = [int(r["id"]) for r, ok in zip(checked, alive, strict=True) if ok]
         if still_queued:

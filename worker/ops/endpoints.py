@@ -22,13 +22,14 @@ from psycopg.types.json import Jsonb
 from producers import publish
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
-from worker import operations, queries
-from worker.db import wrapped_errors
 from worker.errors import BlockedDestination, ConfigError, InvalidEndpoint, NotFound
-from worker.guard import Resolver, check_address, parse_ip_literal, resolve
+from worker.policy import operations
+from worker.policy.guard import Resolver, check_address, parse_ip_literal, resolve
+from worker.policy.signing import generate_secret
 from worker.settings import IPNetwork
-from worker.signing import generate_secret
-from worker.vault import PREFIX, Vault
+from worker.store import queries
+from worker.store.db import wrapped_errors
+from worker.store.vault import PREFIX, Vault
 
 log = logging.getLogger("webhooks.endpoints")
 

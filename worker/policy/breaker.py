@@ -3,7 +3,7 @@
 `InFlightLimiter` caps the requests one endpoint may hold at once, so a receiver that hangs
 cannot occupy every slot of the engine. It is per-process and in memory. (An endpoint's
 circuit, which stops sending to a failing one, is shared by every process: it lives in
-Postgres, see worker.engine.plan.fold_health.)
+Postgres, see worker.policy.plan.fold_health.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker.brokers import BrokerError, Item
+from worker.queue import BrokerError, Item
 
 
 class MemoryQueue:

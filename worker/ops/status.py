@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from worker.brokers import BrokerError, Queue, as_queue
-from worker.db import wrapped_errors
+from worker.queue import BrokerError, Queue, as_queue
+from worker.store.db import wrapped_errors
 
 # Every count is of one tenant when %(tenant)s is given (null: all tenants).
 STATUS = """

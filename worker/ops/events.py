@@ -6,9 +6,9 @@ from typing import Any
 
 import psycopg
 
-from worker import deliveries
-from worker.db import wrapped_errors
 from worker.errors import NotFound
+from worker.ops import deliveries
+from worker.store.db import wrapped_errors
 
 LIST = """
 select id::text as id, tenant_id, event_type, idempotency_key, created_at, relayed_at

@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from worker import retry
-from worker.outcome import Kind, Outcome
+from worker.policy import retry
+from worker.policy.outcome import Kind, Outcome
 
 __all__ = [
     "CircuitPolicy",

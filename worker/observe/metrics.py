@@ -3,7 +3,7 @@
 Workers run as several Dramatiq processes, so their counters and histograms use
 prometheus_client's multiprocess mode: `webhooks worker` points PROMETHEUS_MULTIPROC_DIR at a
 directory emptied at start, each process writes its own files there, and one endpoint
-process (`worker.health.serve_workers`) sums them at scrape time. The relay is one process:
+process (`worker.observe.health.serve_workers`) sums them at scrape time. The relay is one process:
 its counters are read from `Relay.stats` and its backlog gauges from one cached, time-bounded
 query, so a slow or failing database never hangs a scrape.
 
@@ -41,10 +41,10 @@ from prometheus_client.registry import Collector
 from psycopg.rows import dict_row
 
 from worker.errors import WebhooksError
-from worker.outcome import Kind
-from worker.relay import Stats
-from worker.resilience import Outage
-from worker.retry import DEAD_REASONS
+from worker.outages import Outage
+from worker.policy.outcome import Kind
+from worker.policy.retry import DEAD_REASONS
+from worker.relay.daemon import Stats
 
 log = logging.getLogger("webhooks.metrics")
 
@@ -153,7 +153,7 @@ class DeliveryMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
-        # The newest over every process: the workers' /readyz reads it (`worker.health`).
+        # The newest over every process: the workers' /readyz reads it (`worker.observe.health`).
         self.secret_failure = Gauge(
             SECRET_FAILURE,
             "Unix time of the last attempt that failed because WEBHOOKS_SECRET_KEY could not"

@@ -1,0 +1,1 @@
+"""Pure decisions: signing, outcome, retry schedule, destination checks, circuits, plans."""

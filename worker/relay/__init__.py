@@ -1,0 +1,1 @@
+"""The relay daemon: fan-out of committed events, the scheduler, circuit probes."""

@@ -1,0 +1,1 @@
+"""Postgres: connections, migrations, every SQL statement, secrets at rest."""
