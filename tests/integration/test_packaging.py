@@ -31,6 +31,9 @@ def test_the_wheel_ships_migrations_and_type_markers(tmp_path: Path) -> None:
     shipped = {p.name for p in (ROOT / "schema").glob("*.sql")}
     assert shipped and {f"worker/migrations/{n}" for n in shipped} <= names
     assert {"producers/py.typed", "worker/py.typed"} <= names
-    # Every subpackage: a plain install once lacked worker/engine.
-    assert {"worker/engine/engine.py", "worker/api/app.py"} <= names
+    # Every module of every subpackage, and the SQL the store reads at import: a plain
+    # install once lacked worker/engine.
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker").rglob("*.py")}
+    statements = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker").rglob("*.sql")}
+    assert statements and modules | statements <= names
     assert not any(n.startswith("tests/") for n in names)

@@ -1,0 +1,168 @@
+-- name: fan_out
+-- Fan out one batch of committed events: claim them (SKIP LOCKED, never "id > last seen",
+-- which would skip rows whose transactions commit out of order), mark them relayed and create
+-- one delivery per matching endpoint, all in one statement and one short transaction
+-- (guarantee 2). Each delivery gets the id of the queue message the relay pushes after the
+-- commit; until `lease` has passed the scheduler leaves it to that message. A delivery to an
+-- endpoint whose circuit is open gets no message: it is parked (plan.park) until the
+-- circuit closes.
+with claimed as (
+    select id, tenant_id, event_type, created_at, endpoint_id
+    from webhooks.outbox
+    where relayed_at is null
+    order by id
+    limit %(batch)s
+    for update skip locked
+), marked as (
+    update webhooks.outbox o set relayed_at = now()
+    from claimed c where o.id = c.id
+    returning o.id
+), created as (
+    insert into webhooks.deliveries
+        (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at,
+         circuit_wait)
+    select c.tenant_id, c.id, e.id, c.created_at,
+           case when e.circuit_open_until is null then gen_random_uuid() end,
+           now() + case when e.circuit_open_until is null then %(lease)s
+                        else %(max_age)s end * interval '1 second',
+           e.circuit_open_until is not null
+    from claimed c
+    join webhooks.endpoints e
+      on e.tenant_id = c.tenant_id
+     and e.enabled
+     and (e.event_types is null or c.event_type = any(e.event_types))
+     and (c.endpoint_id is null or e.id = c.endpoint_id)
+    on conflict (event_id, endpoint_id) do nothing
+    returning id, message_id
+)
+select (select count(*) from marked) as events, id, message_id::text as message_id
+from created
+union all
+select (select count(*) from marked), null, null;
+
+-- name: schedule
+-- Take the deliveries the scheduler must look at: retries that are due, and queued ones whose
+-- lease ran out (their message may be lost: relay crash, Redis flush). Each gets a message id
+-- (a new one if it had none) and a fresh lease before the transaction commits, so a
+-- concurrent relay skips it (guarantee 7).
+with due as (
+    select id, message_id
+    from webhooks.deliveries
+    where status = 'pending' and next_attempt_at <= now()
+    order by next_attempt_at
+    limit %(batch)s
+    for update skip locked
+)
+update webhooks.deliveries d
+set message_id = coalesce(d.message_id, gen_random_uuid()),
+    next_attempt_at = now() + %(lease)s * interval '1 second'
+from due
+where d.id = due.id
+returning d.id, d.message_id::text as message_id, due.message_id is not null as had_message;
+
+-- name: recheck_queued
+-- Redis lost its data (flushed, or restarted empty): every queued delivery's message may be
+-- gone, so look at all of them now instead of when their leases end.
+--
+-- `lost` counts those queued before `before` (null: all): on a relay's first start the
+-- deliveries it has just fanned out into an empty Redis are not lost.
+with rechecked as (
+    update webhooks.deliveries
+    set next_attempt_at = now()
+    where status = 'pending' and message_id is not null and next_attempt_at > now()
+      and (locked_until is null or locked_until < now())
+    returning created_at
+)
+select count(*) as rechecked,
+       count(*) filter (where %(before)s::timestamptz is null or created_at < %(before)s)
+           as lost
+from rechecked;
+
+-- name: extend_lease
+-- Push back the check of deliveries whose message Redis still holds (a long queue).
+update webhooks.deliveries
+set next_attempt_at = now() + %(lease)s * interval '1 second'
+where id = any(%(ids)s) and status = 'pending';
+
+-- name: probe
+-- The scheduler hands each open circuit whose cooldown is over its one probe: the endpoint's
+-- most overdue pending delivery (the probe is its next attempt), given a message and the
+-- probe's turn until `lease` has passed (a probe lost with its worker is replaced then).
+-- Endpoints are taken SKIP LOCKED, so two relays never probe one endpoint twice (guarantee
+-- 7, and one probe across all processes).
+with due as (
+    select e.id as endpoint_id, p.id
+    from webhooks.endpoints e
+    cross join lateral (
+        select d.id
+        from webhooks.deliveries d
+        where d.endpoint_id = e.id and d.status = 'pending'
+          and (d.locked_until is null or d.locked_until < now())
+        order by d.next_attempt_at
+        limit 1
+    ) p
+    where e.circuit_open_until is not null and e.circuit_open_until <= now()
+      and (e.circuit_probe_until is null or e.circuit_probe_until < now())
+      and e.enabled
+    limit %(batch)s
+    for update of e skip locked
+), ep as (
+    update webhooks.endpoints e
+    set circuit_probe_id = due.id,
+        circuit_probe_until = now() + %(lease)s * interval '1 second'
+    from due
+    where e.id = due.endpoint_id
+), probe as (
+    update webhooks.deliveries d
+    set message_id = gen_random_uuid(), circuit_wait = false,
+        next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+    from due
+    where d.id = due.id and d.status = 'pending'
+    returning d.id, d.message_id::text as message_id, d.endpoint_id::text as endpoint_id
+)
+select * from probe;
+
+-- name: close_idle
+-- An open circuit whose cooldown is over with nothing left to probe (every delivery behind it
+-- expired or was killed) closes, so it is not reported open for ever. Its failure count
+-- stays: the next failure opens it again at once.
+update webhooks.endpoints e
+set circuit_open_until = null, circuit_cooldown = null, circuit_probe_id = null,
+    circuit_probe_until = null
+where e.circuit_open_until is not null and e.circuit_open_until <= now()
+  and (e.circuit_probe_until is null or e.circuit_probe_until < now())
+  and not exists (select 1 from webhooks.deliveries d
+                  where d.endpoint_id = e.id and d.status = 'pending')
+returning e.id::text as endpoint_id;
+
+-- name: sweep_parked
+-- A safety net for a delivery parked while its circuit was closing (the park and the close
+-- committed at once): due now if its endpoint's circuit is closed.
+update webhooks.deliveries d
+set circuit_wait = false, next_attempt_at = now(), updated_at = now()
+from webhooks.endpoints e
+where d.circuit_wait and d.status = 'pending' and e.id = d.endpoint_id
+  and e.circuit_open_until is null;
+
+-- name: announce
+-- The relay takes the dead letters nobody has counted yet (filed by a worker, the scheduler
+-- or an operator), a batch at a time, SKIP LOCKED so relays share them, with what a
+-- webhooks.delivery.dead event says of each.
+with batch as (
+    select delivery_id
+    from webhooks.dead_letters
+    where announced_at is null
+    order by died_at
+    limit %(batch)s
+    for update skip locked
+)
+update webhooks.dead_letters dl
+set announced_at = now()
+from batch, webhooks.endpoints e
+where dl.delivery_id = batch.delivery_id and e.id = dl.endpoint_id
+returning dl.delivery_id, dl.tenant_id, dl.event_id, dl.endpoint_id, dl.event_type,
+          dl.reason, dl.attempts, dl.died_at, e.url;
+
+-- name: rate_prune
+-- Forget counts older than the window (run now and then by each worker process).
+delete from webhooks.rate_counts where second < %(before)s;
