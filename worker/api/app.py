@@ -12,21 +12,16 @@ import binascii
 import inspect
 import json
 import logging
-import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-import psycopg
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -51,19 +46,18 @@ from worker.api.models import (
     problem_responses,
 )
 from worker.api.problems import Problem, answer, install
-from worker.errors import DatabaseError, NotFound
+from worker.app import App
+from worker.errors import NotFound
 from worker.observe.health import Readiness
 from worker.ops import apikeys, events, ping
 from worker.ops import deliveries as store
 from worker.ops import dlq as letters
 from worker.ops import status as state
-from worker.ops.endpoints import UNCHANGED, Endpoints
+from worker.ops.endpoints import UNCHANGED
 from worker.policy.retry import DeadReason
 from worker.queue import Queue
-from worker.queue import from_url as broker_from_url
 from worker.settings import Settings
 from worker.store.db import wrapped_errors
-from worker.store.vault import Vault
 
 log = logging.getLogger("webhooks.api")
 
@@ -110,53 +104,21 @@ class Principal:
 Auth = Callable[[Request], "Principal | Awaitable[Principal | None] | None"]
 
 
-class Services:
-    """What the routes share: settings, a lazily opened connection pool, a Redis client.
+class Services(App):
+    """The API's `App`: a pool of connections, warnings logged, and API-key authentication.
 
-    Opened on first use rather than at startup: a mounted application's lifespan does not
-    run the sub-application's, and building the app (for its OpenAPI document) needs no
+    The pool opens on first use rather than at startup: a mounted application's lifespan does
+    not run the sub-application's, and building the app (for its OpenAPI document) needs no
     database.
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.vault = Vault(settings.secret_key)
-        self._lock = threading.Lock()
-        self._pool: ConnectionPool[Any] | None = None
-        self._queue: Queue | None = None
+        super().__init__(settings, pool_size=10, application_name="webhooks-api")
         self._readiness: Readiness | None = None
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """Lend a pooled autocommit connection returning dict rows."""
-        with self._lock:
-            if self._pool is None:
-                self._pool = ConnectionPool(
-                    self.settings.require_database_url(),
-                    min_size=1,
-                    max_size=10,
-                    timeout=10.0,
-                    open=False,
-                    kwargs={
-                        "autocommit": True,
-                        "row_factory": dict_row,
-                        "fallback_application_name": "webhooks-api",
-                    },
-                )
-                self._pool.open(wait=False)
-            pool = self._pool
-        try:
-            with pool.connection() as conn:
-                yield conn
-        except PoolTimeout as exc:
-            raise DatabaseError("no Postgres connection within 10s") from exc
 
     def broker(self) -> Queue:
         """Return the queue retries, resends and replays push to (the configured broker)."""
-        with self._lock:
-            if self._queue is None:
-                self._queue = broker_from_url(self.settings.broker_url, self.settings.queue_name)
-            return self._queue
+        return self.queue()
 
     def readiness(self) -> Readiness:
         """Return the readiness check of the relay and workers, for this process."""
@@ -166,16 +128,6 @@ class Services:
                     self.settings.require_database_url(), self.settings.broker_url
                 )
             return self._readiness
-
-    def endpoints(self, conn: psycopg.Connection[Any]) -> Endpoints:
-        """Return the endpoint registry on ``conn``, as the CLI builds it."""
-        return Endpoints(
-            conn,
-            self.vault,
-            allowed_networks=self.settings.allowed_networks,
-            warn=lambda text: log.warning("%s", text),
-            operations_tenant=self.settings.operations_tenant,
-        )
 
     def authenticate(self, header: str | None) -> Principal | None:
         """Return the principal of an ``Authorization: Bearer`` header, or None."""
@@ -191,16 +143,6 @@ class Services:
         if found.tenant_id is None:
             return Principal(admin=True, name=f"api-key:{found.id}")
         return Principal(tenant_id=found.tenant_id, name=f"api-key:{found.id}")
-
-    def close(self) -> None:
-        """Close the pool and the broker connection."""
-        with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
-            if self._queue is not None:
-                self._queue.close()
-                self._queue = None
 
 
 class BodyLimit:

@@ -1,0 +1,118 @@
+"""The composition root: build, once, what every entry point shares from one `Settings`.
+
+The CLI, the HTTP API, the workers' actors and their health endpoint all start here rather
+than reading the environment or opening clients of their own: Postgres connections (one per
+command, or a pool for a long-lived server), the queue the configured broker offers, the
+vault that opens endpoint secrets, and the endpoint registry over a connection.
+
+Everything is opened on first use, not when the `App` is built: the CLI's `--help`, the API's
+OpenAPI document and a mounted application's startup need no database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from worker.errors import DatabaseError
+from worker.ops.endpoints import Endpoints
+from worker.queue import Queue, from_url
+from worker.settings import Settings
+from worker.store.db import connect
+from worker.store.vault import Vault
+
+log = logging.getLogger("webhooks")
+
+#: How long a pooled caller waits for a free connection before it is told Postgres is busy.
+POOL_TIMEOUT = 10.0
+
+
+class App:
+    """Settings, and the clients and services built from them, shared by one process.
+
+    ``pool_size`` > 0 lends connections from a pool (a server answering many callers);
+    0 opens one connection per `connection()` (a command that runs once).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        pool_size: int = 0,
+        application_name: str = "webhooks",
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.vault = Vault(self.settings.secret_key)
+        self.pool_size = pool_size
+        self.application_name = application_name
+        self.warn = warn if warn is not None else (lambda text: log.warning("%s", text))
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[Any] | None = None
+        self._queue: Queue | None = None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Lend an autocommit connection returning dict rows, closed or returned after use."""
+        if not self.pool_size:
+            with connect(self.settings.require_database_url()) as conn:
+                yield conn
+            return
+        pool = self._open_pool()
+        try:
+            with pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseError(f"no Postgres connection within {POOL_TIMEOUT:g}s") from exc
+
+    def _open_pool(self) -> ConnectionPool[Any]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.settings.require_database_url(),
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=POOL_TIMEOUT,
+                    open=False,
+                    kwargs={
+                        "autocommit": True,
+                        "row_factory": dict_row,
+                        "fallback_application_name": self.application_name,
+                    },
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    def queue(self) -> Queue:
+        """Return the queue of the configured broker (WEBHOOKS_BROKER_URL, else REDIS_URL)."""
+        with self._lock:
+            if self._queue is None:
+                self._queue = from_url(self.settings.broker_url, self.settings.queue_name)
+            return self._queue
+
+    def endpoints(self, conn: psycopg.Connection[Any]) -> Endpoints:
+        """Return the endpoint registry on ``conn``, with this process's settings."""
+        return Endpoints(
+            conn,
+            self.vault,
+            allowed_networks=self.settings.allowed_networks,
+            warn=self.warn,
+            operations_tenant=self.settings.operations_tenant,
+        )
+
+    def close(self) -> None:
+        """Close the pool and the broker connection, if they were opened."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+            if self._queue is not None:
+                self._queue.close()
+                self._queue = None
