@@ -1,0 +1,131 @@
+"""Who is calling the API: `Principal`, the `Services` it runs on, and bearer authentication.
+
+Without a mounting application's own `Auth`, callers present an API key
+(``Authorization: Bearer whk_...``) that `Services.authenticate` looks up.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the dependency's annotations.
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from worker.api.problems import Problem
+from worker.app import App
+from worker.errors import NotFound
+from worker.observe.health import Readiness
+from worker.ops import apikeys
+from worker.queue import Queue
+from worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: one tenant's client, or an admin (every tenant)."""
+
+    tenant_id: str | None = None
+    admin: bool = False
+    name: str = "api"
+
+    def __post_init__(self) -> None:
+        if self.admin == (self.tenant_id is not None):
+            raise ValueError("a principal is either one tenant's or admin, not both or neither")
+
+    def scope(self, tenant: str | None) -> str | None:
+        """Return the tenant a call acts in (None: every tenant, admin only).
+
+        A tenant's client naming another tenant learns nothing: the answer is 404, as for
+        another tenant's ids.
+        """
+        if self.admin:
+            return tenant
+        if tenant is not None and tenant != self.tenant_id:
+            raise NotFound("tenant", tenant)
+        return self.tenant_id
+
+    def owner(self, tenant: str | None) -> str:
+        """Return the tenant a new row belongs to."""
+        return self.scope(tenant) or "default"
+
+
+#: A mounting application's own authentication: the caller of a request, or None (401).
+Auth = Callable[[Request], "Principal | Awaitable[Principal | None] | None"]
+
+#: The dependency that answers a request's `Principal` (or refuses it with 401).
+CallerDependency = Callable[..., Awaitable[Principal]]
+
+
+class Services(App):
+    """The API's `App`: a pool of connections, warnings logged, and API-key authentication.
+
+    The pool opens on first use rather than at startup: a mounted application's lifespan does
+    not run the sub-application's, and building the app (for its OpenAPI document) needs no
+    database.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, pool_size=10, application_name="webhooks-api")
+        self._readiness: Readiness | None = None
+
+    def broker(self) -> Queue:
+        """Return the queue retries, resends and replays push to (the configured broker)."""
+        return self.queue()
+
+    def readiness(self) -> Readiness:
+        """Return the readiness check of the relay and workers, for this process."""
+        with self._lock:
+            if self._readiness is None:
+                self._readiness = Readiness(
+                    self.settings.require_database_url(), self.settings.broker_url
+                )
+            return self._readiness
+
+    def authenticate(self, header: str | None) -> Principal | None:
+        """Return the principal of an ``Authorization: Bearer`` header, or None."""
+        if not header:
+            return None
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return None
+        with self.connection() as conn:
+            found = apikeys.authenticate(conn, key.strip())
+        if found is None:
+            return None
+        if found.tenant_id is None:
+            return Principal(admin=True, name=f"api-key:{found.id}")
+        return Principal(tenant_id=found.tenant_id, name=f"api-key:{found.id}")
+
+
+def caller_dependency(services: Services, auth: Auth | None) -> CallerDependency:
+    """Return the dependency every /v1 route takes its caller from.
+
+    ``auth`` (sync or async) decides when given; otherwise the API key in the request does.
+    The bearer scheme is declared either way, so the OpenAPI document shows how to call.
+    """
+    bearer = HTTPBearer(auto_error=False, description="An API key: `webhooks api-key create`.")
+
+    async def principal(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if auth is not None:
+            found = auth(request)
+            if inspect.isawaitable(found):
+                found = await found
+        else:
+            found = await run_in_threadpool(
+                services.authenticate, request.headers.get("authorization")
+            )
+        if not isinstance(found, Principal):
+            raise Problem(
+                401,
+                "send a live API key: Authorization: Bearer whk_...",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return found
+
+    return principal
