@@ -6,6 +6,9 @@ autocommit mode is accepted only inside a ``conn.transaction()`` block; outside 
 statement would commit on its own, so it is refused with NotInTransaction. A connection
 not in autocommit mode is always inside a transaction (psycopg opens one implicitly) that the
 caller commits or rolls back.
+
+Payload limit: the ``max_payload_bytes`` argument, else WEBHOOKS_MAX_PAYLOAD_BYTES as read by
+`max_payload_bytes_from_env`, the only place this library reads the environment.
 """
 
 from __future__ import annotations
@@ -76,21 +79,23 @@ class Event:
     idempotency_key: str | None = None
 
 
-_limit_from_env: int | None = None
+def max_payload_bytes_from_env() -> int:
+    """Return WEBHOOKS_MAX_PAYLOAD_BYTES, else DEFAULT_MAX_PAYLOAD_BYTES.
+
+    The one place the producers library reads the environment: when a caller passes no
+    ``max_payload_bytes``. Read on every such call, so a changed environment applies at once
+    (the read costs well under a microsecond). The worker passes its own setting instead.
+    """
+    raw = os.environ.get("WEBHOOKS_MAX_PAYLOAD_BYTES", "")
+    try:
+        return int(raw) if raw else DEFAULT_MAX_PAYLOAD_BYTES
+    except ValueError:
+        raise InvalidEvent(f"WEBHOOKS_MAX_PAYLOAD_BYTES: not an integer: {raw!r}") from None
 
 
 def _max_payload_bytes(explicit: int | None) -> int:
-    """Return the payload limit: the argument, else WEBHOOKS_MAX_PAYLOAD_BYTES, read once."""
-    global _limit_from_env
-    if explicit is not None:
-        return explicit
-    if _limit_from_env is None:
-        raw = os.environ.get("WEBHOOKS_MAX_PAYLOAD_BYTES", "")
-        try:
-            _limit_from_env = int(raw) if raw else DEFAULT_MAX_PAYLOAD_BYTES
-        except ValueError:
-            raise InvalidEvent(f"WEBHOOKS_MAX_PAYLOAD_BYTES: not an integer: {raw!r}") from None
-    return _limit_from_env
+    """Return the payload limit: the argument, else the environment's."""
+    return explicit if explicit is not None else max_payload_bytes_from_env()
 
 
 def _check_name(

@@ -1,12 +1,19 @@
-"""Build the typed settings object from the environment, once, at an entry point."""
+"""Build the typed settings object from the environment, once, at an entry point.
+
+Every environment variable the product reads is read here, by `Settings.from_env`, and
+nowhere else in `worker` (the producers library reads its one variable itself:
+`producers.publish.max_payload_bytes_from_env`, and the worker passes
+`max_payload_bytes` to it explicitly).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from worker.errors import ConfigError
 from worker.store.vault import check_keys
@@ -80,12 +87,119 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+T = TypeVar("T")
+#: A number that must be positive: a whole number or a duration in seconds.
+N = TypeVar("N", int, float)
+
+Env = Mapping[str, str]
+
+
+def read(env: Env, name: str, parse: Callable[[str], T], default: T) -> T:
+    """Return ``name`` parsed, or ``default`` when unset or empty; ConfigError names it."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(name, str(exc)) from exc
+
+
+def positive(parse: Callable[[str], N]) -> Callable[[str], N]:
+    """Return ``parse`` refusing zero and negative values."""
+
+    def inner(raw: str) -> N:
+        value = parse(raw)
+        if value <= 0:
+            raise ValueError(f"must be positive, got {raw!r}")
+        return value
+
+    return inner
+
+
+def parse_integer(raw: str) -> int:
+    """Parse a whole number, saying so in an operator's words when it is not one."""
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"must be a whole number, got {raw!r}") from None
+
+
+def parse_at_least_zero(raw: str) -> int:
+    """Parse a whole number where 0 means off."""
+    value = parse_integer(raw)
+    if value < 0:
+        raise ValueError(f"must be 0 (off) or more, got {raw!r}")
+    return value
+
+
+def parse_port(raw: str) -> int:
+    """Parse a TCP port number."""
+    value = parse_integer(raw)
+    if not 0 < value < 65536:
+        raise ValueError(f"not a TCP port: {raw!r}")
+    return value
+
+
+def parse_log_format(raw: str) -> str:
+    """Accept ``text`` or ``json``."""
+    if raw not in ("text", "json"):
+        raise ValueError(f"must be 'text' or 'json', got {raw!r}")
+    return raw
+
+
+def parse_redis_url(raw: str) -> str:
+    """Accept a Redis URL."""
+    if not raw.startswith(REDIS_SCHEMES):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def parse_broker_url(raw: str) -> str:
+    """Accept the URL of either broker, Redis or RabbitMQ."""
+    if not raw.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+        raise ValueError(
+            "must start with redis://, rediss://, unix:// (Redis) or amqp://, amqps:// (RabbitMQ)"
+        )
+    return raw
+
+
+def parse_database_url(raw: str) -> str:
+    """Accept a postgresql:// URL or a libpq key=value string."""
+    if not (raw.startswith(("postgres://", "postgresql://")) or "=" in raw):
+        raise ValueError("must be a postgresql:// URL or a libpq key=value string")
+    return raw
+
+
+def parse_tenant(raw: str) -> str:
+    """Accept a tenant id an operator can read."""
+    if len(raw) > 100 or not raw.isprintable():
+        raise ValueError("must be printable text of at most 100 characters")
+    return raw
+
+
+def circuit_cooldowns(env: Env, first: float, most: float) -> tuple[float, float]:
+    """Return the circuit's first and longest cooldowns; the longest is at least the first."""
+    cooldown = read(env, "WEBHOOKS_CIRCUIT_COOLDOWN", positive(parse_duration), first)
+    longest = read(
+        env, "WEBHOOKS_CIRCUIT_MAX_COOLDOWN", positive(parse_duration), max(most, cooldown)
+    )
+    if longest < cooldown:
+        raise ConfigError(
+            "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
+            f"must be at least WEBHOOKS_CIRCUIT_COOLDOWN ({format_duration(cooldown)})",
+        )
+    return cooldown, longest
+
+
 @dataclass(frozen=True)
 class Settings:
     """Hold every setting of the product; build with `Settings.from_env`."""
 
     database_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Whether REDIS_URL was set: the bench and `webhooks dev` bring their own Redis if not.
+    redis_url_given: bool = False
     #: WEBHOOKS_BROKER_URL: the queue's broker, Redis or RabbitMQ; empty means `redis_url`.
     broker_url: str = ""
     secret_key: str | None = None
@@ -104,132 +218,64 @@ class Settings:
     circuit_cooldown: float = 30.0
     circuit_max_cooldown: float = 600.0
     operations_tenant: str = "operations"
+    #: WEBHOOKS_WORKER_CONCURRENCY, set by `webhooks worker` for its processes; None means
+    #: the engine's default.
+    worker_concurrency: int | None = None
+    #: PROMETHEUS_MULTIPROC_DIR, where worker processes write their metric files (set by
+    #: `webhooks worker`; prometheus_client reads it too).
+    metrics_multiproc_dir: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Env | None = None) -> Settings:
         """Read the environment; raise ConfigError naming the first bad variable."""
         env = os.environ if environ is None else environ
         defaults = cls()
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value not in (None, "") else None
-
-        def conv(name: str, parse: object, default: object) -> object:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return parse(raw)  # type: ignore[operator]
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(name, str(exc)) from exc
-
-        def positive(parse_one: object) -> object:
-            def inner(raw: str) -> object:
-                value = parse_one(raw)  # type: ignore[operator]
-                if value <= 0:
-                    raise ValueError(f"must be positive, got {raw!r}")
-                return value
-
-            return inner
-
-        def integer(raw: str) -> int:
-            try:
-                return int(raw)
-            except ValueError:
-                raise ValueError(f"must be a whole number, got {raw!r}") from None
-
-        def port(raw: str) -> int:
-            value = integer(raw)
-            if not 0 < value < 65536:
-                raise ValueError(f"not a TCP port: {raw!r}")
-            return value
-
-        def log_format(raw: str) -> str:
-            if raw not in ("text", "json"):
-                raise ValueError(f"must be 'text' or 'json', got {raw!r}")
-            return raw
-
-        def redis_url(raw: str) -> str:
-            if not raw.startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError("must start with redis://, rediss:// or unix://")
-            return raw
-
-        def broker_url(raw: str) -> str:
-            if not raw.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
-                raise ValueError(
-                    "must start with redis://, rediss://, unix:// (Redis)"
-                    " or amqp://, amqps:// (RabbitMQ)"
-                )
-            return raw
-
-        def database_url(raw: str) -> str:
-            if not (raw.startswith(("postgres://", "postgresql://")) or "=" in raw):
-                raise ValueError("must be a postgresql:// URL or a libpq key=value string")
-            return raw
-
-        def at_least_zero(raw: str) -> int:
-            value = integer(raw)
-            if value < 0:
-                raise ValueError(f"must be 0 (off) or more, got {raw!r}")
-            return value
-
-        def tenant(raw: str) -> str:
-            if len(raw) > 100 or not raw.isprintable():
-                raise ValueError("must be printable text of at most 100 characters")
-            return raw
-
-        cooldown: float = conv(  # type: ignore[assignment]
-            "WEBHOOKS_CIRCUIT_COOLDOWN", positive(parse_duration), defaults.circuit_cooldown
+        # Read in this order, so the first bad variable named is the same on every run.
+        cooldown, max_cooldown = circuit_cooldowns(
+            env, defaults.circuit_cooldown, defaults.circuit_max_cooldown
         )
-        max_cooldown: float = conv(  # type: ignore[assignment]
-            "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
-            positive(parse_duration),
-            max(defaults.circuit_max_cooldown, cooldown),
-        )
-        if max_cooldown < cooldown:
-            raise ConfigError(
-                "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
-                f"must be at least WEBHOOKS_CIRCUIT_COOLDOWN ({format_duration(cooldown)})",
-            )
-
-        redis: str = conv("REDIS_URL", redis_url, defaults.redis_url)  # type: ignore[assignment]
+        redis = read(env, "REDIS_URL", parse_redis_url, defaults.redis_url)
+        duration = positive(parse_duration)
         return cls(
             redis_url=redis,
-            broker_url=conv("WEBHOOKS_BROKER_URL", broker_url, redis),  # type: ignore[arg-type]
-            circuit_failures=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_CIRCUIT_FAILURES", at_least_zero, defaults.circuit_failures
+            redis_url_given=bool(env.get("REDIS_URL")),
+            broker_url=read(env, "WEBHOOKS_BROKER_URL", parse_broker_url, redis),
+            circuit_failures=read(
+                env, "WEBHOOKS_CIRCUIT_FAILURES", parse_at_least_zero, defaults.circuit_failures
             ),
             circuit_cooldown=cooldown,
             circuit_max_cooldown=max_cooldown,
-            operations_tenant=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_OPERATIONS_TENANT", tenant, defaults.operations_tenant
+            operations_tenant=read(
+                env, "WEBHOOKS_OPERATIONS_TENANT", parse_tenant, defaults.operations_tenant
             ),
-            database_url=conv("DATABASE_URL", database_url, None),  # type: ignore[arg-type]
-            secret_key=conv("WEBHOOKS_SECRET_KEY", check_keys, None),  # type: ignore[arg-type]
-            retry_schedule=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_RETRY_SCHEDULE", parse_schedule, defaults.retry_schedule
+            database_url=read(env, "DATABASE_URL", parse_database_url, None),
+            secret_key=read(env, "WEBHOOKS_SECRET_KEY", check_keys, None),
+            retry_schedule=read(
+                env, "WEBHOOKS_RETRY_SCHEDULE", parse_schedule, defaults.retry_schedule
             ),
-            max_delivery_age=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_MAX_DELIVERY_AGE", positive(parse_duration), defaults.max_delivery_age
+            max_delivery_age=read(
+                env, "WEBHOOKS_MAX_DELIVERY_AGE", duration, defaults.max_delivery_age
             ),
-            disable_after=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_DISABLE_AFTER", positive(parse_duration), defaults.disable_after
+            disable_after=read(env, "WEBHOOKS_DISABLE_AFTER", duration, defaults.disable_after),
+            request_timeout=read(
+                env, "WEBHOOKS_REQUEST_TIMEOUT", duration, defaults.request_timeout
             ),
-            request_timeout=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_REQUEST_TIMEOUT", positive(parse_duration), defaults.request_timeout
+            max_payload_bytes=read(
+                env,
+                "WEBHOOKS_MAX_PAYLOAD_BYTES",
+                positive(parse_integer),
+                defaults.max_payload_bytes,
             ),
-            max_payload_bytes=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_MAX_PAYLOAD_BYTES", positive(integer), defaults.max_payload_bytes
+            allowed_networks=read(env, "WEBHOOKS_ALLOWED_NETWORKS", parse_networks, ()),
+            metrics_port=read(env, "WEBHOOKS_METRICS_PORT", parse_port, defaults.metrics_port),
+            relay_metrics_port=read(
+                env, "WEBHOOKS_RELAY_METRICS_PORT", parse_port, defaults.relay_metrics_port
             ),
-            allowed_networks=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_ALLOWED_NETWORKS", parse_networks, ()
+            log_format=read(env, "WEBHOOKS_LOG_FORMAT", parse_log_format, defaults.log_format),
+            worker_concurrency=read(
+                env, "WEBHOOKS_WORKER_CONCURRENCY", positive(parse_integer), None
             ),
-            metrics_port=conv("WEBHOOKS_METRICS_PORT", port, defaults.metrics_port),  # type: ignore[arg-type]
-            relay_metrics_port=conv(  # type: ignore[arg-type]
-                "WEBHOOKS_RELAY_METRICS_PORT", port, defaults.relay_metrics_port
-            ),
-            log_format=conv("WEBHOOKS_LOG_FORMAT", log_format, defaults.log_format),  # type: ignore[arg-type]
+            metrics_multiproc_dir=read(env, "PROMETHEUS_MULTIPROC_DIR", str, None),
         )
 
     def __post_init__(self) -> None:

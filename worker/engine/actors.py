@@ -7,11 +7,11 @@ and the delivery engine (`worker.engine`) of that process.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import dramatiq
 
+from worker.app import App
 from worker.engine import DEFAULT_CONCURRENCY, Engine, Observer
 from worker.observe import logs, metrics
 from worker.queue import ACTOR
@@ -85,12 +85,12 @@ def build_engine(
 
 def setup() -> None:
     """Build this worker process's broker and actor (Dramatiq calls it per process)."""
-    settings = Settings.from_env()
+    settings = App().settings
     logs.configure(settings.log_format)
-    concurrency = int(os.environ.get("WEBHOOKS_WORKER_CONCURRENCY", DEFAULT_CONCURRENCY))
+    concurrency = settings.worker_concurrency or DEFAULT_CONCURRENCY
     broker = build_broker(settings)
     # Set by `webhooks worker`: this process writes its metric files there, and the endpoint
     # process (worker.observe.health.serve_workers) sums every process's files.
-    observer = metrics.worker_process_metrics(broker, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    observer = metrics.worker_process_metrics(broker, settings.metrics_multiproc_dir)
     dramatiq.set_broker(broker)
     register(broker, build_engine(settings, concurrency, observer=observer), settings)

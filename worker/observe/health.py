@@ -27,6 +27,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from worker.app import App
 from worker.errors import WebhooksError
 from worker.observe import logs, metrics
 from worker.outages import first_line
@@ -321,9 +322,9 @@ def serve_workers() -> int:
     processes; it sums their metric files in PROMETHEUS_MULTIPROC_DIR (set by
     `webhooks worker`) and deletes them when it stops.
     """
-    settings = Settings.from_env()
+    settings = App().settings
     logs.configure(settings.log_format)
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = settings.metrics_multiproc_dir
     if not path:
         log.error("PROMETHEUS_MULTIPROC_DIR is not set: start the workers with `webhooks worker`")
         return 1

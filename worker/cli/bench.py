@@ -1,0 +1,134 @@
+"""`webhooks bench`: the end-to-end benchmark on this machine (see `worker.bench`)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from worker.cli.common import duration, emit, json_option, settings
+
+
+@click.command()
+@click.option("--events", default=20_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--endpoints", default=2, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--processes", "-p", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--threads", "-t", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--payload-bytes", default=256, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--fail-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Share of requests the receiver answers with 500 (retried on a short schedule).",
+)
+@click.option(
+    "--rate",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Events per second offered in the latency phase (open loop).",
+)
+@click.option(
+    "--duration",
+    "duration_text",
+    default="10s",
+    show_default=True,
+    help="Length of the latency phase.",
+)
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--backlog",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Also time the relay draining this many events published before it starts.",
+)
+@click.option(
+    "--single-events",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Events published one per transaction for the `publish` figure.",
+)
+@click.option(
+    "--redis-db",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Redis database number for the bench's queue (default: the first empty one of 15..1).",
+)
+@click.option(
+    "--broker-url",
+    default=None,
+    help="Run the relay and workers on this RabbitMQ (amqp://...; its `webhooks` queue is"
+    " emptied). Default: the bench's own Redis database.",
+)
+@click.option(
+    "--receiver-delay",
+    "receiver_delay_text",
+    default="0",
+    show_default=True,
+    help="How long the receiver waits before answering each request (e.g. 100ms).",
+)
+@click.option(
+    "--concurrency",
+    default=None,
+    type=click.IntRange(1, 10_000),
+    help="Passed to `webhooks worker --concurrency` (default: the worker's own).",
+)
+@json_option
+def bench(
+    events: int,
+    endpoints: int,
+    processes: int,
+    threads: int,
+    payload_bytes: int,
+    fail_rate: float,
+    rate: float,
+    duration_text: str,
+    repeats: int,
+    backlog: int,
+    single_events: int,
+    redis_db: int | None,
+    broker_url: str | None,
+    receiver_delay_text: str,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Benchmark publish, relay, workers and latency on this machine; print a report.
+
+    Creates its own database (on DATABASE_URL's server, else a local or an embedded
+    Postgres) and uses its own Redis database; removes both and stops every process it
+    started when it ends, also on Ctrl-C. Exit status 1 if any delivery was lost.
+    """
+    from worker import bench as benchmark
+
+    conf = settings()
+    opts = benchmark.Options(
+        events=events,
+        endpoints=endpoints,
+        processes=processes,
+        threads=threads,
+        payload_bytes=payload_bytes,
+        fail_rate=fail_rate,
+        rate=rate,
+        duration=duration(duration_text),
+        repeats=repeats,
+        backlog=backlog,
+        single_events=single_events,
+        database_url=conf.database_url,
+        redis_url=conf.redis_url if conf.redis_url_given else None,
+        redis_db=redis_db,
+        broker_url=broker_url,
+        secret_key=conf.secret_key,
+        receiver_delay=duration(receiver_delay_text),
+        concurrency=concurrency,
+    )
+    try:
+        opts.check()  # values click cannot range-check (durations): a usage error, status 2
+    except benchmark.BenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = benchmark.run(opts, say=lambda line: click.echo(line, err=True))
+    emit(as_json, result, lambda: benchmark.render(result))
+    if not result["correctness"]["ok"]:
+        sys.exit(1)

@@ -1,0 +1,360 @@
+"""`webhooks endpoint`: register and manage the endpoints events are delivered to."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from worker.cli.common import (
+    app,
+    as_dict,
+    duration,
+    emit,
+    json_option,
+    registry,
+    tenant_option,
+    warn,
+)
+from worker.cli.output import fields, table
+from worker.ops.endpoints import Endpoint, Endpoints, parse_header
+
+
+@click.group()
+def endpoint() -> None:
+    """Register and manage the endpoints events are delivered to."""
+
+
+def _secret_written(endpoints: Endpoints) -> None:
+    """Say, once a secret is written, that it was stored plain (no key is set)."""
+    if not endpoints.vault.encrypts:
+        warn("WEBHOOKS_SECRET_KEY is not set: the secret is stored unencrypted")
+
+
+def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
+    return [
+        ("id", ep.id),
+        ("tenant", ep.tenant_id),
+        ("url", ep.url),
+        ("description", ep.description or None),
+        ("event types", list(ep.event_types) if ep.event_types else "all"),
+        ("headers", ", ".join(ep.headers) or None),
+        ("rate limit", f"{ep.rate_limit}/s" if ep.rate_limit else None),
+        ("enabled", ep.enabled),
+        ("disabled reason", ep.disabled_reason),
+        ("disabled at", ep.disabled_at),
+        ("failing since", ep.failing_since),
+        ("consecutive failures", ep.consecutive_failures),
+        ("circuit", ep.circuit),
+        ("secrets", ep.secrets),
+        ("created", ep.created_at),
+    ]
+
+
+@endpoint.command("add")
+@click.argument("url")
+@click.option("--tenant", default="default", show_default=True, help="Tenant owning the endpoint.")
+@click.option("--event-type", "event_types", multiple=True, help="Deliver only this type (repeat).")
+@click.option("--header", "headers", multiple=True, help="Extra header 'Name: value' (repeat).")
+@click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per second at most.")
+@click.option("--description", default="", help="Free text shown in listings.")
+@json_option
+def endpoint_add(
+    url: str,
+    tenant: str,
+    event_types: tuple[str, ...],
+    headers: tuple[str, ...],
+    rate_limit: int | None,
+    description: str,
+    as_json: bool,
+) -> None:
+    """Create an endpoint and print its id and signing secret."""
+    parsed = dict(parse_header(h) for h in headers)
+    with registry() as endpoints:
+        ep, secret = endpoints.add(
+            url,
+            tenant_id=tenant,
+            event_types=event_types or None,
+            headers=parsed,
+            rate_limit=rate_limit,
+            description=description,
+        )
+    _secret_written(endpoints)
+    emit(
+        as_json,
+        {**as_dict(ep), "secret": secret},
+        lambda: fields([*_endpoint_fields(ep), ("secret", secret)]),
+    )
+
+
+@endpoint.command("update")
+@click.argument("endpoint_id")
+@click.option("--url", default=None, help="New URL (checked as by add).")
+@click.option(
+    "--event-type",
+    "event_types",
+    multiple=True,
+    help="Deliver only these types (repeat); replaces the filter.",
+)
+@click.option("--all-event-types", is_flag=True, help="Remove the filter: deliver every type.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    help="Header 'Name: value' (repeat); replaces all custom headers.",
+)
+@click.option("--clear-headers", is_flag=True, help="Remove every custom header.")
+@click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per second at most.")
+@click.option("--no-rate-limit", is_flag=True, help="Remove the rate limit.")
+@click.option("--description", default=None, help="Free text shown in listings.")
+@tenant_option
+@json_option
+def endpoint_update(
+    endpoint_id: str,
+    url: str | None,
+    event_types: tuple[str, ...],
+    all_event_types: bool,
+    headers: tuple[str, ...],
+    clear_headers: bool,
+    rate_limit: int | None,
+    no_rate_limit: bool,
+    description: str | None,
+    tenant: str | None,
+    as_json: bool,
+) -> None:
+    """Change only what is given; print the endpoint as it is now.
+
+    --event-type and --header replace the filter and the custom headers with those given;
+    --all-event-types, --clear-headers and --no-rate-limit remove them.
+    """
+    for given, clear, names in (
+        (event_types, all_event_types, "--event-type and --all-event-types"),
+        (headers, clear_headers, "--header and --clear-headers"),
+        (rate_limit is not None, no_rate_limit, "--rate-limit and --no-rate-limit"),
+    ):
+        if given and clear:
+            raise click.UsageError(f"{names} cannot be combined")
+    changes: dict[str, Any] = {"url": url, "description": description}
+    if event_types or all_event_types:
+        changes["event_types"] = event_types or None
+    if headers or clear_headers:
+        changes["headers"] = dict(parse_header(h) for h in headers)
+    if rate_limit is not None or no_rate_limit:
+        changes["rate_limit"] = rate_limit
+    if all(v is None for v in (url, description)) and len(changes) == 2:
+        raise click.UsageError(
+            "nothing to update: give --url, --event-type, --all-event-types, --header, "
+            "--clear-headers, --rate-limit, --no-rate-limit or --description"
+        )
+    with registry() as endpoints:
+        ep = endpoints.update(endpoint_id, tenant_id=tenant, **changes)
+    emit(as_json, ep, lambda: fields(_endpoint_fields(ep)))
+
+
+@endpoint.command("test")
+@click.argument("endpoint_id")
+@click.option(
+    "--event-type",
+    default="webhooks.test",
+    show_default=True,
+    help="The test event's type (the endpoint's filter does not apply).",
+)
+@tenant_option
+@json_option
+def endpoint_test(endpoint_id: str, event_type: str, tenant: str | None, as_json: bool) -> None:
+    """Send a test event to one endpoint now and print the attempt; exit 1 unless 2xx.
+
+    The event is recorded like any other (trigger `test` in its attempts) and, if the attempt
+    fails, retried on the schedule.
+    """
+    from worker.ops.ping import send_test_event
+
+    with app().connection() as conn:
+        attempt = send_test_event(
+            conn, app().settings, endpoint_id, event_type=event_type, tenant_id=tenant
+        )
+    emit(
+        as_json,
+        attempt,
+        lambda: fields(
+            [
+                ("delivery", attempt.delivery_id),
+                ("event", f"{attempt.event_id} ({attempt.event_type})"),
+                ("url", attempt.url),
+                ("status", attempt.status_code),
+                ("duration", f"{attempt.duration_seconds * 1000:.0f} ms"),
+                ("outcome", attempt.outcome),
+                ("error", attempt.error),
+                ("delivery status", attempt.delivery_status),
+                ("next attempt", attempt.next_attempt_at),
+                ("endpoint disabled", attempt.endpoint_disabled),
+            ]
+        ),
+    )
+    excerpt = (attempt.response_body or "")[:500]
+    if excerpt and not as_json:
+        click.echo("response: " + excerpt.replace("\n", " "))
+    if not attempt.ok:
+        sys.exit(1)
+
+
+@endpoint.command("list")
+@tenant_option
+@json_option
+def endpoint_list(tenant: str | None, as_json: bool) -> None:
+    """List endpoints."""
+    with registry() as endpoints:
+        eps = endpoints.list(tenant_id=tenant)
+    rows = [
+        {
+            "id": ep.id,
+            "tenant": ep.tenant_id,
+            "url": ep.url,
+            "types": list(ep.event_types) if ep.event_types else "all",
+            "enabled": ep.enabled,
+            "circuit": ep.circuit,
+            "failures": ep.consecutive_failures,
+            "description": ep.description,
+        }
+        for ep in eps
+    ]
+    columns = ["id", "tenant", "url", "types", "enabled", "circuit", "failures", "description"]
+    emit(as_json, eps, lambda: table(rows, columns))
+
+
+@endpoint.command("show")
+@click.argument("endpoint_id")
+@tenant_option
+@json_option
+def endpoint_show(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
+    """Show one endpoint."""
+    with registry() as endpoints:
+        ep = endpoints.get(endpoint_id, tenant_id=tenant)
+        health = endpoints.health(endpoint_id, tenant_id=tenant)
+    rate = health["success_rate_24h"]
+    emit(
+        as_json,
+        {**as_dict(ep), "health": health},
+        lambda: fields(
+            [
+                *_endpoint_fields(ep),
+                ("attempts (24h)", health["attempts_24h"]),
+                ("success rate (24h)", f"{rate:.1%}" if rate is not None else None),
+                ("last success", health["last_success_at"]),
+                ("last error", health["last_error"]),
+                ("pending", health["pending"]),
+                ("dead letters", health["dead_letters"]),
+            ]
+        ),
+    )
+
+
+@endpoint.command("disable")
+@click.argument("endpoint_id")
+@click.option("--reason", default="disabled by operator", show_default=True)
+@tenant_option
+@json_option
+def endpoint_disable(endpoint_id: str, reason: str, tenant: str | None, as_json: bool) -> None:
+    """Disable an endpoint; its pending deliveries move to the dead letters."""
+    with registry() as endpoints:
+        ep, moved = endpoints.disable(endpoint_id, reason, tenant_id=tenant)
+    emit(
+        as_json,
+        {**as_dict(ep), "dead_lettered": moved},
+        f"disabled {ep.id}; {moved} pending deliveries moved to the dead letters",
+    )
+
+
+@endpoint.command("enable")
+@click.argument("endpoint_id")
+@tenant_option
+@json_option
+def endpoint_enable(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
+    """Enable an endpoint again (and close its circuit)."""
+    with registry() as endpoints:
+        ep = endpoints.enable(endpoint_id, tenant_id=tenant)
+    emit(as_json, ep, f"enabled {ep.id}")
+
+
+@endpoint.command("reset")
+@click.argument("endpoint_id")
+@tenant_option
+@json_option
+def endpoint_reset(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
+    """Close an endpoint's open circuit now: its waiting deliveries go at once."""
+    with registry() as endpoints:
+        ep, unparked = endpoints.reset(endpoint_id, tenant_id=tenant)
+    emit(
+        as_json,
+        {**as_dict(ep), "deliveries_released": unparked},
+        f"circuit of {ep.id} closed; {unparked} waiting deliveries are due now",
+    )
+
+
+@endpoint.command("rotate-secret")
+@click.argument("endpoint_id")
+@click.option(
+    "--grace", default="24h", show_default=True, help="How long the old secret stays valid."
+)
+@tenant_option
+@json_option
+def endpoint_rotate(endpoint_id: str, grace: str, tenant: str | None, as_json: bool) -> None:
+    """Create a new signing secret; the old one keeps signing during the grace period."""
+    seconds = duration(grace)
+    with registry() as endpoints:
+        secret = endpoints.rotate_secret(endpoint_id, grace=seconds, tenant_id=tenant)
+    _secret_written(endpoints)
+    emit(
+        as_json,
+        {"id": endpoint_id, "secret": secret, "grace_seconds": seconds},
+        lambda: fields([("id", endpoint_id), ("secret", secret), ("old secret valid", grace)]),
+    )
+
+
+@endpoint.command("reencrypt")
+@json_option
+def endpoint_reencrypt(as_json: bool) -> None:
+    """Seal every stored secret with the first key of WEBHOOKS_SECRET_KEY.
+
+    The last step of rotating the key itself: prepend the new key to the list, restart the
+    workers, run this, then drop the old key.
+    """
+    with registry() as endpoints:
+        count = endpoints.reencrypt()
+    emit(
+        as_json,
+        {"endpoints": count},
+        f"re-encrypted the secrets of {count} endpoint{'' if count == 1 else 's'}"
+        " with the first key",
+    )
+
+
+@endpoint.command("delete")
+@click.argument("endpoint_id")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking for confirmation.")
+@tenant_option
+@json_option
+def endpoint_delete(endpoint_id: str, yes: bool, tenant: str | None, as_json: bool) -> None:
+    """Delete an endpoint with its deliveries and dead letters (asks first on a terminal)."""
+    with registry() as endpoints:
+        if not yes:
+            _confirm_delete(endpoints, endpoint_id, tenant)
+        gone = endpoints.delete(endpoint_id, tenant_id=tenant)
+    emit(
+        as_json,
+        {"id": endpoint_id, "deleted": True, **as_dict(gone)},
+        f"deleted {endpoint_id} with {gone.describe()}",
+    )
+
+
+def _confirm_delete(endpoints: Endpoints, endpoint_id: str, tenant: str | None) -> None:
+    """Ask on a terminal before deleting; without one, refuse unless --yes was given."""
+    ep = endpoints.get(endpoint_id, tenant_id=tenant)
+    if not sys.stdin.isatty():
+        raise click.UsageError("deleting an endpoint needs confirmation: pass --yes to delete it")
+    going = endpoints.dependents(endpoint_id, tenant_id=tenant)
+    click.echo(f"endpoint {ep.id} ({ep.url}) has {going.describe()}.", err=True)
+    if not click.confirm("Delete it and them?", default=False, err=True):
+        click.echo("not deleted", err=True)
+        sys.exit(1)
