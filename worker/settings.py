@@ -37,8 +37,6 @@ def parse_duration(text: str) -> float:
     A bare number means seconds. Raises ValueError for anything else, including negatives.
     """
     value = text.strip().lower()
-    if not value:
-        raise ValueError("empty duration")
     if re.fullmatch(r"\d+(?:\.\d+)?", value):
         return float(value)
     pos, total = 0, 0.0
@@ -47,7 +45,7 @@ def parse_duration(text: str) -> float:
             break
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
-    if pos != len(value):
+    if not value or pos != len(value):
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 2h, 4d)")
     return total
 

@@ -140,3 +140,9 @@ def test_a_number_that_is_not_one_says_so() -> None:
 def test_schedules_round_trip(delays: list[int]) -> None:
     text = ",".join(format_duration(d) if d else "0s" for d in delays)
     assert parse_schedule(text) == tuple(float(d) for d in delays)
+
+
+def test_a_blank_duration_is_refused_like_any_other_bad_one() -> None:
+    # It once said "empty duration", unlike every other bad value.
+    with pytest.raises(ValueError, match="not a duration: ' '"):
+        parse_duration(" ")
