@@ -6,7 +6,7 @@ is full). On the engine's own thread an asyncio loop then, for whatever has arri
 1. claims every named delivery in one statement (`queries.CLAIM`),
 2. kills or defers what must not be sent (`plan.admit`, the gates, `plan.defer`),
 3. sends the rest concurrently (`attempt.send_attempt`), each within its deadline,
-4. hands every finished attempt and every release to the batched writer (`record.Writer`),
+4. hands every finished attempt and every release to the batched writer (`writer.Writer`),
    which records them a statement per batch.
 
 Claims and writes are group commits: whatever arrived or finished while the previous
@@ -41,8 +41,8 @@ from worker.engine.database import Database
 from worker.engine.http import Sender
 from worker.engine.observer import Observer, Quiet
 from worker.engine.rates import RateLimits
-from worker.engine.record import MAX_BATCH, Writer
 from worker.engine.request import USER_AGENT
+from worker.engine.writer import MAX_BATCH, Writer
 from worker.outages import Outage
 from worker.policy import breaker, plan
 from worker.policy.outcome import Outcome

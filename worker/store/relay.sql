@@ -4,7 +4,7 @@
 -- one delivery per matching endpoint, all in one statement and one short transaction
 -- (guarantee 2). Each delivery gets the id of the queue message the relay pushes after the
 -- commit; until `lease` has passed the scheduler leaves it to that message. A delivery to an
--- endpoint whose circuit is open gets no message: it is parked (plan.park) until the
+-- endpoint whose circuit is open gets no message: it is parked (breaker.park) until the
 -- circuit closes.
 with claimed as (
     select id, tenant_id, event_type, created_at, endpoint_id
