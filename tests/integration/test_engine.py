@@ -15,8 +15,8 @@ import pytest
 
 from tests.pipeline import Pipeline
 from tests.receiver import Answer, Receiver, hold_until
-from worker.engine import Engine
 from worker.engine.actors import build_engine
+from worker.engine.engine import Engine
 from worker.store import queries
 
 WORKER_CONNECTIONS = (

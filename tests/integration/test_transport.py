@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from worker.engine.dns import Resolver
 from worker.engine.http import Response, Sender, classify_failure
 from worker.errors import BlockedDestination
-from worker.policy.guard import Resolver
 from worker.policy.outcome import Kind, Outcome
 from worker.settings import IPNetwork
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.unit.test_plan import job
+from worker.policy.breaker import CircuitPolicy, Health, circuit_allows, fold_health, needs_health
 from worker.policy.outcome import Kind
-from worker.policy.plan import CircuitPolicy, Health, circuit_allows, fold_health, needs_health
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = CircuitPolicy(failures=3, cooldown=30, max_cooldown=100)

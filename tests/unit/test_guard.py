@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from worker.engine.dns import resolve
 from worker.errors import BlockedDestination
-from worker.policy.guard import IPAddress, check_address, is_public, parse_ip_literal, resolve
+from worker.policy.guard import IPAddress, check_address, is_public, parse_ip_literal
 from worker.settings import IPNetwork, parse_networks
 
 PUBLIC = [

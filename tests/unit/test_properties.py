@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from producers.errors import InvalidEvent, InvalidPayload, PayloadTooLarge, PublishError
 from producers.publish import MAX_IDEMPOTENCY_KEY, Event, prepare
 from worker import cli
+from worker.engine.dns import resolve
 from worker.errors import BlockedDestination, ConfigError, InvalidEndpoint
 from worker.ops.endpoints import RESERVED_HEADERS, parse_header, validate_header, validate_url
-from worker.policy.guard import check_address, parse_ip_literal, resolve
+from worker.policy.guard import check_address, parse_ip_literal
 from worker.settings import IPNetwork, Settings, parse_duration, parse_schedule
 
 # -- producers.publish.prepare ------------------------------------------------------------

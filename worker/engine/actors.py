@@ -12,7 +12,7 @@ from typing import Any
 import dramatiq
 
 from worker.app import App
-from worker.engine import DEFAULT_CONCURRENCY, Engine, Observer
+from worker.engine.engine import DEFAULT_CONCURRENCY, Engine, Observer
 from worker.observe import logs, metrics
 from worker.queue import ACTOR
 from worker.settings import Settings

@@ -6,10 +6,10 @@ flight and httpx.Client shared by 128 threads 190/s, while aiohttp held 256-512 
 0.13 ms of CPU each. Delivery rules kept here:
 
 - Redirects are never followed, cookies never kept, the environment (proxies) ignored.
-- Each new connection resolves its host once through `worker.policy.guard`, which checks every
-  address; aiohttp then connects to one of those checked addresses (no DNS rebinding) and
-  verifies TLS against the URL's host name. IP literals, which aiohttp does not resolve,
-  are checked here before the request.
+- Each new connection resolves its host once through `worker.engine.dns`, which checks every
+  address with `worker.policy.guard`; aiohttp then connects to one of those checked
+  addresses (no DNS rebinding) and verifies TLS against the URL's host name. IP literals,
+  which aiohttp does not resolve, are checked here before the request.
 - An attempt ends by its overall deadline (name resolution, connect, TLS, send, wait and
   read all count), and name resolution also by the connect timeout.
 - At most ``max_body`` bytes of the response are read; the rest is never read.
@@ -36,9 +36,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 from yarl import URL
 
+from worker.engine.dns import Resolver, resolve
 from worker.errors import BlockedDestination
-from worker.policy.guard import Resolver, parse_ip_literal, resolve
-from worker.policy.outcome import Kind, Outcome, short, tls_message
+from worker.policy.guard import parse_ip_literal
+from worker.policy.outcome import Kind, Outcome, short
 from worker.settings import IPNetwork
 
 __all__ = ["Response", "Sender", "classify_failure"]
@@ -226,13 +227,13 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert = exc.certificate_error
         if isinstance(cert, ssl.SSLError):
-            return "tls", tls_message(cert)
+            return "tls", _tls_message(cert)
         return "tls", short(f"certificate verify failed: {cert}")
     if isinstance(exc, aiohttp.ClientSSLError):
         # aiohttp keeps the ssl module's error as os_error (and raises from it).
         cause = exc.os_error
         if isinstance(cause, ssl.SSLError):
-            return "tls", tls_message(cause)
+            return "tls", _tls_message(cause)
         return "tls", short(str(cause)) or "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "connect", "name does not resolve"
@@ -243,7 +244,7 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, aiohttp.ClientOSError):
         return "connect", _os_text(exc, "connection lost")
     if isinstance(exc, ssl.SSLError):
-        return "tls", tls_message(exc)
+        return "tls", _tls_message(exc)
     if isinstance(exc, OSError):
         return "connect", _os_text(exc, "connection failed")
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -258,6 +259,20 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     # Anything else reached the sender's boundary unexpectedly; record it without a traceback.
     name = type(exc).__name__
     return "protocol", short(f"{name}: {exc}") if short(str(exc)) else name
+
+
+def _tls_message(exc: ssl.SSLError) -> str:
+    """Return a one-line account of a failed TLS handshake."""
+    # The C layer sets verify_message and reason; an SSLError built in Python has neither.
+    verify_message = getattr(exc, "verify_message", None)
+    if isinstance(verify_message, str) and verify_message:
+        return short(f"certificate verify failed: {verify_message}")
+    if isinstance(exc, ssl.SSLEOFError):
+        return "TLS handshake failed: connection closed by peer"
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        return short(f"TLS handshake failed: {reason.lower().replace('_', ' ')}")
+    return "TLS handshake failed"
 
 
 def _payload_text(cause: BaseException | None) -> str:

@@ -22,9 +22,10 @@ from psycopg.types.json import Jsonb
 from producers import publish
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
+from worker.engine.dns import Resolver, resolve
 from worker.errors import BlockedDestination, ConfigError, InvalidEndpoint, NotFound
 from worker.policy import operations
-from worker.policy.guard import Resolver, check_address, parse_ip_literal, resolve
+from worker.policy.guard import check_address, parse_ip_literal
 from worker.policy.signing import generate_secret
 from worker.settings import IPNetwork
 from worker.store import queries

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from producers.errors import InvalidEvent
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, MAX_EVENT_TYPE
-from worker.engine.engine import LOCK_MARGIN, Finished, record_row, send_attempt
+from worker.engine.attempt import LOCK_MARGIN, Finished, record_row, send_attempt
 from worker.engine.http import Sender
 from worker.engine.request import USER_AGENT
 from worker.errors import WrongState

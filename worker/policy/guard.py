@@ -1,35 +1,30 @@
-"""Refuse destinations that are not public (SSRF guard), resolving each host once.
+"""Refuse destinations that are not public (SSRF guard): pure checks of one address.
 
-Delivery rule kept here: by default only public addresses are reached. The host is
-resolved once and every address checked; the transport then connects to a checked address
-only, so a second DNS answer (rebinding) can never be used. IPv6 forms that carry an IPv4
-address (mapped, compatible, NAT64, 6to4, Teredo) are judged by the address they carry.
-`WEBHOOKS_ALLOWED_NETWORKS` opens chosen ranges for development and tests.
+Delivery rule kept here: by default only public addresses are reached. IPv6 forms that carry
+an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are judged by the address they
+carry. `WEBHOOKS_ALLOWED_NETWORKS` opens chosen ranges for development and tests. Name
+resolution, the I/O half of the guard, is `worker.engine.dns.resolve`, which checks every
+address a host resolves to with `check_address`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import socket
-from collections.abc import Callable, Sequence
-from typing import Any
-
-from worker.errors import BlockedDestination
-from worker.settings import IPNetwork
+from collections.abc import Sequence
 
 __all__ = [
     "IPAddress",
-    "Resolver",
+    "IPNetwork",
     "check_address",
     "is_public",
     "parse_ip_literal",
-    "resolve",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-#: The shape of `socket.getaddrinfo` the guard needs; tests pass a fake.
-Resolver = Callable[[str, int], Sequence[tuple[Any, Any, Any, Any, tuple[Any, ...]]]]
+#: The same union as `worker.settings.IPNetwork`, spelt here so that the guard does not
+#: import the settings (which read the environment and load the vault).
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _V4 = ipaddress.IPv4Network
 _V6 = ipaddress.IPv6Network
@@ -111,46 +106,6 @@ def parse_ip_literal(host: str) -> IPAddress | None:
     except ValueError:
         pass
     return _parse_inet_aton(text)
-
-
-def resolve(
-    host: str,
-    port: int,
-    allowed: Sequence[IPNetwork],
-    resolver: Resolver = socket.getaddrinfo,
-) -> list[str]:
-    """Return the addresses of `host` to connect to, every one of them checked.
-
-    Raises BlockedDestination when the host does not resolve or any address is refused:
-    one private address among public ones could be the one a connection ends up using.
-    """
-    literal = parse_ip_literal(host)
-    if literal is not None:
-        reason = check_address(literal, allowed)
-        if reason is not None:
-            raise BlockedDestination(host, reason)
-        # Connect to the canonical form, so libc never reinterprets the spelling.
-        return [str(literal)]
-    try:
-        infos = resolver(host, port)
-    except (OSError, UnicodeError) as exc:
-        raise BlockedDestination(host, "does not resolve") from exc
-    addresses: list[str] = []
-    for info in infos:
-        address = info[4][0]
-        if isinstance(address, str) and address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise BlockedDestination(host, "does not resolve")
-    for address in addresses:
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError as exc:
-            raise BlockedDestination(host, f"unreadable address {address!r}") from exc
-        reason = check_address(parsed, allowed)
-        if reason is not None:
-            raise BlockedDestination(host, reason)
-    return addresses
 
 
 def _refusal(addr: IPAddress) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import email.utils
 import enum
 import re
-import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -25,7 +24,6 @@ __all__ = [
     "classify_response",
     "parse_retry_after",
     "short",
-    "tls_message",
 ]
 
 THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -115,20 +113,6 @@ def _status_text(status: int) -> str:
         return f"HTTP {status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"HTTP {status}"
-
-
-def tls_message(exc: ssl.SSLError) -> str:
-    """Return a one-line account of a failed TLS handshake."""
-    # The C layer sets verify_message and reason; an SSLError built in Python has neither.
-    verify_message = getattr(exc, "verify_message", None)
-    if isinstance(verify_message, str) and verify_message:
-        return short(f"certificate verify failed: {verify_message}")
-    if isinstance(exc, ssl.SSLEOFError):
-        return "TLS handshake failed: connection closed by peer"
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        return short(f"TLS handshake failed: {reason.lower().replace('_', ' ')}")
-    return "TLS handshake failed"
 
 
 def short(text: str) -> str:

@@ -22,7 +22,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -30,7 +32,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from producers import publish_many
-from producers.publish import CHANNEL, Event
+from producers.publish import Event
 from worker.outages import TRANSIENT, Outage, retrying
 from worker.policy import operations
 from worker.queue import LEASE_SECONDS, Queue, from_url
@@ -102,9 +104,10 @@ class Relay:
         self._announce_at = 0.0
         self._sweep_at = 0.0
         # Postgres's clock when this relay first connected; None once Redis was checked.
-        self._first_seen: Any = None
+        self._first_seen: datetime | None = None
         self._redis_checked = False
-        self.on_batch: list[Any] = []  # callbacks(events, deliveries, seconds) for metrics
+        #: Called after each relayed batch with (events, deliveries, seconds), for metrics.
+        self.on_batch: list[Callable[[int, int, float], None]] = []
 
     # -- connections ----------------------------------------------------------------------
 
@@ -118,7 +121,7 @@ class Relay:
                 fallback_application_name="webhooks-relay",
             )
             if not self._redis_checked and self._first_seen is None:
-                row = self._conn.execute("select now() as now").fetchone()
+                row = self._conn.execute(queries.CLOCK).fetchone()
                 self._first_seen = row["now"] if row else None
         return self._conn
 
@@ -137,7 +140,7 @@ class Relay:
                 connect_timeout=10,
                 fallback_application_name="webhooks-relay",
             )
-            self._listener.execute(f"listen {CHANNEL}")
+            self._listener.execute(queries.LISTEN)
         return self._listener
 
     def close(self) -> None:

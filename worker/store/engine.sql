@@ -118,7 +118,7 @@ returning d.id;
 
 -- name: health_lock
 -- The health of the endpoints a batch failed (or that had failures or an open circuit when
--- claimed), locked in id order while the batch's outcomes are folded in (plan.fold_health),
+-- claimed), locked in id order while the batch's outcomes are folded in (breaker.fold_health),
 -- so concurrent processes count every failure once and agree on one circuit.
 select id::text as id, tenant_id, url, consecutive_failures, failing_since,
        circuit_open_until, circuit_cooldown, circuit_probe_id, circuit_probe_until

@@ -90,3 +90,7 @@ SUBSCRIBED = _sql("subscribed")
 # deliveries.sql
 REARM = _sql("rearm")
 MARK_REPLAYED = _sql("mark_replayed")
+
+# relay.sql: the relay's connections, its clock and its wake-up.
+CLOCK = _sql("clock")
+LISTEN = _sql("listen")

@@ -4,7 +4,7 @@
 -- one delivery per matching endpoint, all in one statement and one short transaction
 -- (guarantee 2). Each delivery gets the id of the queue message the relay pushes after the
 -- commit; until `lease` has passed the scheduler leaves it to that message. A delivery to an
--- endpoint whose circuit is open gets no message: it is parked (plan.park) until the
+-- endpoint whose circuit is open gets no message: it is parked (breaker.park) until the
 -- circuit closes.
 with claimed as (
     select id, tenant_id, event_type, created_at, endpoint_id
@@ -166,3 +166,13 @@ returning dl.delivery_id, dl.tenant_id, dl.event_id, dl.endpoint_id, dl.event_ty
 -- name: rate_prune
 -- Forget counts older than the window (run now and then by each worker process).
 delete from webhooks.rate_counts where second < %(before)s;
+
+-- name: clock
+-- Postgres's clock when a relay first connects: its first Redis check rechecks only the
+-- deliveries fanned out since then, and does not report them lost (`Relay.check_redis`).
+select now() as now;
+
+-- name: listen
+-- Wake the relay as soon as a publish commits (`producers.publish.CHANNEL`). LISTEN takes
+-- no parameters, so the channel is written out here; a unit test keeps the two equal.
+listen webhooks_outbox;

@@ -1,0 +1,72 @@
+"""The engine's Postgres: a small pool, each call one statement retried through outages.
+
+The pool holds at most three connections (claims, writes, endpoint disables), whatever the
+engine's concurrency: claims and writes are group commits, a statement per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from worker.outages import TRANSIENT, Outage
+
+__all__ = ["Database", "Row"]
+
+T = TypeVar("T")
+#: A row as the pool's connections return it (`dict_row`).
+Row = dict[str, Any]
+
+
+class Database:
+    """Run the engine's statements on a pool of autocommit connections."""
+
+    def __init__(self, url: str, application_name: str, outage: Outage) -> None:
+        self.outage = outage
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=3,
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                # Shown in pg_stat_activity unless the DSN names the application itself.
+                "fallback_application_name": application_name,
+            },
+            open=False,
+            name=application_name,
+            timeout=10.0,
+        )
+
+    async def execute(self, sql: str, params: Mapping[str, Any], patience: float) -> list[Row]:
+        """Run one statement and return its rows; retry it for up to `patience` seconds."""
+
+        async def one(conn: AsyncConnection[Any]) -> list[Row]:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+        return await self.run(one, patience)
+
+    async def run(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]], patience: float) -> T:
+        """Run `work` on a pooled connection; retry it through short outages."""
+        give_up = time.monotonic() + patience
+        delay = 0.1
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    result = await work(conn)
+                self.outage.recovered()
+                return result
+            except TRANSIENT as exc:
+                self.outage.failed(exc)
+                if time.monotonic() + delay > give_up:
+                    raise
+            await asyncio.sleep(delay + random.uniform(0, delay / 2))
+            delay = min(delay * 2, 5.0)
