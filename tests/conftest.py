@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 
-from worker.embedded import EmbeddedServices, port_open
+from worker.dev.embedded import EmbeddedServices, port_open
 from worker.store import migrate
 
 _embedded = EmbeddedServices()

@@ -1,10 +1,10 @@
 """Receivers for the fault tests, on 127.0.0.1 only.
 
-`Sink` is a well-behaved HTTP receiver that verifies every request's signature with the
-`standardwebhooks` package as it arrives (its timestamp tolerance would refuse a check made
-minutes later) and answers what each route's policy says. `RawServer` speaks raw HTTP/1.1
-over sockets so that it can misbehave: hang, trickle, flood, reset, close early, or present
-a self-signed certificate.
+`Sink` is the product's receiver (`worker.dev.receiver`) verifying every request's
+signature with the `standardwebhooks` package as it arrives (its timestamp tolerance would
+refuse a check made minutes later) and answering what each route's policy says.
+`RawServer` speaks raw HTTP/1.1 over sockets so that it can misbehave: hang, trickle, flood,
+reset, close early, or present a self-signed certificate.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import standardwebhooks
@@ -29,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from worker.dev.receiver import Answer, Receiver, Request, running_receiver
 
 #: (webhook-id, how many times this id reached this route before, counting from 0) -> the
 #: status to answer, or (status, extra headers).
@@ -39,17 +40,8 @@ def always(status: int) -> Policy:
     return lambda _id, _n: status
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One request as the sink saw it."""
-
-    path: str
-    webhook_id: str
-    status: int
-    verified: bool
-    at: float
-    #: Why the signature was refused, if it was.
-    problem: str = ""
+#: One request as the sink saw it (`Request.verified` is never None here).
+Hit = Request
 
 
 @dataclass
@@ -59,55 +51,39 @@ class Route:
 
 
 @dataclass
-class Sink:
+class Sink(Receiver):
     """Record and verify every request; answer per route."""
 
-    port: int = 0
-    routes: dict[str, Route] = field(default_factory=dict)
-    hits: list[Hit] = field(default_factory=list)
-    #: Requests whose sender vanished before the body ended (a killed worker): not answered.
-    cut_short: int = 0
+    policies: dict[str, Route] = field(default_factory=dict)
     seen: Counter[tuple[str, str]] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    @property
+    def hits(self) -> list[Request]:
+        return self.requests
 
     def route(self, path: str, secret: str, policy: Policy | None = None) -> None:
         """Verify requests to ``path`` with ``secret``; answer per ``policy`` (default 200)."""
-        self.routes[path] = Route(secret, policy or always(200))
+        self.policies[path] = Route(secret, policy or always(200))
 
-    def _handle(
-        self, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str]]:
-        route = self.routes.get(path)
-        webhook_id = headers.get("webhook-id", "")
-        problem = "no such route"
-        if route is not None:
-            try:
-                standardwebhooks.Webhook(route.secret).verify(
-                    body.decode(), {k: v for k, v in headers.items() if k.startswith("webhook-")}
-                )
-                problem = ""
-            except Exception as exc:  # any refusal is recorded, answered 401 and asserted on
-                problem = f"{type(exc).__name__}: {exc}"
-        if problem:
-            with self.lock:
-                self.hits.append(Hit(path, webhook_id, 401, False, time.time(), problem))
-            return 401, {}
-        assert route is not None
+    def check(self, request: Request) -> str:
+        route = self.policies.get(request.path)
+        if route is None:
+            return "no such route"
+        headers = {k: v for k, v in request.headers.items() if k.startswith("webhook-")}
+        try:
+            standardwebhooks.Webhook(route.secret).verify(request.body.decode(), headers)
+        except Exception as exc:  # any refusal is recorded, answered 401 and asserted on
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    def answer(self, request: Request, n: int) -> Answer:
+        key = (request.path, request.webhook_id)
         with self.lock:
-            n = self.seen[(path, webhook_id)]
-            self.seen[(path, webhook_id)] += 1
-        answer = route.policy(webhook_id, n) if route is not None else 404
+            count = self.seen[key]
+            self.seen[key] += 1
+        answer = self.policies[request.path].policy(request.webhook_id, count)
         status, extra = answer if isinstance(answer, tuple) else (answer, {})
-        with self.lock:
-            self.hits.append(Hit(path, webhook_id, status, True, time.time()))
-        return status, extra
-
-    def to(self, path: str) -> list[Hit]:
-        with self.lock:
-            return [h for h in self.hits if h.path == path]
+        return status, extra, b"ok" if status < 300 else b"nope"
 
     def ok(self) -> Counter[tuple[str, str]]:
         """Count the 2xx answers per (path, webhook-id)."""
@@ -123,50 +99,8 @@ class Sink:
 def running_sink() -> Iterator[Sink]:
     """Serve a Sink on a free loopback port for the duration of the block."""
     sink = Sink()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length", "0"))
-            body = self.rfile.read(length)
-            if len(body) < length:
-                # The worker died while sending: nobody is left to answer, as for any
-                # receiver, an incomplete request is no delivery.
-                with sink.lock:
-                    sink.cut_short += 1
-                self.close_connection = True
-                return
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra = sink._handle(self.path, headers, body)
-            payload = b"ok" if status < 300 else b"nope"
-            self.send_response(status)
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            with contextlib.suppress(OSError):  # the worker may be gone (SIGKILL)
-                self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 256
-
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # a killed worker resets its connections: expected here
-
-    server = Server(("127.0.0.1", 0), Handler)
-    sink.port = int(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running_receiver(sink):
         yield sink
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- misbehaving receivers ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-FILES = ("relay", "engine", "endpoints", "deliveries")
+FILES = ("relay", "engine", "endpoints", "deliveries", "bench")
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.M)
 
@@ -94,3 +94,14 @@ MARK_REPLAYED = _sql("mark_replayed")
 # relay.sql: the relay's connections, its clock and its wake-up.
 CLOCK = _sql("clock")
 LISTEN = _sql("listen")
+
+# bench.sql: `webhooks bench` and `webhooks dev`, each in a database it owns or demonstrates.
+BENCH_TRUNCATE = _sql("bench_truncate")
+BENCH_STATE = _sql("bench_state")
+BENCH_LISTENING = _sql("bench_listening")
+BENCH_WORKER_CONNECTIONS = _sql("bench_worker_connections")
+BENCH_UNSUCCESSFUL = _sql("bench_unsuccessful")
+BENCH_STAGES = _sql("bench_stages")
+BENCH_SERVER = _sql("bench_server")
+DEV_ATTEMPTS = _sql("dev_attempts")
+DEV_DEAD_LETTERS = _sql("dev_dead_letters")

