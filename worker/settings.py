@@ -16,13 +16,36 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from worker.errors import ConfigError
+from worker.policy.guard import IPNetwork as IPNetwork
 from worker.store.vault import check_keys
 
 #: URL schemes of the two brokers WEBHOOKS_BROKER_URL may name.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 AMQP_SCHEMES = ("amqp://", "amqps://")
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Every environment variable the product reads; `Settings.from_env` is the only reader.
+VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "WEBHOOKS_BROKER_URL",
+    "WEBHOOKS_SECRET_KEY",
+    "WEBHOOKS_ALLOWED_NETWORKS",
+    "WEBHOOKS_RETRY_SCHEDULE",
+    "WEBHOOKS_MAX_DELIVERY_AGE",
+    "WEBHOOKS_DISABLE_AFTER",
+    "WEBHOOKS_REQUEST_TIMEOUT",
+    "WEBHOOKS_MAX_PAYLOAD_BYTES",
+    "WEBHOOKS_CIRCUIT_FAILURES",
+    "WEBHOOKS_CIRCUIT_COOLDOWN",
+    "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
+    "WEBHOOKS_OPERATIONS_TENANT",
+    "WEBHOOKS_METRICS_PORT",
+    "WEBHOOKS_RELAY_METRICS_PORT",
+    "WEBHOOKS_LOG_FORMAT",
+    "WEBHOOKS_WORKER_CONCURRENCY",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -196,8 +219,6 @@ class Settings:
 
     database_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
-    #: Whether REDIS_URL was set: the bench and `webhooks dev` bring their own Redis if not.
-    redis_url_given: bool = False
     #: WEBHOOKS_BROKER_URL: the queue's broker, Redis or RabbitMQ; empty means `redis_url`.
     broker_url: str = ""
     secret_key: str | None = None
@@ -222,6 +243,9 @@ class Settings:
     #: PROMETHEUS_MULTIPROC_DIR, where worker processes write their metric files (set by
     #: `webhooks worker`; prometheus_client reads it too).
     metrics_multiproc_dir: str | None = None
+    #: The variables the environment set (non-empty): `webhooks dev` and the bench bring
+    #: their own Redis, ports and schedule for what the operator left unset.
+    given: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Env | None = None) -> Settings:
@@ -236,7 +260,7 @@ class Settings:
         duration = positive(parse_duration)
         return cls(
             redis_url=redis,
-            redis_url_given=bool(env.get("REDIS_URL")),
+            given=frozenset(name for name in VARIABLES if env.get(name)),
             broker_url=read(env, "WEBHOOKS_BROKER_URL", parse_broker_url, redis),
             circuit_failures=read(
                 env, "WEBHOOKS_CIRCUIT_FAILURES", parse_at_least_zero, defaults.circuit_failures

@@ -117,7 +117,7 @@ def bench(
         backlog=backlog,
         single_events=single_events,
         database_url=conf.database_url,
-        redis_url=conf.redis_url if conf.redis_url_given else None,
+        redis_url=conf.redis_url if "REDIS_URL" in conf.given else None,
         redis_db=redis_db,
         broker_url=broker_url,
         secret_key=conf.secret_key,

@@ -84,8 +84,7 @@ def services(root: Path, conf: Settings) -> Iterator[tuple[str, str]]:
     embedded = EmbeddedServices(root)
     try:
         db = conf.database_url or embedded.postgres_url()
-        # Settings cannot tell an unset REDIS_URL from one set to the default URL.
-        rd = conf.redis_url if conf.redis_url != Settings().redis_url else embedded.redis_url()
+        rd = conf.redis_url if "REDIS_URL" in conf.given else embedded.redis_url()
         yield db, rd
     finally:
         embedded.stop()
@@ -93,7 +92,6 @@ def services(root: Path, conf: Settings) -> Iterator[tuple[str, str]]:
 
 def pipeline_env(conf: Settings, db_url: str, redis_url: str) -> dict[str, str]:
     """Return the environment of the demo's relay and worker."""
-    defaults = Settings()
     # Whatever the user allows, plus the demo receiver's loopback.
     allowed = ",".join([*(str(net) for net in conf.allowed_networks), LOOPBACK])
     env = {
@@ -106,12 +104,12 @@ def pipeline_env(conf: Settings, db_url: str, redis_url: str) -> dict[str, str]:
         # The demo receiver listens on loopback, which production refuses (SSRF guard).
         "WEBHOOKS_ALLOWED_NETWORKS": allowed,
     }
-    if conf.retry_schedule == defaults.retry_schedule:
+    if "WEBHOOKS_RETRY_SCHEDULE" not in conf.given:
         env["WEBHOOKS_RETRY_SCHEDULE"] = DEMO_SCHEDULE
     # Free ports unless set, so the demo runs beside a relay or worker already here.
-    if conf.metrics_port == defaults.metrics_port:
+    if "WEBHOOKS_METRICS_PORT" not in conf.given:
         env["WEBHOOKS_METRICS_PORT"] = str(free_port())
-    if conf.relay_metrics_port == defaults.relay_metrics_port:
+    if "WEBHOOKS_RELAY_METRICS_PORT" not in conf.given:
         env["WEBHOOKS_RELAY_METRICS_PORT"] = str(free_port())
     return env
 

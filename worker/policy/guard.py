@@ -22,8 +22,7 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-#: The same union as `worker.settings.IPNetwork`, spelt here so that the guard does not
-#: import the settings (which read the environment and load the vault).
+#: A network of WEBHOOKS_ALLOWED_NETWORKS (the settings parse them into this type).
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _V4 = ipaddress.IPv4Network
