@@ -17,7 +17,7 @@ from worker.engine.http import Sender, classify_failure
 from worker.engine.request import MAX_RESPONSE_BYTES, envelope, request_headers, valid_keys
 from worker.errors import ConfigError
 from worker.policy import plan
-from worker.policy.outcome import Kind, Outcome, classify_response
+from worker.policy.outcome import ErrorKind, Kind, Outcome, classify_response
 from worker.policy.signing import signature_header
 from worker.store.vault import Vault
 
@@ -55,7 +55,7 @@ async def send_attempt(
     except ConfigError as exc:
         # This process's WEBHOOKS_SECRET_KEY cannot open the endpoint's secret: nothing can
         # be signed, so the attempt fails, recorded like any other (guarantee 4).
-        return Outcome(Kind.FAILED, None, "secret", f"not signed: {exc}"), b""
+        return Outcome(Kind.FAILED, None, ErrorKind.SECRET, f"not signed: {exc}"), b""
     try:
         body = envelope(job.event_type, job.event_created_at, job.payload)
         stamp = int(time.time())

@@ -45,7 +45,7 @@ from worker.engine.request import USER_AGENT
 from worker.engine.writer import MAX_BATCH, Writer
 from worker.outages import Outage
 from worker.policy import breaker, plan
-from worker.policy.outcome import Outcome
+from worker.policy.outcome import ErrorKind, Outcome
 from worker.settings import Settings
 from worker.store import queries
 from worker.store.vault import Vault
@@ -306,7 +306,7 @@ class Engine:
 
     async def _send(self, job: plan.Claimed, now: datetime) -> tuple[Outcome, bytes]:
         outcome, body = await send_attempt(self.sender, self.vault, job, now)
-        if outcome.error_kind == "secret":
+        if outcome.error_kind is ErrorKind.SECRET:
             # /readyz says why while it lasts.
             self.observer.secret_failed()
         return outcome, body

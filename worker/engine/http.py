@@ -39,7 +39,7 @@ from yarl import URL
 from worker.engine.dns import Resolver, resolve
 from worker.errors import BlockedDestination
 from worker.policy.guard import parse_ip_literal
-from worker.policy.outcome import Kind, Outcome, short
+from worker.policy.outcome import ErrorKind, Kind, Outcome, short
 from worker.settings import IPNetwork
 
 __all__ = ["Response", "Sender", "classify_failure"]
@@ -217,48 +217,48 @@ def classify_failure(exc: BaseException) -> Outcome:
     return Outcome(Kind.FAILED, None, kind, message)
 
 
-def _failure(exc: BaseException) -> tuple[str, str]:
+def _failure(exc: BaseException) -> tuple[ErrorKind, str]:
     if isinstance(exc, BlockedDestination):
-        return "blocked", f"blocked: {exc.reason}"
+        return ErrorKind.BLOCKED, f"blocked: {exc.reason}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "timeout", "timed out connecting"
+        return ErrorKind.TIMEOUT, "timed out connecting"
     if isinstance(exc, TimeoutError):
-        return "timeout", "timed out waiting for the response"
+        return ErrorKind.TIMEOUT, "timed out waiting for the response"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert = exc.certificate_error
         if isinstance(cert, ssl.SSLError):
-            return "tls", _tls_message(cert)
-        return "tls", short(f"certificate verify failed: {cert}")
+            return ErrorKind.TLS, _tls_message(cert)
+        return ErrorKind.TLS, short(f"certificate verify failed: {cert}")
     if isinstance(exc, aiohttp.ClientSSLError):
         # aiohttp keeps the ssl module's error as os_error (and raises from it).
         cause = exc.os_error
         if isinstance(cause, ssl.SSLError):
-            return "tls", _tls_message(cause)
-        return "tls", short(str(cause)) or "TLS handshake failed"
+            return ErrorKind.TLS, _tls_message(cause)
+        return ErrorKind.TLS, short(str(cause)) or "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "connect", "name does not resolve"
+        return ErrorKind.CONNECT, "name does not resolve"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connect", _os_text(exc.os_error, "connection failed")
+        return ErrorKind.CONNECT, _os_text(exc.os_error, "connection failed")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "connect", "connection closed by the receiver before it answered"
+        return ErrorKind.CONNECT, "connection closed by the receiver before it answered"
     if isinstance(exc, aiohttp.ClientOSError):
-        return "connect", _os_text(exc, "connection lost")
+        return ErrorKind.CONNECT, _os_text(exc, "connection lost")
     if isinstance(exc, ssl.SSLError):
-        return "tls", _tls_message(exc)
+        return ErrorKind.TLS, _tls_message(exc)
     if isinstance(exc, OSError):
-        return "connect", _os_text(exc, "connection failed")
+        return ErrorKind.CONNECT, _os_text(exc, "connection failed")
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "protocol", _payload_text(exc.__cause__)
+        return ErrorKind.PROTOCOL, _payload_text(exc.__cause__)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return "protocol", short(exc.message) or "invalid response"
+        return ErrorKind.PROTOCOL, short(exc.message) or "invalid response"
     if isinstance(exc, aiohttp.NonHttpUrlClientError):
-        return "protocol", short(f"invalid URL: {exc} (not http or https)")
+        return ErrorKind.PROTOCOL, short(f"invalid URL: {exc} (not http or https)")
     if isinstance(exc, aiohttp.InvalidURL):
         why = f" ({exc.description})" if exc.description else ""
-        return "protocol", short(f"invalid URL: {exc.url}{why}")
+        return ErrorKind.PROTOCOL, short(f"invalid URL: {exc.url}{why}")
     # Anything else reached the sender's boundary unexpectedly; record it without a traceback.
     name = type(exc).__name__
-    return "protocol", short(f"{name}: {exc}") if short(str(exc)) else name
+    return ErrorKind.PROTOCOL, short(f"{name}: {exc}") if short(str(exc)) else name
 
 
 def _tls_message(exc: ssl.SSLError) -> str:

@@ -19,6 +19,7 @@ from http import HTTPStatus
 __all__ = [
     "ERROR_KINDS",
     "THROTTLE_STATUSES",
+    "ErrorKind",
     "Kind",
     "Outcome",
     "classify_response",
@@ -28,19 +29,24 @@ __all__ = [
 
 THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
 
-#: Every value `Outcome.error_kind` can take (stored in ``attempts.error_kind``).
-ERROR_KINDS = (
-    "http_status",
-    "redirect",
-    "timeout",
-    "connect",
-    "tls",
-    "blocked",
-    "protocol",
-    "throttled",
-    "gone",
-    "secret",
-)
+
+class ErrorKind(enum.StrEnum):
+    """Name why an attempt failed (stored in ``attempts.error_kind``, counted in metrics)."""
+
+    HTTP_STATUS = "http_status"
+    REDIRECT = "redirect"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    TLS = "tls"
+    BLOCKED = "blocked"
+    PROTOCOL = "protocol"
+    THROTTLED = "throttled"
+    GONE = "gone"
+    SECRET = "secret"
+
+
+#: Every value `Outcome.error_kind` can take.
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 
 _MAX_MESSAGE = 200
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
@@ -61,7 +67,7 @@ class Outcome:
 
     kind: Kind
     status_code: int | None = None
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None
     error: str | None = None
     retry_after: float | None = None
 
@@ -76,15 +82,17 @@ def classify_response(
     if 200 <= status < 300:
         return Outcome(Kind.SUCCEEDED, status)
     if 300 <= status < 400:
-        return Outcome(Kind.FAILED, status, "redirect", f"{_status_text(status)} (not followed)")
+        return Outcome(
+            Kind.FAILED, status, ErrorKind.REDIRECT, f"{_status_text(status)} (not followed)"
+        )
     if status == 410:
-        return Outcome(Kind.GONE, status, "gone", _status_text(status))
+        return Outcome(Kind.GONE, status, ErrorKind.GONE, _status_text(status))
     if status in THROTTLE_STATUSES:
         delay = None if retry_after_header is None else parse_retry_after(retry_after_header, now)
         if delay is not None:
             delay = min(delay, max_retry_after)
-        return Outcome(Kind.THROTTLED, status, "throttled", _status_text(status), delay)
-    return Outcome(Kind.FAILED, status, "http_status", _status_text(status))
+        return Outcome(Kind.THROTTLED, status, ErrorKind.THROTTLED, _status_text(status), delay)
+    return Outcome(Kind.FAILED, status, ErrorKind.HTTP_STATUS, _status_text(status))
 
 
 def parse_retry_after(value: str, now: datetime) -> float | None:
