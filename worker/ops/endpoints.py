@@ -92,8 +92,8 @@ class Endpoints:
     def check_url(self, url: str) -> str:
         """Return ``url`` if an endpoint may be pointed at it, else raise InvalidEndpoint.
 
-        Every path that sets an endpoint's URL goes through here (`add`, and `update` when
-        it is given a ``url``).
+        Every path that sets an endpoint's URL goes through here (`add`, and `_update` when
+        it assigns ``url``).
         """
         validate_url(url)
         warning = check_destination(url, self.allowed_networks, self.resolver)
@@ -180,18 +180,11 @@ class Endpoints:
             changes["description"] = check_description(description)
         if not changes:
             raise InvalidEndpoint("nothing to update")
-        if "url" in changes:
-            # A URL change passes the same checks as a new endpoint's URL.
-            self.check_url(changes["url"])
-        params: dict[str, Any] = {"id": endpoint_uuid(endpoint_id), "tenant": tenant_id}
+        params: dict[str, Any] = {}
         for field in _FIELDS:
             params[f"set_{field}"] = field in changes
             params[field] = changes.get(field)
-        with wrapped_errors():
-            row = self.conn.execute(queries.UPDATE_ENDPOINT, params).fetchone()
-        if row is None:
-            raise NotFound("endpoint", endpoint_id)
-        return Endpoint.from_row(row)
+        return self._update(endpoint_id, tenant_id, queries.UPDATE_ENDPOINT, params)
 
     def get(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Return one endpoint or raise NotFound."""
@@ -268,13 +261,9 @@ class Endpoints:
     def enable(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Resume delivering to an endpoint; forget its failure streak and close its circuit."""
         with wrapped_errors(), self.conn.transaction():
-            row = self.conn.execute(
-                queries.ENABLE_ENDPOINT, {"id": endpoint_uuid(endpoint_id), "tenant": tenant_id}
-            ).fetchone()
-            if row is None:
-                raise NotFound("endpoint", endpoint_id)
-            self.conn.execute(queries.CLOSE_CIRCUIT, {"id": row["id"], "tenant": None})
-        return self.get(str(row["id"]))
+            ep = self._update(endpoint_id, tenant_id, queries.ENABLE_ENDPOINT, {})
+            self.conn.execute(queries.CLOSE_CIRCUIT, {"id": ep.id, "tenant": None})
+        return self.get(ep.id)
 
     def reset(self, endpoint_id: str, *, tenant_id: str | None = None) -> tuple[Endpoint, int]:
         """Close the endpoint's circuit (the operator says it is fixed) and forget its failures.
@@ -363,3 +352,18 @@ class Endpoints:
         if row is None:
             raise NotFound("endpoint", endpoint_id)
         return dict(row)
+
+    def _update(
+        self, endpoint_id: str, tenant_id: str | None, statement: str, params: dict[str, Any]
+    ) -> Endpoint:
+        """Run an UPDATE ... RETURNING * of one endpoint (``statement``, from queries)."""
+        if params.get("url") is not None:
+            # A URL change passes the same checks as a new endpoint's URL.
+            self.check_url(params["url"])
+        with wrapped_errors():
+            row = self.conn.execute(
+                statement, {**params, "id": endpoint_uuid(endpoint_id), "tenant": tenant_id}
+            ).fetchone()
+        if row is None:
+            raise NotFound("endpoint", endpoint_id)
+        return Endpoint.from_row(row)
