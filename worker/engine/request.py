@@ -11,12 +11,34 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.ops.endpoints import RESERVED_HEADERS
 from worker.policy import signing
 from worker.store.vault import Vault
 
-__all__ = ["MAX_RESPONSE_BYTES", "USER_AGENT", "envelope", "request_headers", "valid_keys"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "RESERVED_HEADERS",
+    "USER_AGENT",
+    "envelope",
+    "request_headers",
+    "valid_keys",
+]
 
+# Headers the delivery itself sets or that belong to the connection: never overridable.
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "user-agent",
+        "expect",
+    }
+)
 USER_AGENT = "webhooks-outbox/0.1 (+Standard Webhooks)"
 MAX_RESPONSE_BYTES = 16384
 

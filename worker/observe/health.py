@@ -36,6 +36,7 @@ from worker.queue import from_url as broker_from_url
 from worker.relay.daemon import Stats
 from worker.settings import Settings
 from worker.store import migrate as migrations
+from worker.store import queries
 
 log = logging.getLogger("webhooks.health")
 
@@ -148,7 +149,7 @@ class Readiness:
                 ) as conn,
                 conn.transaction(),
             ):
-                conn.execute("select set_config('statement_timeout', '2000ms', true)")
+                conn.execute(queries.LOCAL_STATEMENT_TIMEOUT, {"timeout": "2000ms"})
                 version = migrations.current_version(conn)
         except psycopg.Error as exc:
             return Verdict(False, f"database unavailable: {first_line(exc)}")

@@ -18,6 +18,7 @@ import psycopg
 
 from producers.publish import _TENANT, MAX_TENANT
 from worker.errors import InvalidEndpoint, NotFound
+from worker.store import queries
 from worker.store.db import wrapped_errors
 
 PREFIX = "whk_"
@@ -58,8 +59,7 @@ def create(
     key = PREFIX + secrets.token_urlsafe(32)
     with wrapped_errors():
         row = conn.execute(
-            "insert into webhooks.api_keys (name, tenant_id, hash) values (%s, %s, %s) returning *",
-            (name, tenant_id, hash_key(key)),
+            queries.CREATE_API_KEY, {"name": name, "tenant": tenant_id, "hash": hash_key(key)}
         ).fetchone()
     assert row is not None
     return _key(row), key
@@ -68,18 +68,14 @@ def create(
 def list_keys(conn: psycopg.Connection[Any]) -> list[ApiKey]:
     """Return every key, revoked ones included, oldest first."""
     with wrapped_errors():
-        rows = conn.execute("select * from webhooks.api_keys order by id").fetchall()
+        rows = conn.execute(queries.LIST_API_KEYS).fetchall()
     return [_key(r) for r in rows]
 
 
 def revoke(conn: psycopg.Connection[Any], key_id: int) -> ApiKey:
     """Revoke a key at once (revoking it again keeps the first time); NotFound otherwise."""
     with wrapped_errors():
-        row = conn.execute(
-            "update webhooks.api_keys set revoked_at = coalesce(revoked_at, now())"
-            " where id = %s returning *",
-            (key_id,),
-        ).fetchone()
+        row = conn.execute(queries.REVOKE_API_KEY, {"id": key_id}).fetchone()
     if row is None:
         raise NotFound("api key", key_id)
     return _key(row)
@@ -94,17 +90,12 @@ def authenticate(conn: psycopg.Connection[Any], key: str) -> ApiKey | None:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         return None
     with wrapped_errors():
-        row = conn.execute(
-            "select * from webhooks.api_keys where hash = %s and revoked_at is null",
-            (hash_key(key),),
-        ).fetchone()
+        row = conn.execute(queries.LIVE_API_KEY, {"hash": hash_key(key)}).fetchone()
         if row is not None and (
             row["last_used_at"] is None
             or datetime.now(UTC) - row["last_used_at"] > timedelta(minutes=1)
         ):
-            conn.execute(
-                "update webhooks.api_keys set last_used_at = now() where id = %s", (row["id"],)
-            )
+            conn.execute(queries.TOUCH_API_KEY, {"id": row["id"]})
     return _key(row) if row is not None else None
 
 

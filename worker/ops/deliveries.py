@@ -17,40 +17,6 @@ from worker.store.db import wrapped_errors
 
 STATUSES = ("pending", "succeeded", "dead")
 
-LIST = """
-select d.id, d.tenant_id, d.event_id::text, o.event_type, d.endpoint_id::text, e.url,
-       d.status, d.attempts, d.last_status_code, d.last_error,
-       case when d.status = 'pending' then d.next_attempt_at end as next_attempt_at,
-       d.created_at, d.finished_at
-from webhooks.deliveries d
-join webhooks.outbox o on o.id = d.event_id
-join webhooks.endpoints e on e.id = d.endpoint_id
-where (%(status)s::text is null or d.status = %(status)s::text)
-  and (%(endpoint)s::uuid is null or d.endpoint_id = %(endpoint)s::uuid)
-  and (%(event)s::uuid is null or d.event_id = %(event)s::uuid)
-  and (%(tenant)s::text is null or d.tenant_id = %(tenant)s::text)
-  and (%(event_type)s::text is null or o.event_type = %(event_type)s::text)
-  and (%(since)s::timestamptz is null or d.created_at >= %(since)s::timestamptz)
-  and (%(after)s::bigint is null or d.id < %(after)s::bigint)
-order by d.id desc
-limit %(limit)s offset %(offset)s
-"""
-
-SHOW = """
-select d.*, d.event_id::text as event_id, d.endpoint_id::text as endpoint_id,
-       d.message_id::text as message_id, o.event_type, o.payload, e.url
-from webhooks.deliveries d
-join webhooks.outbox o on o.id = d.event_id
-join webhooks.endpoints e on e.id = d.endpoint_id
-where d.id = %(id)s and (%(tenant)s::text is null or d.tenant_id = %(tenant)s)
-"""
-
-ATTEMPTS = """
-select number, trigger, started_at, duration_seconds, status_code, error_kind, error,
-       response_body
-from webhooks.attempts where delivery_id = %(id)s order by number
-"""
-
 
 def parse_uuid(kind: str, value: str | None) -> uuid.UUID | None:
     """Return ``value`` as a UUID, or raise NotFound naming the kind of id."""
@@ -84,7 +50,7 @@ def list_deliveries(
         raise InvalidEndpoint(f"status must be one of {', '.join(STATUSES)}")
     with wrapped_errors():
         rows: list[dict[str, Any]] = conn.execute(
-            LIST,
+            queries.LIST_DELIVERIES,
             {
                 "status": status,
                 "endpoint": parse_uuid("endpoint", endpoint_id),
@@ -104,7 +70,7 @@ def show(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
 ) -> dict[str, Any]:
     """Return one delivery with its event and every attempt (no next attempt once finished)."""
-    row = with_attempts(conn, SHOW, "delivery", delivery_id, tenant_id)
+    row = with_attempts(conn, queries.SHOW_DELIVERY, "delivery", delivery_id, tenant_id)
     if row["status"] != "pending":
         row["next_attempt_at"] = None
     return row
@@ -118,57 +84,11 @@ def with_attempts(
         row = conn.execute(sql, {"id": delivery_id, "tenant": tenant_id}).fetchone()
         if row is None:
             raise NotFound(kind, delivery_id)
-        attempts = conn.execute(ATTEMPTS, {"id": delivery_id}).fetchall()
+        attempts = conn.execute(queries.DELIVERY_ATTEMPTS, {"id": delivery_id}).fetchall()
     return {**row, "attempts": attempts}
 
 
 # -- retry and resend -----------------------------------------------------------------------
-
-# Lock the delivery (its dead letter first, in the order `dlq replay` locks them, so the two
-# never deadlock) and read what decides whether it may be retried or resent.
-_LOCK_DEAD_LETTER = """
-select 1 from webhooks.dead_letters dl
-where dl.delivery_id = %(id)s and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s)
-for update
-"""
-
-_LOCK = """
-select d.id, d.status, d.event_id::text as event_id, d.endpoint_id::text as endpoint_id,
-       coalesce(d.locked_until > now(), false) as in_flight, e.enabled
-from webhooks.deliveries d
-join webhooks.endpoints e on e.id = d.endpoint_id
-where d.id = %(id)s and (%(tenant)s::text is null or d.tenant_id = %(tenant)s)
-for update of d
-"""
-
-# A pending delivery becomes due now with a new message id: the message pushed next is the
-# only one entitled to its next attempt (a message already queued for it finds nothing), so
-# a retry costs one attempt, no more. If the push fails, the scheduler's next pass finds it
-# due and enqueues it.
-_RETRY = """
-update webhooks.deliveries d
-set message_id = gen_random_uuid(), next_attempt_at = now(), updated_at = now()
-where d.id = %(id)s and d.status = 'pending'
-returning d.message_id::text as message_id
-"""
-
-_RESEND = (
-    """
-with marked as (
-    update webhooks.dead_letters dl
-    set """
-    + queries.MARK_REPLAYED
-    + """
-    where dl.delivery_id = %(id)s and dl.replayed_at is null
-)
-update webhooks.deliveries d
-set """
-    + queries.REARM
-    + """
-where d.id = %(id)s and d.status in ('succeeded', 'dead')
-returning d.message_id::text as message_id
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -210,7 +130,7 @@ def retry(
             )
         if row["in_flight"]:
             raise WrongState(f"delivery {delivery_id} is being attempted right now")
-        armed = conn.execute(_RETRY, {"id": delivery_id}).fetchone()
+        armed = conn.execute(queries.RETRY_NOW, {"id": delivery_id}).fetchone()
     assert armed is not None
     done = Rearmed(
         delivery_id,
@@ -240,7 +160,7 @@ def resend(
     delivery to a disabled endpoint (enable it first).
     """
     with wrapped_errors(), conn.transaction():
-        conn.execute(_LOCK_DEAD_LETTER, {"id": delivery_id, "tenant": tenant_id})
+        conn.execute(queries.LOCK_DEAD_LETTER, {"id": delivery_id, "tenant": tenant_id})
         row = _locked(conn, delivery_id, tenant_id)
         if row["status"] == "pending":
             raise WrongState(
@@ -253,7 +173,7 @@ def resend(
                 f"`webhooks endpoint enable {row['endpoint_id']}` first"
             )
         armed = conn.execute(
-            _RESEND,
+            queries.RESEND,
             {"id": delivery_id, "by": by, "trigger": "resend", "lease": LEASE_SECONDS},
         ).fetchone()
     assert armed is not None
@@ -272,7 +192,7 @@ def resend(
 def _locked(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None
 ) -> dict[str, Any]:
-    row = conn.execute(_LOCK, {"id": delivery_id, "tenant": tenant_id}).fetchone()
+    row = conn.execute(queries.LOCK_DELIVERY, {"id": delivery_id, "tenant": tenant_id}).fetchone()
     if row is None:
         raise NotFound("delivery", delivery_id)
     return dict(row)

@@ -58,7 +58,7 @@ class Selection:
         )
 
     def params(self) -> dict[str, Any]:
-        """Return the query parameters of the filter in `WHERE_SELECTED`."""
+        """Return the parameters of the filter `queries.DEAD_LETTERS_SELECTED`."""
         return {
             "ids": list(self.ids) or None,
             "endpoint": deliveries.parse_uuid("endpoint", self.endpoint_id),
@@ -67,106 +67,6 @@ class Selection:
             "reason": self.reason,
             "tenant": self.tenant_id,
         }
-
-
-WHERE_SELECTED = """
-    (%(ids)s::bigint[] is null or dl.delivery_id = any(%(ids)s::bigint[]))
-    and (%(endpoint)s::uuid is null or dl.endpoint_id = %(endpoint)s::uuid)
-    and (%(event_type)s::text is null or dl.event_type = %(event_type)s::text)
-    and (%(since)s::timestamptz is null or dl.died_at >= %(since)s::timestamptz)
-    and (%(reason)s::text is null or dl.reason = %(reason)s::text)
-    and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s::text)
-"""
-
-LIST = (
-    """
-select dl.delivery_id, dl.tenant_id, dl.event_id::text, dl.endpoint_id::text, e.url,
-       dl.event_type, dl.reason, dl.attempts, dl.last_status_code, dl.last_error, dl.died_at,
-       dl.replayed_at, dl.replay_count
-from webhooks.dead_letters dl
-join webhooks.endpoints e on e.id = dl.endpoint_id
-where (dl.replayed_at is null or %(history)s)
-  and (%(after_at)s::timestamptz is null
-       or (dl.died_at, dl.delivery_id) < (%(after_at)s::timestamptz, %(after_id)s::bigint))
-  and """
-    + WHERE_SELECTED
-    + """
-order by dl.died_at desc, dl.delivery_id desc
-limit %(limit)s offset %(offset)s
-"""
-)
-
-SHOW = """
-select dl.*, dl.event_id::text as event_id, dl.endpoint_id::text as endpoint_id,
-       e.url, e.enabled, e.disabled_reason, o.payload, o.created_at as event_created_at,
-       d.status as delivery_status
-from webhooks.dead_letters dl
-join webhooks.endpoints e on e.id = dl.endpoint_id
-join webhooks.outbox o on o.id = dl.event_id
-join webhooks.deliveries d on d.id = dl.delivery_id
-where dl.delivery_id = %(id)s and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s)
-"""
-
-COUNT = "select count(*) as n from webhooks.dead_letters dl where dl.replayed_at is null and " + (
-    WHERE_SELECTED
-)
-
-# Which of the ids asked for name a current dead letter (the tenant filter applies).
-CURRENT_IDS = """
-select dl.delivery_id from webhooks.dead_letters dl
-where dl.replayed_at is null and dl.delivery_id = any(%(ids)s::bigint[])
-  and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s::text)
-"""
-
-DISABLED = (
-    """
-select distinct e.id::text as id, e.url
-from webhooks.dead_letters dl join webhooks.endpoints e on e.id = dl.endpoint_id
-where dl.replayed_at is null and not e.enabled and """
-    + WHERE_SELECTED
-)
-
-ENABLE = """
-update webhooks.endpoints
-set enabled = true, disabled_reason = null, disabled_at = null, failing_since = null,
-    consecutive_failures = 0, circuit_open_until = null, circuit_cooldown = null,
-    circuit_probe_id = null, circuit_probe_until = null, updated_at = now()
-where id = any(%(ids)s::uuid[])
-"""
-
-REPLAY = (
-    """
-with picked as (
-    select dl.delivery_id
-    from webhooks.dead_letters dl
-    where dl.replayed_at is null and """
-    + WHERE_SELECTED
-    + """
-    order by dl.delivery_id
-    limit %(batch)s
-    for update of dl skip locked
-), revived as (
-    update webhooks.deliveries d
-    set """
-    + queries.REARM
-    + """
-    from picked
-    where d.id = picked.delivery_id and d.status = 'dead'
-    returning d.id, d.message_id::text as message_id
-), marked as (
-    update webhooks.dead_letters dl
-    set """
-    + queries.MARK_REPLAYED
-    + """
-    from picked
-    where dl.delivery_id = picked.delivery_id
-    returning dl.delivery_id
-)
-select (select count(*) from marked) as marked, id, message_id from revived
-union all
-select (select count(*) from marked), null, null
-"""
-)
 
 
 def operator() -> str:
@@ -194,7 +94,7 @@ def list_letters(
     after_at, after_id = after if after is not None else (None, None)
     with wrapped_errors():
         rows: list[dict[str, Any]] = conn.execute(
-            LIST,
+            queries.LIST_DEAD_LETTERS,
             {
                 **selection.params(),
                 "limit": limit,
@@ -211,13 +111,15 @@ def show(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
 ) -> dict[str, Any]:
     """Return one dead letter with its event, endpoint and every attempt."""
-    return deliveries.with_attempts(conn, SHOW, "dead letter", delivery_id, tenant_id)
+    return deliveries.with_attempts(
+        conn, queries.SHOW_DEAD_LETTER, "dead letter", delivery_id, tenant_id
+    )
 
 
 def count(conn: psycopg.Connection[Any], selection: Selection) -> int:
     """Return how many current dead letters the selection holds."""
     with wrapped_errors():
-        row = conn.execute(COUNT, selection.params()).fetchone()
+        row = conn.execute(queries.COUNT_DEAD_LETTERS, selection.params()).fetchone()
     return int(row["n"]) if row else 0
 
 
@@ -247,34 +149,12 @@ def replay(
     if limit is not None and limit <= 0:
         raise InvalidEndpoint("--limit must be positive")
     params = selection.params()
-    with wrapped_errors():
-        if selection.ids:
-            # An id that names no current dead letter is refused before anything is written.
-            found = {r["delivery_id"] for r in conn.execute(CURRENT_IDS, params).fetchall()}
-            unknown = sorted(set(selection.ids) - found)
-            if unknown:
-                raise NotFound("current dead letter", ", ".join(map(str, unknown)))
-        disabled = conn.execute(DISABLED, params).fetchall()
-    if disabled and not enable_endpoints:
-        names = ", ".join(f"{r['id']} ({r['url']})" for r in disabled[:5])
-        raise ReplayRefused(
-            f"{len(disabled)} selected endpoint(s) are disabled: {names}; fix them and pass "
-            "--enable-endpoint to enable them and replay"
-        )
+    disabled = _disabled_endpoints(conn, selection, params, enable_endpoints)
     if dry_run:
         total = count(conn, selection)
         return ReplayResult(min(total, limit) if limit else total, dry_run=True)
-    result = ReplayResult(enabled_endpoints=tuple(r["id"] for r in disabled))
-    with wrapped_errors():
-        if disabled:
-            conn.execute(ENABLE, {"ids": [r["id"] for r in disabled]})
-        if selection.endpoint_id:
-            # Replaying an endpoint's dead letters says it is fixed: close its circuit, so
-            # they (and whatever waits behind it) go now rather than at the next probe.
-            conn.execute(
-                queries.CLOSE_CIRCUIT,
-                {"id": params["endpoint"], "tenant": selection.tenant_id},
-            )
+    result = ReplayResult(enabled_endpoints=tuple(disabled))
+    _open_endpoints(conn, selection, params, disabled)
     if broker is None:
         raise WebhooksError("a broker connection is needed to replay")
     target = as_queue(broker, queue_name)
@@ -294,6 +174,45 @@ def replay(
     return result
 
 
+def _disabled_endpoints(
+    conn: psycopg.Connection[Any], selection: Selection, params: dict[str, Any], enable: bool
+) -> list[str]:
+    """Return the disabled endpoints of the selection (which ``enable`` allows), else raise.
+
+    An id that names no current dead letter is refused too, before anything is written.
+    """
+    with wrapped_errors():
+        if selection.ids:
+            rows = conn.execute(queries.CURRENT_DEAD_LETTER_IDS, params).fetchall()
+            unknown = sorted(set(selection.ids) - {r["delivery_id"] for r in rows})
+            if unknown:
+                raise NotFound("current dead letter", ", ".join(map(str, unknown)))
+        disabled = conn.execute(queries.DISABLED_SELECTED_ENDPOINTS, params).fetchall()
+    if disabled and not enable:
+        names = ", ".join(f"{r['id']} ({r['url']})" for r in disabled[:5])
+        raise ReplayRefused(
+            f"{len(disabled)} selected endpoint(s) are disabled: {names}; fix them and pass "
+            "--enable-endpoint to enable them and replay"
+        )
+    return [r["id"] for r in disabled]
+
+
+def _open_endpoints(
+    conn: psycopg.Connection[Any], selection: Selection, params: dict[str, Any], disabled: list[str]
+) -> None:
+    """Enable the ``disabled`` endpoints, and close the circuit of the one replayed."""
+    with wrapped_errors():
+        if disabled:
+            conn.execute(queries.ENABLE_ENDPOINTS, {"ids": disabled})
+        if selection.endpoint_id:
+            # Replaying an endpoint's dead letters says it is fixed: close its circuit, so
+            # they (and whatever waits behind it) go now rather than at the next probe.
+            conn.execute(
+                queries.CLOSE_CIRCUIT,
+                {"id": params["endpoint"], "tenant": selection.tenant_id},
+            )
+
+
 def _batches(
     conn: psycopg.Connection[Any], params: dict[str, Any], limit: int | None
 ) -> Iterator[list[tuple[int, str]]]:
@@ -303,7 +222,7 @@ def _batches(
         size = BATCH if left is None else min(BATCH, left)
         with wrapped_errors(), conn.transaction():
             rows = conn.execute(
-                REPLAY,
+                queries.REPLAY_BATCH,
                 {
                     **params,
                     "batch": size,

@@ -8,23 +8,8 @@ import psycopg
 
 from worker.errors import NotFound
 from worker.ops import deliveries
+from worker.store import queries
 from worker.store.db import wrapped_errors
-
-LIST = """
-select id::text as id, tenant_id, event_type, idempotency_key, created_at, relayed_at
-from webhooks.outbox
-where (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
-  and (%(event_type)s::text is null or event_type = %(event_type)s::text)
-  and (%(after)s::uuid is null or id < %(after)s::uuid)
-order by id desc
-limit %(limit)s
-"""
-
-SHOW = """
-select id::text as id, tenant_id, event_type, idempotency_key, payload, created_at, relayed_at
-from webhooks.outbox
-where id = %(id)s and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
-"""
 
 #: Deliveries shown with one event: one per endpoint it matched, so few.
 MAX_DELIVERIES = 1000
@@ -45,7 +30,7 @@ def list_events(
     """
     with wrapped_errors():
         rows: list[dict[str, Any]] = conn.execute(
-            LIST,
+            queries.LIST_EVENTS,
             {
                 "tenant": tenant_id,
                 "event_type": event_type,
@@ -62,7 +47,8 @@ def show(
     """Return one event with its payload and its deliveries; NotFound otherwise."""
     with wrapped_errors():
         row = conn.execute(
-            SHOW, {"id": deliveries.parse_uuid("event", event_id), "tenant": tenant_id}
+            queries.SHOW_EVENT,
+            {"id": deliveries.parse_uuid("event", event_id), "tenant": tenant_id},
         ).fetchone()
     if row is None:
         raise NotFound("event", event_id)

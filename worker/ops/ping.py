@@ -42,21 +42,6 @@ from worker.store.vault import Vault
 #: The event type of a test event unless the caller names another.
 TEST_EVENT_TYPE = "webhooks.test"
 
-_CREATE = """
-with event as (
-    insert into webhooks.outbox (id, tenant_id, event_type, payload, endpoint_id, relayed_at)
-    values (%(event_id)s, %(tenant)s, %(type)s, %(payload)s, %(endpoint)s, now())
-    returning id, tenant_id, created_at, endpoint_id
-)
-insert into webhooks.deliveries
-    (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at,
-     next_trigger)
-select tenant_id, id, endpoint_id, created_at, gen_random_uuid(),
-       now() + %(lease)s * interval '1 second', 'test'
-from event
-returning id, message_id::text as message_id
-"""
-
 
 @dataclass(frozen=True)
 class TestAttempt:
@@ -113,7 +98,7 @@ def send_test_event(
     payload = {"test": True, "endpoint_id": endpoint.id, "sent_at": _now().isoformat()}
     with wrapped_errors(), conn.transaction():
         created = conn.execute(
-            _CREATE,
+            queries.CREATE_TEST_EVENT,
             {
                 "event_id": uuid7(),
                 "tenant": endpoint.tenant_id,

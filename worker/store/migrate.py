@@ -15,20 +15,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 from worker.errors import MigrationError
+from worker.store import queries
 
 # pg_advisory_lock key: serialises concurrent `webhooks migrate` runs on one database.
 LOCK_KEY = 0x77686B73  # "whks"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-BOOTSTRAP = """
-create schema if not exists webhooks;
-create table if not exists webhooks.schema_migrations (
-    version    integer primary key,
-    name       text not null,
-    checksum   text not null,
-    applied_at timestamptz not null default now()
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -84,12 +75,10 @@ def expected_version() -> int:
 
 def _applied(conn: psycopg.Connection[Any]) -> dict[int, dict[str, object]]:
     cur = conn.cursor(row_factory=dict_row)
-    exists = cur.execute("select to_regclass('webhooks.schema_migrations') as t").fetchone()
+    exists = cur.execute(queries.MIGRATIONS_TABLE).fetchone()
     if not exists or exists["t"] is None:
         return {}
-    rows = cur.execute(
-        "select version, name, checksum, applied_at from webhooks.schema_migrations"
-    ).fetchall()
+    rows = cur.execute(queries.APPLIED_MIGRATIONS).fetchall()
     return {int(str(row["version"])): row for row in rows}
 
 
@@ -132,10 +121,10 @@ def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
     concurrent run wait, then find nothing left to do.
     """
     migrations = load()
-    conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+    conn.execute(queries.MIGRATE_LOCK, {"key": LOCK_KEY})
     try:
         with conn.transaction():
-            conn.execute(BOOTSTRAP)
+            conn.execute(queries.MIGRATIONS_BOOTSTRAP)
         applied = _applied(conn)
         _check_unchanged(migrations, applied)
         done = []
@@ -145,11 +134,10 @@ def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
             with conn.transaction():
                 conn.execute(m.sql.encode())
                 conn.execute(
-                    "insert into webhooks.schema_migrations (version, name, checksum)"
-                    " values (%s, %s, %s)",
-                    (m.version, m.name, m.checksum),
+                    queries.RECORD_MIGRATION,
+                    {"version": m.version, "name": m.name, "checksum": m.checksum},
                 )
             done.append(m)
         return done
     finally:
-        conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+        conn.execute(queries.MIGRATE_UNLOCK, {"key": LOCK_KEY})

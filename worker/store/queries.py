@@ -5,6 +5,12 @@ A statement starts at a header line ``-- name: fan_out``; the comment lines righ
 why the statement is written the way it is, and the statement runs to the next header. Values
 are always parameters (``%(name)s``), never formatted into the text. Each name is bound below as
 a constant, so a misspelt name fails at import and under mypy, not at the first call.
+
+A part that several statements must share word for word (the SET list that re-arms a
+delivery, which dead letters a selection means, which events may be pruned) is a named
+statement of its own, and a line ``-- include: name`` in another statement stands for it: the
+text is spliced in when the files are read, so what is bound below is always the whole
+statement as Postgres runs it, and the shared part has one source.
 """
 
 from __future__ import annotations
@@ -12,9 +18,23 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-FILES = ("relay", "engine", "endpoints", "deliveries", "bench")
+FILES = (
+    "relay",
+    "engine",
+    "endpoints",
+    "deliveries",
+    "events",
+    "dlq",
+    "prune",
+    "status",
+    "apikeys",
+    "metrics",
+    "migrate",
+    "bench",
+)
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.M)
+_INCLUDE = re.compile(r"^([ \t]*)-- include: ([a-z_]+)[ \t]*$", re.M)
 
 
 class StatementError(Exception):
@@ -49,7 +69,22 @@ def load() -> dict[str, str]:
             if name in found:
                 raise StatementError(f"{stem}.sql: statement {name!r} is named in two files")
             found[name] = sql
-    return found
+    return {name: include(sql, found) for name, sql in found.items()}
+
+
+def include(sql: str, statements: dict[str, str], seen: tuple[str, ...] = ()) -> str:
+    """Replace each ``-- include: name`` line of ``sql`` by that statement, indented alike."""
+
+    def splice(match: re.Match[str]) -> str:
+        indent, name = match.groups()
+        if name in seen:
+            raise StatementError(f"statement {name!r} includes itself")
+        if name not in statements:
+            raise StatementError(f"'-- include: {name}' names no statement")
+        text = include(statements[name], statements, (*seen, name))
+        return "\n".join(indent + line if line else line for line in text.splitlines())
+
+    return _INCLUDE.sub(splice, sql)
 
 
 STATEMENTS = load()
@@ -82,14 +117,81 @@ HEALTH_WRITE = _sql("health_write")
 UNPARK = _sql("unpark")
 RATE_COUNT = _sql("rate_count")
 
-# endpoints.sql
+# endpoints.sql: the endpoint registry, its secrets, disabling and closing circuits.
 DISABLE_ENDPOINT = _sql("disable_endpoint")
 CLOSE_CIRCUIT = _sql("close_circuit")
 SUBSCRIBED = _sql("subscribed")
+SEALED_SECRETS = _sql("sealed_secrets")
+INSERT_ENDPOINT = _sql("insert_endpoint")
+UPDATE_ENDPOINT = _sql("update_endpoint")
+ENABLE_ENDPOINT = _sql("enable_endpoint")
+LIST_ENDPOINTS = _sql("list_endpoints")
+ENDPOINT = _sql("endpoint")
+LOCK_ENDPOINT = _sql("lock_endpoint")
+ENDPOINT_HEALTH = _sql("endpoint_health")
+SET_SECRETS = _sql("set_secrets")
+LOCK_ALL_SECRETS = _sql("lock_all_secrets")
+ENDPOINT_DEPENDENTS = _sql("endpoint_dependents")
+DELETE_ENDPOINT = _sql("delete_endpoint")
 
-# deliveries.sql
+# deliveries.sql: delivery history, retry and resend, and the re-arming replay shares.
 REARM = _sql("rearm")
 MARK_REPLAYED = _sql("mark_replayed")
+LIST_DELIVERIES = _sql("list_deliveries")
+SHOW_DELIVERY = _sql("show_delivery")
+DELIVERY_ATTEMPTS = _sql("delivery_attempts")
+LOCK_DEAD_LETTER = _sql("lock_dead_letter")
+LOCK_DELIVERY = _sql("lock_delivery")
+RETRY_NOW = _sql("retry_now")
+RESEND = _sql("resend")
+
+# events.sql: published events, and the test event of `endpoint test`.
+LIST_EVENTS = _sql("list_events")
+SHOW_EVENT = _sql("show_event")
+CREATE_TEST_EVENT = _sql("create_test_event")
+
+# dlq.sql: list, count and replay dead letters.
+DEAD_LETTERS_SELECTED = _sql("dead_letters_selected")
+LIST_DEAD_LETTERS = _sql("list_dead_letters")
+SHOW_DEAD_LETTER = _sql("show_dead_letter")
+COUNT_DEAD_LETTERS = _sql("count_dead_letters")
+CURRENT_DEAD_LETTER_IDS = _sql("current_dead_letter_ids")
+DISABLED_SELECTED_ENDPOINTS = _sql("disabled_selected_endpoints")
+ENABLE_ENDPOINTS = _sql("enable_endpoints")
+REPLAY_BATCH = _sql("replay_batch")
+
+# prune.sql: retention.
+PRUNABLE_EVENTS = _sql("prunable_events")
+PRUNE_COUNTS = _sql("prune_counts")
+PRUNE_BATCH = _sql("prune_batch")
+PRUNE_DRY_RUN = _sql("prune_dry_run")
+
+# status.sql: `webhooks status` and the invariants of `webhooks check`.
+PIPELINE_STATUS = _sql("pipeline_status")
+CHECK_ONE_DELIVERY_PER_MATCHING_ENDPOINT = _sql("check_one_delivery_per_matching_endpoint")
+CHECK_ATTEMPT_COUNT_MATCHES_ROWS = _sql("check_attempt_count_matches_rows")
+CHECK_TERMINAL_STATE_IS_UNIQUE = _sql("check_terminal_state_is_unique")
+CHECK_NOTHING_OVERDUE = _sql("check_nothing_overdue")
+CHECK_TENANTS_ISOLATED = _sql("check_tenants_isolated")
+
+# apikeys.sql: the HTTP API's keys.
+CREATE_API_KEY = _sql("create_api_key")
+LIST_API_KEYS = _sql("list_api_keys")
+REVOKE_API_KEY = _sql("revoke_api_key")
+LIVE_API_KEY = _sql("live_api_key")
+TOUCH_API_KEY = _sql("touch_api_key")
+
+# metrics.sql: the relay's backlog gauges.
+BACKLOG = _sql("backlog")
+LOCAL_STATEMENT_TIMEOUT = _sql("local_statement_timeout")
+
+# migrate.sql: the bookkeeping around the versioned files of schema/.
+MIGRATIONS_BOOTSTRAP = _sql("migrations_bootstrap")
+MIGRATIONS_TABLE = _sql("migrations_table")
+APPLIED_MIGRATIONS = _sql("applied_migrations")
+RECORD_MIGRATION = _sql("record_migration")
+MIGRATE_LOCK = _sql("migrate_lock")
+MIGRATE_UNLOCK = _sql("migrate_unlock")
 
 # relay.sql: the relay's connections, its clock and its wake-up.
 CLOCK = _sql("clock")

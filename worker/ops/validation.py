@@ -1,0 +1,210 @@
+"""Check what an endpoint may be set to: its URL and where it leads, its custom headers,
+its event type filter, rate limit, description and tenant.
+
+Every check takes values and raises InvalidEndpoint naming what is wrong; only
+`check_destination` does I/O (it resolves the host name once, within a deadline).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from urllib.parse import urlsplit
+
+import yarl
+
+from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
+from worker.engine.dns import Resolver, resolve
+from worker.engine.request import RESERVED_HEADERS
+from worker.errors import BlockedDestination, InvalidEndpoint, NotFound
+from worker.policy.guard import check_address, parse_ip_literal
+from worker.settings import IPNetwork
+
+MAX_URL = 2048
+#: Seconds `check_destination` waits for a host name to resolve before saying it did not.
+RESOLVE_TIMEOUT = 3.0
+MAX_HEADERS = 32
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def validate_url(url: str) -> str:
+    """Return ``url`` if it is an http(s) URL with a host and no credentials, else raise."""
+    if not isinstance(url, str) or not url:
+        raise InvalidEndpoint("URL is empty")
+    if len(url) > MAX_URL:
+        raise InvalidEndpoint(f"URL is longer than {MAX_URL} characters")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise InvalidEndpoint("URL contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
+    if not parts.scheme:
+        raise InvalidEndpoint(f"URL must start with http:// or https://, got {url!r}")
+    if parts.scheme not in ("http", "https"):
+        raise InvalidEndpoint(f"URL must use http or https, not {parts.scheme!r}")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidEndpoint("URL must not contain credentials (use --header instead)")
+    if not parts.hostname:
+        raise InvalidEndpoint("URL has no host")
+    if port == 0:
+        raise InvalidEndpoint("URL port must be 1-65535")
+    if parts.fragment:
+        raise InvalidEndpoint("URL must not contain a #fragment")
+    try:
+        # The worker's HTTP client (aiohttp, on yarl) parses it again, IDNA host names
+        # included: a URL it refuses could never be delivered to, so it is refused here.
+        if not yarl.URL(url).raw_host:
+            raise ValueError("no host")
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
+    return url
+
+
+def check_destination(
+    url: str,
+    allowed: Sequence[IPNetwork],
+    resolver: Resolver = socket.getaddrinfo,
+    timeout: float = RESOLVE_TIMEOUT,
+) -> str | None:
+    """Refuse a URL no attempt could ever reach; return a warning for a doubtful host name.
+
+    A host that is an IP literal, or ``localhost``, outside the public addresses and
+    ``allowed`` raises InvalidEndpoint: the worker's guard would block every attempt. A host
+    name is resolved once: when the guard would block it today (an address not allowed, or
+    no address at all), a warning is returned, since DNS may change before the first
+    delivery. Every path that sets an endpoint's URL calls this.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    literal = parse_ip_literal(host)
+    if literal is not None:
+        reason = check_address(literal, allowed)
+        if reason is not None:
+            raise InvalidEndpoint(_blocked_message(host, reason))
+        return None
+    local = host == "localhost" or host.endswith(".localhost")
+    try:
+        _resolve_within(host, port, allowed, resolver, timeout)
+    except BlockedDestination as exc:
+        if local:
+            raise InvalidEndpoint(_blocked_message(host, exc.reason)) from None
+        if exc.reason == "does not resolve":
+            return f"{host} does not resolve: deliveries fail until it does"
+        return (
+            f"{host} resolves to a {exc.reason}, outside WEBHOOKS_ALLOWED_NETWORKS:"
+            " deliveries are blocked while it does"
+        )
+    return None
+
+
+def _blocked_message(host: str, reason: str) -> str:
+    return (
+        f"URL host {host} is a {reason}, outside WEBHOOKS_ALLOWED_NETWORKS: no delivery"
+        " could reach it (add its network to WEBHOOKS_ALLOWED_NETWORKS to allow it)"
+    )
+
+
+def _resolve_within(
+    host: str, port: int, allowed: Sequence[IPNetwork], resolver: Resolver, timeout: float
+) -> list[str]:
+    # getaddrinfo cannot be interrupted: a name server that never answers keeps the thread,
+    # not the command.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="resolve")
+    try:
+        return pool.submit(resolve, host, port, allowed, resolver).result(timeout)
+    except FutureTimeout:
+        raise BlockedDestination(host, "does not resolve") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """Split ``'Name: value'`` into a checked (name, value) pair."""
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise InvalidEndpoint(f"header {text!r} must look like 'Name: value'")
+    return validate_header(name.strip(), value.strip())
+
+
+def validate_header(name: str, value: str) -> tuple[str, str]:
+    """Return (name, value) if the header may be sent with every delivery, else raise."""
+    if not _TOKEN.fullmatch(name):
+        raise InvalidEndpoint(f"header name {name!r} is not a valid HTTP token")
+    lower = name.lower()
+    if lower.startswith("webhook-") or lower in RESERVED_HEADERS or lower.startswith("proxy-"):
+        raise InvalidEndpoint(f"header {name!r} is set by the delivery itself and cannot be set")
+    if any(ch in value for ch in "\r\n\x00") or len(value) > 4096:
+        raise InvalidEndpoint(f"header {name!r} value has a line break, NUL, or is over 4 KiB")
+    if not value.isascii():
+        # The HTTP client sends header values as ASCII: any other value would fail every
+        # attempt before it is sent, and no attempt would ever be recorded.
+        raise InvalidEndpoint(f"header {name!r} value must be ASCII text")
+    return name, value
+
+
+def check_event_types(types: Iterable[str] | None) -> list[str] | None:
+    """Return the event type filter without repeats (None: every type), else raise."""
+    if types is None:
+        return None
+    out = []
+    for t in types:
+        if (
+            not isinstance(t, str)
+            or not t
+            or len(t) > MAX_EVENT_TYPE
+            or not _EVENT_TYPE.fullmatch(t)
+        ):
+            raise InvalidEndpoint(f"event type filter {t!r} is not a valid event type")
+        if t not in out:
+            out.append(t)
+    return out or None
+
+
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Return the custom headers if each may be sent and there are not too many."""
+    checked = dict(validate_header(k, v) for k, v in (headers or {}).items())
+    if len(checked) > MAX_HEADERS:
+        raise InvalidEndpoint(f"at most {MAX_HEADERS} custom headers")
+    return checked
+
+
+def check_rate_limit(rate_limit: int | None) -> int | None:
+    """Return the rate limit if it is a positive integer or None (no limit)."""
+    if rate_limit is not None and (
+        not isinstance(rate_limit, int) or isinstance(rate_limit, bool) or rate_limit <= 0
+    ):
+        raise InvalidEndpoint("rate limit must be a positive number of requests per second")
+    return rate_limit
+
+
+def check_description(description: str) -> str:
+    """Return the description if it is text of at most 1000 characters."""
+    if not isinstance(description, str) or len(description) > 1000:
+        raise InvalidEndpoint("description must be text of at most 1000 characters")
+    return description
+
+
+def check_tenant(tenant_id: str) -> str:
+    """Return the tenant id if it is one a producer could publish under."""
+    if (
+        not isinstance(tenant_id, str)
+        or not _TENANT.fullmatch(tenant_id)
+        or len(tenant_id) > MAX_TENANT
+    ):
+        raise InvalidEndpoint(f"tenant id {tenant_id!r} is not valid")
+    return tenant_id
+
+
+def endpoint_uuid(endpoint_id: str) -> uuid.UUID:
+    """Return an endpoint id as a UUID; one that is not a UUID names no endpoint."""
+    try:
+        return uuid.UUID(str(endpoint_id))
+    except ValueError:
+        raise NotFound("endpoint", endpoint_id) from None
