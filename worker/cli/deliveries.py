@@ -24,6 +24,13 @@ def deliveries() -> None:
     """Inspect deliveries and their attempts."""
 
 
+def with_attempts(
+    pairs: list[tuple[str, Any]], attempts: list[dict[str, Any]], middle: str = ""
+) -> str:
+    """Return a delivery's fields, then ``middle``, then the table of its attempts."""
+    return fields(pairs) + middle + "\n\n" + attempt_table(attempts)
+
+
 def attempt_table(attempts: list[dict[str, Any]]) -> str:
     """Return a delivery's attempts as a table, responses cut to their first 60 characters."""
     rows = [
@@ -102,23 +109,20 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
     emit(
         as_json,
         row,
-        lambda: (
-            fields(
-                [
-                    ("delivery", row["id"]),
-                    ("status", row["status"]),
-                    ("tenant", row["tenant_id"]),
-                    ("event", f"{row['event_id']} ({row['event_type']})"),
-                    ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
-                    ("attempts", len(row["attempts"])),
-                    ("next attempt", row["next_attempt_at"]),
-                    ("last error", row["last_error"]),
-                    ("created", row["created_at"]),
-                    ("finished", row["finished_at"]),
-                ]
-            )
-            + "\n\n"
-            + attempt_table(row["attempts"])
+        lambda: with_attempts(
+            [
+                ("delivery", row["id"]),
+                ("status", row["status"]),
+                ("tenant", row["tenant_id"]),
+                ("event", f"{row['event_id']} ({row['event_type']})"),
+                ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
+                ("attempts", len(row["attempts"])),
+                ("next attempt", row["next_attempt_at"]),
+                ("last error", row["last_error"]),
+                ("created", row["created_at"]),
+                ("finished", row["finished_at"]),
+            ],
+            row["attempts"],
         ),
     )
 

@@ -19,8 +19,8 @@ from worker.cli.common import (
     tenant_option,
     when,
 )
-from worker.cli.deliveries import attempt_table
-from worker.cli.output import fields, table
+from worker.cli.deliveries import with_attempts
+from worker.cli.output import table
 from worker.policy.retry import DEAD_REASONS
 
 
@@ -101,27 +101,23 @@ def dlq_show(delivery_id: int, tenant: str | None, as_json: bool) -> None:
     emit(
         as_json,
         row,
-        lambda: (
-            fields(
-                [
-                    ("delivery", row["delivery_id"]),
-                    ("reason", row["reason"]),
-                    ("died", row["died_at"]),
-                    ("tenant", row["tenant_id"]),
-                    ("event", f"{row['event_id']} ({row['event_type']})"),
-                    ("event created", row["event_created_at"]),
-                    ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
-                    ("endpoint enabled", row["enabled"]),
-                    ("attempts", len(row["attempts"])),
-                    ("last error", row["last_error"]),
-                    ("replays", row["replay_count"]),
-                    ("replayed at", row["replayed_at"]),
-                ]
-            )
-            + "\npayload: "
-            + json.dumps(row["payload"])[:2000]
-            + "\n\n"
-            + attempt_table(row["attempts"])
+        lambda: with_attempts(
+            [
+                ("delivery", row["delivery_id"]),
+                ("reason", row["reason"]),
+                ("died", row["died_at"]),
+                ("tenant", row["tenant_id"]),
+                ("event", f"{row['event_id']} ({row['event_type']})"),
+                ("event created", row["event_created_at"]),
+                ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
+                ("endpoint enabled", row["enabled"]),
+                ("attempts", len(row["attempts"])),
+                ("last error", row["last_error"]),
+                ("replays", row["replay_count"]),
+                ("replayed at", row["replayed_at"]),
+            ],
+            row["attempts"],
+            middle="\npayload: " + json.dumps(row["payload"])[:2000],
         ),
     )
 
