@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from producers.publish import DEFAULT_MAX_PAYLOAD_BYTES
 from worker.errors import ConfigError
 from worker.policy.guard import IPNetwork as IPNetwork
 from worker.store.vault import check_keys
@@ -227,7 +228,7 @@ class Settings:
     disable_after: float = 5 * 86400
     request_timeout: float = 30.0
     connect_timeout: float = 5.0
-    max_payload_bytes: int = 262144
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     allowed_networks: tuple[IPNetwork, ...] = field(default_factory=tuple)
     metrics_port: int = 9191
     relay_metrics_port: int = 9192
