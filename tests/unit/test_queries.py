@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,12 @@ def test_values_are_parameters_never_formatted_into_the_text() -> None:
         assert "{" not in sql, name
         # Every % is a psycopg placeholder: a stray one would break every call.
         assert not re.search(r"%(?!\(\w+\)s)", sql), name
+
+
+def test_a_source_checkout_finds_the_migrations_at_the_top_of_the_repository() -> None:
+    # Tests run from a checkout import `worker` from it, where worker.migrations (the wheel's
+    # name for schema/) does not exist; the fallback once pointed at worker/schema.
+    from worker.store.migrate import SOURCE_SCHEMA
+
+    assert Path(__file__).resolve().parents[2] / "schema" == SOURCE_SCHEMA
+    assert sorted(p.name for p in SOURCE_SCHEMA.glob("0001_*.sql")) == ["0001_initial.sql"]

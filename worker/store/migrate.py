@@ -60,12 +60,16 @@ def load() -> list[Migration]:
     return found
 
 
+#: schema/ of a source checkout: worker/store/migrate.py -> the repository's top.
+SOURCE_SCHEMA = Path(__file__).resolve().parents[2] / "schema"
+
+
 def _files() -> list[Traversable]:
     try:
         return list(resources.files("worker.migrations").iterdir())
     except ModuleNotFoundError:
         # Running from a source checkout that was not installed: read schema/ directly.
-        return list(Path(__file__).resolve().parent.parent.joinpath("schema").iterdir())
+        return list(SOURCE_SCHEMA.iterdir())
 
 
 def expected_version() -> int:
