@@ -322,3 +322,25 @@ def test_a_circuit_with_nothing_left_to_probe_closes_and_the_next_failure_reopen
     publish(p, 1)
     p.wait_until(lambda: circuit(p, endpoint_id)["circuit_open_until"] is not None, 10, "reopened")
     assert len(receiver.to("/down")) == 3
+
+
+def test_operational_events_are_published_whatever_the_payload_limit_says(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # WEBHOOKS_MAX_PAYLOAD_BYTES bounds what applications publish. The product's own events
+    # are bounded by construction (MAX_LISTED); held to a low limit they once made
+    # `endpoint disable` fail, and the relay's announcements with it.
+    p = make_pipeline()
+    _, ops_secret = p.endpoint(
+        receiver.on("/ops", ok), tenant_id="operations", event_types=OPS_TYPES
+    )
+    dead_end, _ = p.endpoint(receiver.on("/dead", ok), event_types=["order.paid"])
+    publish(p, 20)
+    relay = p.start_relay(lease=600.0)
+    p.wait_until(lambda: relay.stats.deliveries == 20, 20, "fan-out")
+    monkeypatch.setenv("WEBHOOKS_MAX_PAYLOAD_BYTES", "64")
+    p.registry.disable(dead_end, "receiver retired")
+    p.start_worker()
+    p.wait_until(lambda: len(receiver.to("/ops")) >= 2, 20, "announced")
+    types = sorted(e["type"] for e in operational_events(receiver, ops_secret))
+    assert types == ["webhooks.delivery.dead", "webhooks.endpoint.disabled"]

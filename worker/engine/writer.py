@@ -353,7 +353,13 @@ async def _announce(
     """Publish an operational event in the caller's transaction, if anyone subscribes."""
     cursor = await conn.execute(queries.SUBSCRIBED, {"tenant": tenant, "type": event.event_type})
     if await cursor.fetchone():
-        await apublish(conn, event.event_type, event.payload, tenant_id=tenant)
+        await apublish(
+            conn,
+            event.event_type,
+            event.payload,
+            tenant_id=tenant,
+            max_payload_bytes=operations.MAX_PAYLOAD_BYTES,
+        )
 
 
 def _health_row(endpoint_id: str, health: breaker.Health) -> dict[str, Any]:

@@ -253,6 +253,7 @@ class Endpoints:
                     event.event_type,
                     event.payload,
                     tenant_id=self.operations_tenant,
+                    max_payload_bytes=operations.MAX_PAYLOAD_BYTES,
                 )
         if row is None:
             raise NotFound("endpoint", endpoint_id)

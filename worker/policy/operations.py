@@ -22,6 +22,7 @@ __all__ = [
     "DELIVERY_DEAD",
     "ENDPOINT_DISABLED",
     "MAX_LISTED",
+    "MAX_PAYLOAD_BYTES",
     "RECOVERED",
     "TYPES",
     "Announcement",
@@ -39,6 +40,11 @@ TYPES = (ENDPOINT_DISABLED, CIRCUIT_OPENED, RECOVERED, DELIVERY_DEAD)
 
 #: Dead letters listed one by one in a webhooks.delivery.dead event; `count` has them all.
 MAX_LISTED = 100
+#: The payload limit operational events are published under. WEBHOOKS_MAX_PAYLOAD_BYTES
+#: bounds what applications publish; these events are the product's own and bounded by
+#: construction (MAX_LISTED), and a low limit must not make recording an attempt, disabling
+#: an endpoint or the relay's announcements fail.
+MAX_PAYLOAD_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)

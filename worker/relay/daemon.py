@@ -298,6 +298,7 @@ class Relay:
                         Event(a.event_type, a.payload, tenant)
                         for a in operations.deliveries_dead(announced)
                     ],
+                    max_payload_bytes=operations.MAX_PAYLOAD_BYTES,
                 )
         for r in rows:
             reason = r["reason"]
