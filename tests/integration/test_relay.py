@@ -106,6 +106,30 @@ def test_lost_messages_are_enqueued_again_after_the_lease(
     assert len(ids) == 50
 
 
+def test_a_lost_message_is_a_warning_only_where_the_broker_can_tell_it_is_lost(
+    on_broker: Callable[..., Pipeline], broker_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # RabbitMQ cannot be asked whether a message is queued: every lease that runs out is
+    # enqueued again, routinely for a long backlog, and once warned of a loss each time.
+    p = on_broker()
+    p.endpoint("http://127.0.0.1:9/all")
+    with psycopg.connect(p.settings.require_database_url()) as conn:
+        publish_many(conn, [Event("a.b", {"i": i}) for i in range(5)])
+        conn.commit()
+    relay_once(p, lease=0.5)
+    lose_messages(p.settings)
+    caplog.set_level(logging.INFO, logger="webhooks")
+    r = p.start_relay(lease=0.5)
+    p.wait_until(lambda: r.stats.reenqueued == 5, 10, "the lost messages re-enqueued")
+    said = [(rec.levelno, rec.getMessage()) for rec in caplog.records if "re-enqueued" in rec.msg]
+    if broker_url.startswith("amqp"):
+        assert said and all(level == logging.INFO for level, _ in said)
+        assert all("lease ran out" in text for _, text in said)
+    else:
+        assert said and all(level == logging.WARNING for level, _ in said)
+        assert all("message was lost" in text for _, text in said)
+
+
 def test_a_first_start_on_an_empty_redis_does_not_say_redis_lost_data(
     pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -247,9 +247,16 @@ class Relay:
         lost = len(checked) - len(still_queued)
         self.stats.scheduled += len(items) - lost
         self.stats.reenqueued += lost
-        if lost:
+        if lost and self._broker().can_tell_pending:
             log.warning(
                 "re-enqueued deliveries whose queue message was lost", extra={"deliveries": lost}
+            )
+        elif lost:
+            # Routine on RabbitMQ for a backlog older than the lease: not a loss, so no warning.
+            log.info(
+                "re-enqueued deliveries whose lease ran out (the broker cannot tell whether"
+                " their message is still queued)",
+                extra={"deliveries": lost},
             )
         return len(items)
 
