@@ -526,3 +526,20 @@ def test_webhooks_api_refuses_an_unmigrated_schema(empty_db_url: str) -> None:
     result = run_cli("api", "--port", str(free_port()), env={"DATABASE_URL": empty_db_url})
     assert result.returncode == 1
     assert "webhooks migrate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_replay_through_the_api_records_the_key_that_asked_for_it(
+    acme: Api, pipeline: Pipeline, receiver: Receiver
+) -> None:
+    pipeline.start_relay()
+    ep = acme.ok("POST", "/v1/endpoints", json={"url": receiver.url("/hook")})["id"]
+    acme.ok("POST", "/v1/events", json={"event_type": "a.b", "data": {}})
+    wait_for(lambda: acme.ok("GET", "/v1/deliveries")["items"], what="the relay's delivery")
+    acme.ok("POST", f"/v1/endpoints/{ep}/disable")  # its pending delivery is now a dead letter
+    done = acme.ok(
+        "POST", "/v1/dead-letters/replay", json={"endpoint_id": ep, "enable_endpoints": True}
+    )
+    assert done["replayed"] == 1
+    [row] = pipeline.rows("select replays from webhooks.dead_letters")
+    # It once recorded the API server's user@host, as if an operator at it had replayed.
+    assert row["replays"][0]["by"].startswith("api-key:")

@@ -82,6 +82,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                 dry_run=body.dry_run,
                 enable_endpoints=body.enable_endpoints,
                 queue_name=services.settings.queue_name,
+                by=caller.name,
             )
         return asdict(result)
 

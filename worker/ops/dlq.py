@@ -142,8 +142,13 @@ def replay(
     enable_endpoints: bool = False,
     queue_name: str = "webhooks",
     progress: Callable[[int], None] | None = None,
+    by: str | None = None,
 ) -> ReplayResult:
-    """Replay the selected dead letters in batches; return how many were replayed."""
+    """Replay the selected dead letters in batches; return how many were replayed.
+
+    ``by`` names who asked in each dead letter's replay history (default: this process's
+    user@host, the operator at a terminal).
+    """
     if selection.is_empty():
         raise InvalidEndpoint("choose dead letters to replay (--id, --endpoint, ... or --all)")
     if limit is not None and limit <= 0:
@@ -158,7 +163,7 @@ def replay(
     if broker is None:
         raise WebhooksError("a broker connection is needed to replay")
     target = as_queue(broker, queue_name)
-    for items in _batches(conn, params, limit):
+    for items in _batches(conn, params, limit, by or operator()):
         # Committed before the push: if the push fails, the relay's scheduler re-enqueues
         # these deliveries once their lease has passed, so none is lost.
         result.replayed += len(items)
@@ -214,10 +219,9 @@ def _open_endpoints(
 
 
 def _batches(
-    conn: psycopg.Connection[Any], params: dict[str, Any], limit: int | None
+    conn: psycopg.Connection[Any], params: dict[str, Any], limit: int | None, by: str
 ) -> Iterator[list[tuple[int, str]]]:
     left = limit
-    by = operator()
     while left is None or left > 0:
         size = BATCH if left is None else min(BATCH, left)
         with wrapped_errors(), conn.transaction():
