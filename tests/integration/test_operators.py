@@ -284,6 +284,20 @@ def test_check_passes_then_names_what_is_broken(pipeline: Pipeline, receiver: Re
     assert json.loads(broken.stdout)["violations"]["attempt_count_matches_rows"]
 
 
+def test_check_reports_a_stalled_pipeline_with_no_relay(pipeline: Pipeline) -> None:
+    # No relay is running: an event older than the grace is named, and the exit status says
+    # so, which is what a cron job or a liveness alert needs.
+    p = pipeline
+    p.publish("a.b", {})
+    assert run_cli("check", env=env(p)).returncode == 0  # still within the grace
+    p.conn.execute("update webhooks.outbox set created_at = now() - interval '10 minutes'")
+    stalled = run_cli("check", "--json", env=env(p))
+    assert stalled.returncode == 1
+    assert len(json.loads(stalled.stdout)["violations"]["outbox_relayed"]) == 1
+    text = run_cli("check", env=env(p))
+    assert "is a relay running?" in text.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
