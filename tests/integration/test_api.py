@@ -163,7 +163,12 @@ def test_publish_reaches_the_receiver_signed_and_attempts_resend_and_replay_work
     dry = acme.ok(
         "POST", "/v1/dead-letters/replay", json={"endpoint_id": broken["id"], "dry_run": True}
     )
-    assert dry == {"replayed": 1, "enabled_endpoints": [], "dry_run": True}
+    assert dry == {
+        "replayed": 1,
+        "enabled_endpoints": [],
+        "dry_run": True,
+        "disabled_endpoints": [],
+    }
     healthy.set()
     done = acme.ok("POST", "/v1/dead-letters/replay", json={"ids": [letters[0]["delivery_id"]]})
     assert done["replayed"] == 1

@@ -165,6 +165,13 @@ def test_replay_to_a_disabled_endpoint_is_refused_unless_enabled(pipeline: Pipel
     dry = run_cli("dlq", "replay", "--all", "--dry-run", "--enable-endpoint", env=env(p))
     assert "would replay 2" in dry.stdout and queued_count(p) == 0
     assert not p.registry.get(ep).enabled
+    # Sizing a replay before fixing the endpoint: the dry run counts, and says what blocks.
+    for selection in (["--all"], ["--endpoint", ep]):
+        sized = run_cli("dlq", "replay", *selection, "--dry-run", env=env(p))
+        assert sized.returncode == 0, sized.stderr
+        assert "would replay 2" in sized.stdout
+        assert f"endpoint {ep} is disabled: the replay needs --enable-endpoint" in sized.stdout
+    assert not p.registry.get(ep).enabled and queued_count(p) == 0
 
     done = run_cli("dlq", "replay", "--all", "--enable-endpoint", env=env(p))
     assert done.returncode == 0, done.stderr
