@@ -428,13 +428,18 @@ def test_the_same_idempotency_key_returns_the_same_event(
     acme: Api, globex: Api, db_url: str
 ) -> None:
     body = {"event_type": "order.created", "data": {"order": 7}}
-    first = acme.ok("POST", "/v1/events", json=body, headers={"Idempotency-Key": "order-7"})
-    again = acme.ok(
+    created = acme.call("POST", "/v1/events", json=body, headers={"Idempotency-Key": "order-7"})
+    assert created.status_code == 201
+    first = created.json()
+    repeated = acme.call(
         "POST",
         "/v1/events",
         json={**body, "data": {"order": 8}},
         headers={"Idempotency-Key": "order-7"},
     )
+    # 200, not 201: nothing was created, the answer is the first event.
+    assert repeated.status_code == 200
+    again = repeated.json()
     assert again["id"] == first["id"] and again["payload"] == {"order": 7}
     assert first["idempotency_key"] == "order-7"
     # Keys are per tenant: another tenant's same key is another event.

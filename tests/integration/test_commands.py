@@ -55,6 +55,19 @@ def test_publish_reads_a_payload_beyond_the_argument_limit_from_a_file(
     assert stored == payload
 
 
+def test_publishing_the_same_idempotency_key_again_says_so(db_url: str) -> None:
+    args = ("publish", "order.paid", "--data", "{}", "--idempotency-key", "order-9")
+    first = run_cli(*args, env=env_of(db_url))
+    assert first.returncode == 0, first.stderr
+    event_id = first.stdout.strip()
+    again = run_cli(*args, env=env_of(db_url))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"already published as {event_id} (same idempotency key)"
+    as_json = json.loads(run_cli(*args, "--json", env=env_of(db_url)).stdout)
+    assert as_json == {"id": event_id, "repeated": True}
+    assert value(db_url, "select count(*) from webhooks.outbox") == 1
+
+
 def test_publish_reads_the_payload_from_stdin(db_url: str) -> None:
     payload = {"from": "stdin", "blob": "y" * 150_000}
     result = subprocess.run(

@@ -149,6 +149,7 @@ RESEND = _sql("resend")
 LIST_EVENTS = _sql("list_events")
 SHOW_EVENT = _sql("show_event")
 CREATE_TEST_EVENT = _sql("create_test_event")
+PUBLISHED_BEFORE = _sql("published_before")
 
 # dlq.sql: list, count and replay dead letters.
 DEAD_LETTERS_SELECTED = _sql("dead_letters_selected")
