@@ -535,3 +535,36 @@ def test_endpoint_test_refuses_what_cannot_be_sent(pipeline: Pipeline) -> None:
     other = run_cli("endpoint", "test", ep, "--tenant", "acme", env=wenv(p))
     assert other.returncode == 1 and f"no endpoint with id {ep}" in other.stderr
     assert p.value("select count(*) from webhooks.outbox") == 0
+
+
+# -- a broker URL the broker refuses -------------------------------------------------------
+
+
+@pytest.mark.parametrize("daemon", [["relay"], ["worker", "--processes", "1"]])
+def test_a_redis_database_the_server_lacks_is_a_setting_error(
+    db_url: str, redis_url: str, daemon: list[str]
+) -> None:
+    # Waiting would not help: one line naming the variable, exit 2, before anything starts.
+    missing = redis_url.rsplit("/", 1)[0] + "/999"
+    result = run_cli(*daemon, env=env_of(db_url, missing), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        == "error: REDIS_URL: the broker refuses it: Redis: DB index is out of range"
+    )
+
+
+def test_rabbitmq_credentials_it_refuses_are_a_setting_error(db_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.conftest import RABBITMQ_URL
+    from worker.dev.embedded import port_open
+
+    where = urlsplit(RABBITMQ_URL)
+    if not port_open(where.hostname or "", where.port or 5672):
+        pytest.skip("no RabbitMQ listening")
+    wrong = RABBITMQ_URL.replace("guest:guest", "guest:not-the-password")
+    result = run_cli("relay", env=env_of(db_url, WEBHOOKS_BROKER_URL=wrong), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: WEBHOOKS_BROKER_URL: the broker refuses it: RabbitMQ")
+    assert len(result.stderr.strip().splitlines()) == 1

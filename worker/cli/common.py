@@ -202,3 +202,24 @@ def require_schema(conf: Settings) -> None:
         conn.close()
     if current < migrations.expected_version():
         raise MigrationError("the webhooks schema is missing or behind: run `webhooks migrate`")
+
+
+def require_broker(conf: Settings) -> None:
+    """Refuse to start a daemon on a broker URL the broker refuses; wait out an absent one.
+
+    A broker that cannot be reached is an outage the daemon waits out; one that answers and
+    refuses (a Redis database it does not have, RabbitMQ credentials or vhost) will refuse
+    for ever: one line naming the variable, before anything starts.
+    """
+    from worker.queue import BrokerError, BrokerRefused, from_url
+
+    broker = from_url(conf.broker_url, conf.queue_name)
+    try:
+        broker.ping()
+    except BrokerRefused as exc:
+        variable = "WEBHOOKS_BROKER_URL" if "WEBHOOKS_BROKER_URL" in conf.given else "REDIS_URL"
+        raise ConfigError(variable, f"the broker refuses it: {exc}") from None
+    except BrokerError:
+        return
+    finally:
+        broker.close()

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from worker.cli.common import duration, json_option, require_schema, settings
+from worker.cli.common import duration, json_option, require_broker, require_schema, settings
 from worker.errors import ConfigError
 from worker.observe import logs
 
@@ -38,6 +38,7 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
 
     conf = settings()
     require_schema(conf)
+    require_broker(conf)
     logs.configure("json" if as_json else conf.log_format)
     daemon = Relay(
         RelayConfig(
@@ -90,6 +91,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
 
     conf = settings()
     require_schema(conf)  # fail here, in one line, not in every child process
+    require_broker(conf)
     health.ensure_port_free(conf.metrics_port, "WEBHOOKS_METRICS_PORT")
     # The children read their settings from this environment (worker.settings).
     env = dict(os.environ)
