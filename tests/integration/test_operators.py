@@ -291,6 +291,31 @@ def test_check_passes_then_names_what_is_broken(pipeline: Pipeline, receiver: Re
     assert json.loads(broken.stdout)["violations"]["attempt_count_matches_rows"]
 
 
+def test_a_delivery_behind_an_open_circuit_says_so(pipeline: Pipeline) -> None:
+    p = pipeline
+    ep, _ = p.endpoint("http://127.0.0.1:9/down")
+    p.publish("a.b", {})
+    relay = Relay(RelayConfig(p.settings.require_database_url(), p.settings.redis_url))
+    relay.step()
+    relay.close()
+    delivery = p.value("select id from webhooks.deliveries")
+    p.conn.execute(
+        "update webhooks.deliveries set locked_until = null, next_attempt_at = now() + '4 days'"
+    )
+    p.conn.execute(
+        "update webhooks.endpoints set circuit_open_until = '2030-01-02 03:04:05+00' where id = %s",
+        (ep,),
+    )
+    shown = run_cli("deliveries", "show", str(delivery), env=env(p))
+    assert "after the endpoint's circuit closes (next probe at 2030-01-02 03:04:05 UTC)" in (
+        shown.stdout
+    )
+    refused = run_cli("deliveries", "retry", str(delivery), env=env(p))
+    assert refused.returncode == 1
+    assert "circuit is open" in refused.stderr and f"endpoint reset {ep}" in refused.stderr
+    assert queued_count(p) == 1  # only the relay's own message: the retry queued nothing
+
+
 def test_check_reports_a_stalled_pipeline_with_no_relay(pipeline: Pipeline) -> None:
     # No relay is running: an event older than the grace is named, and the exit status says
     # so, which is what a cron job or a liveness alert needs.
