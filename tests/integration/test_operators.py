@@ -339,6 +339,13 @@ def test_check_reports_a_stalled_pipeline_with_no_relay(pipeline: Pipeline) -> N
         (["dlq", "list", "--endpoint", "nope"], 1, "error: no endpoint with id nope"),
         (["dlq", "list", "--since", "yesterdayish"], 2, "neither a time"),
         (["prune", "--older-than", "soon"], 2, "not a duration"),
+        (["check", "--grace", "5parsecs"], 2, "'--grace': not a duration: '5parsecs'"),
+        (
+            ["endpoint", "rotate-secret", "x", "--grace", "5parsecs"],
+            2,
+            "'--grace': not a duration: '5parsecs'",
+        ),
+        (["relay", "--lease", "1y"], 2, "'--lease': not a duration: '1y'"),
         (["deliveries", "list", "--status", "lost"], 2, "Invalid value"),
         (["endpoint", "add", "ftp://x"], 2, "error: URL must use http or https"),
         (
