@@ -16,6 +16,7 @@ from pathlib import Path
 import dramatiq
 import pytest
 
+from worker.observe.processes import children
 from worker.queue.redis import build_broker
 
 pytestmark = pytest.mark.skipif(
@@ -115,3 +116,49 @@ def test_a_broker_outage_is_logged_once_then_its_end(
     finally:
         worker.stop()
         broker.close()
+
+
+def test_a_worker_stopped_during_an_outage_leaves_no_metrics_directory(
+    db_url: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import sys
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
+    metrics_port = free_port()
+    env.update(
+        DATABASE_URL=db_url,
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        WEBHOOKS_METRICS_PORT=str(metrics_port),
+        TMPDIR=str(temporary),
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "worker", "--processes", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert wait_for(lambda: any(temporary.glob("webhooks-metrics-*")), 20)
+
+    def serving() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", metrics_port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    assert wait_for(serving, 60), "the metrics process did not start"
+    time.sleep(1)  # in the outage
+    # Dramatiq kills a child that gets a second signal while it stops (Ctrl-C twice, a
+    # supervisor's stop repeated): the metrics process then never clears its files.
+    for child in children(worker.pid):
+        os.kill(child, signal.SIGKILL)
+    time.sleep(0.5)
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    worker.communicate(timeout=60)
+    assert not list(temporary.glob("webhooks-metrics-*"))
