@@ -57,6 +57,58 @@ class Outage:
                 self.since = None
 
 
+class ConsumerOutage(logging.Filter):
+    """Turn Dramatiq's consumer reconnect loop into one outage: logged once, with backoff.
+
+    Dramatiq's consumer thread logs two lines (CRITICAL, then INFO) on every failed
+    reconnect, every 3 seconds, in every worker process. As a filter on its logger this
+    drops them and reports the outage through `Outage` instead (once when it starts, once
+    when it ends); `before_reconnect`, called by the broker's ``consume``, waits longer
+    between reconnects as the outage goes on, and `connected` ends it.
+    """
+
+    #: Longest wait between two reconnects, Dramatiq's own 3 s included.
+    MAX_WAIT = 30.0
+
+    def __init__(self, what: str = "the broker", logger: logging.Logger = log) -> None:
+        super().__init__()
+        self.outage = Outage(f"{what} (worker consumer)", logger)
+        self.failures = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith("Consumer encountered a connection error"):
+            cause = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            self.failures += 1
+            self.outage.failed(cause if isinstance(cause, BaseException) else None)
+            return False
+        return not (message.startswith("Restarting consumer") and self.outage.since is not None)
+
+    def before_reconnect(self, restart_delay: float = 3.0) -> None:
+        """Wait out the rest of the backoff before a reconnect (Dramatiq slept its own part).
+
+        The wait ends early when the consumer thread is told to stop, so a worker stopped
+        during an outage stops promptly.
+        """
+        if self.failures == 0:
+            return
+        wait = min(restart_delay * 2 ** (self.failures - 1), self.MAX_WAIT) - restart_delay
+        thread = threading.current_thread()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and getattr(thread, "running", True):
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def connected(self) -> None:
+        """Record that the consumer reached the broker again."""
+        if self.outage.since is not None or self.failures:
+            self.failures = 0
+            self.outage.recovered()
+
+    def watch(self, queue_name: str) -> None:
+        """Filter the logger of the consumer thread of ``queue_name`` (idempotent)."""
+        logging.getLogger(f"dramatiq.worker.ConsumerThread({queue_name})").addFilter(self)
+
+
 def retrying(
     outage: Outage,
     *,

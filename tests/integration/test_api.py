@@ -163,7 +163,12 @@ def test_publish_reaches_the_receiver_signed_and_attempts_resend_and_replay_work
     dry = acme.ok(
         "POST", "/v1/dead-letters/replay", json={"endpoint_id": broken["id"], "dry_run": True}
     )
-    assert dry == {"replayed": 1, "enabled_endpoints": [], "dry_run": True}
+    assert dry == {
+        "replayed": 1,
+        "enabled_endpoints": [],
+        "dry_run": True,
+        "disabled_endpoints": [],
+    }
     healthy.set()
     done = acme.ok("POST", "/v1/dead-letters/replay", json={"ids": [letters[0]["delivery_id"]]})
     assert done["replayed"] == 1
@@ -423,13 +428,18 @@ def test_the_same_idempotency_key_returns_the_same_event(
     acme: Api, globex: Api, db_url: str
 ) -> None:
     body = {"event_type": "order.created", "data": {"order": 7}}
-    first = acme.ok("POST", "/v1/events", json=body, headers={"Idempotency-Key": "order-7"})
-    again = acme.ok(
+    created = acme.call("POST", "/v1/events", json=body, headers={"Idempotency-Key": "order-7"})
+    assert created.status_code == 201
+    first = created.json()
+    repeated = acme.call(
         "POST",
         "/v1/events",
         json={**body, "data": {"order": 8}},
         headers={"Idempotency-Key": "order-7"},
     )
+    # 200, not 201: nothing was created, the answer is the first event.
+    assert repeated.status_code == 200
+    again = repeated.json()
     assert again["id"] == first["id"] and again["payload"] == {"order": 7}
     assert first["idempotency_key"] == "order-7"
     # Keys are per tenant: another tenant's same key is another event.

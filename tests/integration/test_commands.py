@@ -55,6 +55,19 @@ def test_publish_reads_a_payload_beyond_the_argument_limit_from_a_file(
     assert stored == payload
 
 
+def test_publishing_the_same_idempotency_key_again_says_so(db_url: str) -> None:
+    args = ("publish", "order.paid", "--data", "{}", "--idempotency-key", "order-9")
+    first = run_cli(*args, env=env_of(db_url))
+    assert first.returncode == 0, first.stderr
+    event_id = first.stdout.strip()
+    again = run_cli(*args, env=env_of(db_url))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"already published as {event_id} (same idempotency key)"
+    as_json = json.loads(run_cli(*args, "--json", env=env_of(db_url)).stdout)
+    assert as_json == {"id": event_id, "repeated": True}
+    assert value(db_url, "select count(*) from webhooks.outbox") == 1
+
+
 def test_publish_reads_the_payload_from_stdin(db_url: str) -> None:
     payload = {"from": "stdin", "blob": "y" * 150_000}
     result = subprocess.run(
@@ -522,3 +535,36 @@ def test_endpoint_test_refuses_what_cannot_be_sent(pipeline: Pipeline) -> None:
     other = run_cli("endpoint", "test", ep, "--tenant", "acme", env=wenv(p))
     assert other.returncode == 1 and f"no endpoint with id {ep}" in other.stderr
     assert p.value("select count(*) from webhooks.outbox") == 0
+
+
+# -- a broker URL the broker refuses -------------------------------------------------------
+
+
+@pytest.mark.parametrize("daemon", [["relay"], ["worker", "--processes", "1"]])
+def test_a_redis_database_the_server_lacks_is_a_setting_error(
+    db_url: str, redis_url: str, daemon: list[str]
+) -> None:
+    # Waiting would not help: one line naming the variable, exit 2, before anything starts.
+    missing = redis_url.rsplit("/", 1)[0] + "/999"
+    result = run_cli(*daemon, env=env_of(db_url, missing), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        == "error: REDIS_URL: the broker refuses it: Redis: DB index is out of range"
+    )
+
+
+def test_rabbitmq_credentials_it_refuses_are_a_setting_error(db_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.conftest import RABBITMQ_URL
+    from worker.dev.embedded import port_open
+
+    where = urlsplit(RABBITMQ_URL)
+    if not port_open(where.hostname or "", where.port or 5672):
+        pytest.skip("no RabbitMQ listening")
+    wrong = RABBITMQ_URL.replace("guest:guest", "guest:not-the-password")
+    result = run_cli("relay", env=env_of(db_url, WEBHOOKS_BROKER_URL=wrong), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: WEBHOOKS_BROKER_URL: the broker refuses it: RabbitMQ")
+    assert len(result.stderr.strip().splitlines()) == 1

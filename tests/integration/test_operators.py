@@ -165,6 +165,13 @@ def test_replay_to_a_disabled_endpoint_is_refused_unless_enabled(pipeline: Pipel
     dry = run_cli("dlq", "replay", "--all", "--dry-run", "--enable-endpoint", env=env(p))
     assert "would replay 2" in dry.stdout and queued_count(p) == 0
     assert not p.registry.get(ep).enabled
+    # Sizing a replay before fixing the endpoint: the dry run counts, and says what blocks.
+    for selection in (["--all"], ["--endpoint", ep]):
+        sized = run_cli("dlq", "replay", *selection, "--dry-run", env=env(p))
+        assert sized.returncode == 0, sized.stderr
+        assert "would replay 2" in sized.stdout
+        assert f"endpoint {ep} is disabled: the replay needs --enable-endpoint" in sized.stdout
+    assert not p.registry.get(ep).enabled and queued_count(p) == 0
 
     done = run_cli("dlq", "replay", "--all", "--enable-endpoint", env=env(p))
     assert done.returncode == 0, done.stderr
@@ -284,6 +291,45 @@ def test_check_passes_then_names_what_is_broken(pipeline: Pipeline, receiver: Re
     assert json.loads(broken.stdout)["violations"]["attempt_count_matches_rows"]
 
 
+def test_a_delivery_behind_an_open_circuit_says_so(pipeline: Pipeline) -> None:
+    p = pipeline
+    ep, _ = p.endpoint("http://127.0.0.1:9/down")
+    p.publish("a.b", {})
+    relay = Relay(RelayConfig(p.settings.require_database_url(), p.settings.redis_url))
+    relay.step()
+    relay.close()
+    delivery = p.value("select id from webhooks.deliveries")
+    p.conn.execute(
+        "update webhooks.deliveries set locked_until = null, next_attempt_at = now() + '4 days'"
+    )
+    p.conn.execute(
+        "update webhooks.endpoints set circuit_open_until = '2030-01-02 03:04:05+00' where id = %s",
+        (ep,),
+    )
+    shown = run_cli("deliveries", "show", str(delivery), env=env(p))
+    assert "after the endpoint's circuit closes (next probe at 2030-01-02 03:04:05 UTC)" in (
+        shown.stdout
+    )
+    refused = run_cli("deliveries", "retry", str(delivery), env=env(p))
+    assert refused.returncode == 1
+    assert "circuit is open" in refused.stderr and f"endpoint reset {ep}" in refused.stderr
+    assert queued_count(p) == 1  # only the relay's own message: the retry queued nothing
+
+
+def test_check_reports_a_stalled_pipeline_with_no_relay(pipeline: Pipeline) -> None:
+    # No relay is running: an event older than the grace is named, and the exit status says
+    # so, which is what a cron job or a liveness alert needs.
+    p = pipeline
+    p.publish("a.b", {})
+    assert run_cli("check", env=env(p)).returncode == 0  # still within the grace
+    p.conn.execute("update webhooks.outbox set created_at = now() - interval '10 minutes'")
+    stalled = run_cli("check", "--json", env=env(p))
+    assert stalled.returncode == 1
+    assert len(json.loads(stalled.stdout)["violations"]["outbox_relayed"]) == 1
+    text = run_cli("check", env=env(p))
+    assert "is a relay running?" in text.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -293,6 +339,13 @@ def test_check_passes_then_names_what_is_broken(pipeline: Pipeline, receiver: Re
         (["dlq", "list", "--endpoint", "nope"], 1, "error: no endpoint with id nope"),
         (["dlq", "list", "--since", "yesterdayish"], 2, "neither a time"),
         (["prune", "--older-than", "soon"], 2, "not a duration"),
+        (["check", "--grace", "5parsecs"], 2, "'--grace': not a duration: '5parsecs'"),
+        (
+            ["endpoint", "rotate-secret", "x", "--grace", "5parsecs"],
+            2,
+            "'--grace': not a duration: '5parsecs'",
+        ),
+        (["relay", "--lease", "1y"], 2, "'--lease': not a duration: '1y'"),
         (["deliveries", "list", "--status", "lost"], 2, "Invalid value"),
         (["endpoint", "add", "ftp://x"], 2, "error: URL must use http or https"),
         (

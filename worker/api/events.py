@@ -22,7 +22,13 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
     v1 = APIRouter()
     Caller = Annotated[Principal, Depends(principal)]
 
-    @v1.post("/events", status_code=201, tags=["events"], response_model=dict[str, Any])
+    @v1.post(
+        "/events",
+        status_code=201,
+        tags=["events"],
+        response_model=dict[str, Any],
+        responses={200: {"description": "The Idempotency-Key was used before: the first event"}},
+    )
     def publish_event(
         body: EventIn,
         caller: Caller,
@@ -31,7 +37,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
             Header(max_length=255, description="Publishing the same key again is a no-op."),
         ] = None,
     ) -> Response:
-        """Publish one event; the same Idempotency-Key answers the same event."""
+        """Publish one event (201); the same Idempotency-Key answers the first event (200)."""
         tenant = caller.owner(body.tenant)
         with services.connection() as conn:
             with wrapped_errors(), conn.transaction():
@@ -43,7 +49,8 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                     idempotency_key=idempotency_key,
                     max_payload_bytes=services.settings.max_payload_bytes,
                 )
-            return fast(events.show(conn, event_id, tenant_id=tenant), 201)
+                repeated = events.published_before(conn, event_id)
+            return fast(events.show(conn, event_id, tenant_id=tenant), 200 if repeated else 201)
 
     @v1.get("/events", tags=["events"], response_model=dict[str, Any])
     def list_events(

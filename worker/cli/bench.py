@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from worker.cli.common import duration, emit, json_option, settings
+from worker.cli.common import DURATION, emit, json_option, settings
 
 
 @click.command()
@@ -31,7 +31,8 @@ from worker.cli.common import duration, emit, json_option, settings
 )
 @click.option(
     "--duration",
-    "duration_text",
+    "duration_seconds",
+    type=DURATION,
     default="10s",
     show_default=True,
     help="Length of the latency phase.",
@@ -65,8 +66,8 @@ from worker.cli.common import duration, emit, json_option, settings
 )
 @click.option(
     "--receiver-delay",
-    "receiver_delay_text",
-    default="0",
+    type=DURATION,
+    default="0s",
     show_default=True,
     help="How long the receiver waits before answering each request (e.g. 100ms).",
 )
@@ -85,13 +86,13 @@ def bench(
     payload_bytes: int,
     fail_rate: float,
     rate: float,
-    duration_text: str,
+    duration_seconds: float,
     repeats: int,
     backlog: int,
     single_events: int,
     redis_db: int | None,
     broker_url: str | None,
-    receiver_delay_text: str,
+    receiver_delay: float,
     concurrency: int | None,
     as_json: bool,
 ) -> None:
@@ -112,7 +113,7 @@ def bench(
         payload_bytes=payload_bytes,
         fail_rate=fail_rate,
         rate=rate,
-        duration=duration(duration_text),
+        duration=duration_seconds,
         repeats=repeats,
         backlog=backlog,
         single_events=single_events,
@@ -121,7 +122,7 @@ def bench(
         redis_db=redis_db,
         broker_url=broker_url,
         secret_key=conf.secret_key,
-        receiver_delay=duration(receiver_delay_text),
+        receiver_delay=receiver_delay,
         concurrency=concurrency,
     )
     try:

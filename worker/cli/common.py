@@ -151,8 +151,27 @@ def paged(func: F) -> F:
     return func
 
 
+# Generic in click 8.5's types only; subscripting it would fail on the click 8.1 we allow.
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration option (``30s``, ``5m``, ``2h``, ``4d``) in seconds; errors name the option."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+#: The type of every duration option: ``@click.option("--grace", type=DURATION)``.
+DURATION = Duration()
+
+
 def duration(text: str) -> float:
-    """Parse a duration option or fail with a usage error."""
+    """Parse a duration that is not an option's value, or fail with a usage error."""
     try:
         return parse_duration(text)
     except ValueError as exc:
@@ -202,3 +221,24 @@ def require_schema(conf: Settings) -> None:
         conn.close()
     if current < migrations.expected_version():
         raise MigrationError("the webhooks schema is missing or behind: run `webhooks migrate`")
+
+
+def require_broker(conf: Settings) -> None:
+    """Refuse to start a daemon on a broker URL the broker refuses; wait out an absent one.
+
+    A broker that cannot be reached is an outage the daemon waits out; one that answers and
+    refuses (a Redis database it does not have, RabbitMQ credentials or vhost) will refuse
+    for ever: one line naming the variable, before anything starts.
+    """
+    from worker.queue import BrokerError, BrokerRefused, from_url
+
+    broker = from_url(conf.broker_url, conf.queue_name)
+    try:
+        broker.ping()
+    except BrokerRefused as exc:
+        variable = "WEBHOOKS_BROKER_URL" if "WEBHOOKS_BROKER_URL" in conf.given else "REDIS_URL"
+        raise ConfigError(variable, f"the broker refuses it: {exc}") from None
+    except BrokerError:
+        return
+    finally:
+        broker.close()

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from worker.cli.common import duration, json_option, require_schema, settings
+from worker.cli.common import DURATION, json_option, require_broker, require_schema, settings
 from worker.errors import ConfigError
 from worker.observe import logs
 
@@ -23,12 +23,13 @@ log = logging.getLogger("webhooks")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option(
     "--lease",
+    type=DURATION,
     default="30s",
     show_default=True,
     help="How long a queued delivery is left to its message before the scheduler checks on it.",
 )
 @json_option
-def relay(batch_size: int, lease: str, as_json: bool) -> None:
+def relay(batch_size: int, lease: float, as_json: bool) -> None:
     """Run the outbox relay and retry scheduler until SIGTERM or Ctrl-C.
 
     Serves /metrics, /healthz and /readyz on WEBHOOKS_RELAY_METRICS_PORT.
@@ -38,6 +39,7 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
 
     conf = settings()
     require_schema(conf)
+    require_broker(conf)
     logs.configure("json" if as_json else conf.log_format)
     daemon = Relay(
         RelayConfig(
@@ -46,7 +48,7 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
             broker_url=conf.broker_url,
             queue=conf.queue_name,
             batch_size=batch_size,
-            lease=duration(lease),
+            lease=lease,
             max_age=conf.max_delivery_age,
             operations_tenant=conf.operations_tenant,
         )
@@ -90,6 +92,7 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
 
     conf = settings()
     require_schema(conf)  # fail here, in one line, not in every child process
+    require_broker(conf)
     health.ensure_port_free(conf.metrics_port, "WEBHOOKS_METRICS_PORT")
     # The children read their settings from this environment (worker.settings).
     env = dict(os.environ)

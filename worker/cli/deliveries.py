@@ -16,7 +16,7 @@ from worker.cli.common import (
     tenant_option,
     when,
 )
-from worker.cli.output import fields, table
+from worker.cli.output import fields, moment, table
 
 
 @click.group()
@@ -117,7 +117,7 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
                 ("event", f"{row['event_id']} ({row['event_type']})"),
                 ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
                 ("attempts", len(row["attempts"])),
-                ("next attempt", row["next_attempt_at"]),
+                ("next attempt", _next_attempt(row)),
                 ("last error", row["last_error"]),
                 ("created", row["created_at"]),
                 ("finished", row["finished_at"]),
@@ -125,6 +125,14 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
             row["attempts"],
         ),
     )
+
+
+def _next_attempt(row: dict[str, Any]) -> Any:
+    """Return when a delivery goes next, saying so when it waits behind an open circuit."""
+    probe = row["circuit_open_until"]
+    if probe is not None:
+        return f"after the endpoint's circuit closes (next probe at {moment(probe)})"
+    return row["next_attempt_at"]
 
 
 @deliveries.command("retry")

@@ -182,6 +182,11 @@ def dlq_replay(
             )
     if dry_run:
         lines = [f"would replay {_dead_letters(result.replayed)}"]
+        lines += [
+            f"endpoint {ep} is disabled: the replay needs --enable-endpoint"
+            for ep in result.disabled_endpoints
+            if not enable_endpoint
+        ]
     else:
         lines = [f"enabled endpoint {ep}" for ep in result.enabled_endpoints]
         lines.append(f"replayed {_dead_letters(result.replayed)}")

@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from worker.cli.common import (
+    DURATION,
     app,
     as_dict,
-    duration,
     emit,
     json_option,
     registry,
@@ -19,6 +19,7 @@ from worker.cli.common import (
 )
 from worker.cli.output import fields, table
 from worker.ops.endpoints import Endpoint, Endpoints, parse_header
+from worker.settings import format_duration
 
 
 @click.group()
@@ -295,20 +296,26 @@ def endpoint_reset(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
 @endpoint.command("rotate-secret")
 @click.argument("endpoint_id")
 @click.option(
-    "--grace", default="24h", show_default=True, help="How long the old secret stays valid."
+    "--grace",
+    type=DURATION,
+    default="24h",
+    show_default=True,
+    help="How long the old secret stays valid.",
 )
 @tenant_option
 @json_option
-def endpoint_rotate(endpoint_id: str, grace: str, tenant: str | None, as_json: bool) -> None:
+def endpoint_rotate(endpoint_id: str, grace: float, tenant: str | None, as_json: bool) -> None:
     """Create a new signing secret; the old one keeps signing during the grace period."""
-    seconds = duration(grace)
+    seconds = grace
     with registry() as endpoints:
         secret = endpoints.rotate_secret(endpoint_id, grace=seconds, tenant_id=tenant)
     _secret_written(endpoints)
     emit(
         as_json,
         {"id": endpoint_id, "secret": secret, "grace_seconds": seconds},
-        lambda: fields([("id", endpoint_id), ("secret", secret), ("old secret valid", grace)]),
+        lambda: fields(
+            [("id", endpoint_id), ("secret", secret), ("old secret valid", format_duration(grace))]
+        ),
     )
 
 

@@ -9,6 +9,7 @@ import click
 
 from producers import publish as publish_event
 from worker.cli.common import app, connection, emit, json_option
+from worker.ops import events
 from worker.store.db import wrapped_errors
 
 #: How much larger than the payload limit a --data file may be (indentation, spaces).
@@ -47,7 +48,9 @@ def publish(
             idempotency_key=idempotency_key,
             max_payload_bytes=limit,
         )
-    emit(as_json, {"id": event_id}, event_id)
+        repeated = events.published_before(conn, event_id)
+    human = f"already published as {event_id} (same idempotency key)" if repeated else event_id
+    emit(as_json, {"id": event_id, "repeated": repeated}, human)
 
 
 def _payload_text(data: str, max_payload_bytes: int) -> str:

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from worker.cli.common import app, connection, duration, emit, json_option, queue, tenant_option
+from worker.cli.common import (
+    DURATION,
+    app,
+    connection,
+    duration,
+    emit,
+    json_option,
+    queue,
+    tenant_option,
+)
 from worker.cli.output import fields
 from worker.settings import format_duration
 
@@ -77,17 +86,18 @@ def prune(older_than: str, include_dead: bool, dry_run: bool, as_json: bool) -> 
 @click.command()
 @click.option(
     "--grace",
+    type=DURATION,
     default="2m",
     show_default=True,
     help="How overdue a pending delivery may be before it counts as stuck.",
 )
 @json_option
-def check(grace: str, as_json: bool) -> None:
+def check(grace: float, as_json: bool) -> None:
     """Check the delivery invariants; exit 1 and list what is off."""
     from worker.ops import status as state
 
     with connection() as conn:
-        found = state.check(conn, grace=duration(grace))
+        found = state.check(conn, grace=grace)
     broken = {name: rows for name, rows in found.items() if rows}
     emit(as_json, {"ok": not broken, "violations": found}, lambda: _violations(found))
     if broken:

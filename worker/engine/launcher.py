@@ -13,7 +13,7 @@ import sys
 
 from dramatiq import cli as dramatiq_cli
 
-from worker.observe import logs
+from worker.observe import logs, processes
 from worker.settings import Settings
 
 
@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_format)
     args = dramatiq_cli.make_argument_parser().parse_args(argv)  # type: ignore[no-untyped-call]
     args.skip_logging = True
-    status: int = dramatiq_cli.main(args)  # type: ignore[no-untyped-call]
+    try:
+        status: int = dramatiq_cli.main(args)  # type: ignore[no-untyped-call]
+    finally:
+        # The metrics process clears its files when it stops, but Dramatiq kills it when it
+        # is slow to (a worker stopped during an outage): this process outlives them all.
+        if settings.metrics_multiproc_dir:
+            processes.clear_multiproc_dir(settings.metrics_multiproc_dir)
     return status
 
 

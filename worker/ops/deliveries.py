@@ -69,10 +69,15 @@ def list_deliveries(
 def show(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
 ) -> dict[str, Any]:
-    """Return one delivery with its event and every attempt (no next attempt once finished)."""
+    """Return one delivery with its event and every attempt (no next attempt once finished).
+
+    ``circuit_open_until`` is set while a pending delivery waits behind its endpoint's open
+    circuit: it goes after the probe at that time succeeds, whatever ``next_attempt_at`` says.
+    """
     row = with_attempts(conn, queries.SHOW_DELIVERY, "delivery", delivery_id, tenant_id)
     if row["status"] != "pending":
         row["next_attempt_at"] = None
+        row["circuit_open_until"] = None
     return row
 
 
@@ -130,6 +135,13 @@ def retry(
             )
         if row["in_flight"]:
             raise WrongState(f"delivery {delivery_id} is being attempted right now")
+        if row["circuit_open_until"] is not None:
+            # Queued now, it would only wait behind the circuit: say what would help.
+            raise WrongState(
+                f"endpoint {row['endpoint_id']}'s circuit is open (next probe at"
+                f" {row['circuit_open_until']:%Y-%m-%d %H:%M:%S} UTC): its deliveries wait for"
+                f" the probe; `webhooks endpoint reset {row['endpoint_id']}` closes it now"
+            )
         armed = conn.execute(queries.RETRY_NOW, {"id": delivery_id}).fetchone()
     assert armed is not None
     done = Rearmed(

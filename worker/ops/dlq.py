@@ -130,6 +130,9 @@ class ReplayResult:
     replayed: int = 0
     enabled_endpoints: tuple[str, ...] = ()
     dry_run: bool = False
+    #: In a dry run, the selected endpoints that are disabled: the replay itself needs
+    #: ``enable_endpoints`` (``--enable-endpoint``) for them.
+    disabled_endpoints: tuple[str, ...] = ()
 
 
 def replay(
@@ -154,10 +157,16 @@ def replay(
     if limit is not None and limit <= 0:
         raise InvalidEndpoint("--limit must be positive")
     params = selection.params()
-    disabled = _disabled_endpoints(conn, selection, params, enable_endpoints)
+    # A dry run counts whatever the endpoints' state: it is how an operator sizes a replay
+    # before fixing and enabling them, and it says which ones are disabled.
+    disabled = _disabled_endpoints(conn, selection, params, enable_endpoints or dry_run)
     if dry_run:
         total = count(conn, selection)
-        return ReplayResult(min(total, limit) if limit else total, dry_run=True)
+        return ReplayResult(
+            min(total, limit) if limit else total,
+            dry_run=True,
+            disabled_endpoints=tuple(disabled),
+        )
     result = ReplayResult(enabled_endpoints=tuple(disabled))
     _open_endpoints(conn, selection, params, disabled)
     if broker is None:

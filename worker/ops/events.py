@@ -15,6 +15,16 @@ from worker.store.db import wrapped_errors
 MAX_DELIVERIES = 1000
 
 
+def published_before(conn: psycopg.Connection[Any], event_id: str) -> bool:
+    """Tell whether an event just published in ``conn``'s open transaction already existed.
+
+    True when `publish` answered a repeated idempotency key with the first event's id.
+    """
+    with wrapped_errors():
+        row = conn.execute(queries.PUBLISHED_BEFORE, {"id": event_id}).fetchone()
+    return bool(row and row["repeated"])
+
+
 def list_events(
     conn: psycopg.Connection[Any],
     *,

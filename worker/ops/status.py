@@ -65,8 +65,13 @@ INVARIANTS = (
     ),
     Invariant(
         "nothing_overdue",
-        "a pending delivery is overdue beyond its lease",
+        "a pending delivery is overdue beyond the grace: is a worker running?",
         queries.CHECK_NOTHING_OVERDUE,
+    ),
+    Invariant(
+        "outbox_relayed",
+        "an event waits unrelayed beyond the grace: is a relay running?",
+        queries.CHECK_OUTBOX_RELAYED,
     ),
     Invariant(
         "tenants_isolated",

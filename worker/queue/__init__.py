@@ -60,6 +60,14 @@ class BrokerError(WebhooksError, ConnectionError):
     """Report a broker that cannot be reached or refused an operation (transient)."""
 
 
+class BrokerRefused(BrokerError):
+    """Report a broker that answers but refuses this configuration (not transient).
+
+    A Redis database index the server does not have, RabbitMQ credentials or a vhost it
+    does not know: waiting will not fix these, an operator must.
+    """
+
+
 class Queue(Protocol):
     """One named queue of delivery messages on one broker."""
 

@@ -31,8 +31,8 @@ import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import xq_name
 
-from worker.outages import first_line
-from worker.queue import BrokerError, Item, encode
+from worker.outages import ConsumerOutage, first_line
+from worker.queue import BrokerError, BrokerRefused, Item, encode
 
 #: Dramatiq's queue arguments (RabbitmqBroker._build_queue_arguments): a queue declared
 #: with other arguments is refused by RabbitMQ, so both sides must agree.
@@ -44,6 +44,13 @@ def queue_arguments(name: str) -> dict[str, Any]:
 
 
 _PERSISTENT = pika.BasicProperties(delivery_mode=2)
+
+
+#: What RabbitMQ answers to credentials or a vhost it refuses: no retry fixes these.
+_REFUSALS = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+)
 
 
 class RabbitQueue:
@@ -81,6 +88,9 @@ class RabbitQueue:
         with self._lock:
             try:
                 yield self._open()
+            except _REFUSALS as exc:
+                self._drop()
+                raise BrokerRefused(f"RabbitMQ: {first_line(exc) or type(exc).__name__}") from exc
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._drop()
                 raise BrokerError(f"RabbitMQ: {first_line(exc) or type(exc).__name__}") from exc
@@ -133,4 +143,19 @@ def build_broker(url: str) -> RabbitmqBroker:
     Confirms are on for anything the workers enqueue themselves (nothing today: the relay,
     replay and retry publish through `RabbitQueue`).
     """
-    return RabbitmqBroker(url=url, confirm_delivery=True, middleware=[])
+    return _OutageAwareRabbitmqBroker(url=url, confirm_delivery=True, middleware=[])
+
+
+class _OutageAwareRabbitmqBroker(RabbitmqBroker):
+    """RabbitmqBroker whose consumer outages are logged once (`ConsumerOutage`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outage = ConsumerOutage("RabbitMQ")
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        self.outage.watch(queue_name)
+        self.outage.before_reconnect()
+        consumer = super().consume(queue_name, prefetch, timeout)
+        self.outage.connected()  # the consumer opened its channel: RabbitMQ is back
+        return consumer

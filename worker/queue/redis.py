@@ -41,8 +41,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 
-from worker.outages import first_line
-from worker.queue import BrokerError, Item, encode
+from worker.outages import ConsumerOutage, first_line
+from worker.queue import BrokerError, BrokerRefused, Item, encode
 
 log = logging.getLogger("webhooks.worker")
 
@@ -154,6 +154,9 @@ class RedisQueue:
 def _wrapped() -> Any:
     try:
         yield
+    except redis.ResponseError as exc:
+        # Answered, and refused: e.g. "DB index is out of range" for a URL's database.
+        raise BrokerRefused(f"Redis: {first_line(exc)}") from exc
     except redis.RedisError as exc:
         raise BrokerError(f"Redis: {first_line(exc)}") from exc
 
@@ -166,7 +169,7 @@ MAINTENANCE_CHANCE = 10_000
 
 def build_broker(url: str) -> WakefulRedisBroker:
     """Return the workers' Redis broker, with no middleware of Dramatiq's own."""
-    return WakefulRedisBroker(  # type: ignore[no-untyped-call]
+    return WakefulRedisBroker(
         url=url,
         namespace=NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
@@ -193,11 +196,24 @@ return #ARGV
 
 
 class WakefulRedisBroker(RedisBroker):
-    """RedisBroker with `_WakefulConsumer` consumers; everything else is Dramatiq's."""
+    """RedisBroker with `_WakefulConsumer` consumers; everything else is Dramatiq's.
+
+    A Redis outage is logged once by `ConsumerOutage`, with a growing wait between
+    reconnects, instead of Dramatiq's two lines every 3 seconds.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.outage = ConsumerOutage("Redis")
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
         return _WakefulConsumer
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        self.outage.watch(queue_name)
+        self.outage.before_reconnect()
+        return super().consume(queue_name, prefetch, timeout)
 
 
 class _WakefulConsumer(_RedisConsumer):
@@ -243,6 +259,9 @@ class _WakefulConsumer(_RedisConsumer):
     def __next__(self) -> Any:
         self._send_acks()
         message = super().__next__()  # type: ignore[no-untyped-call]
+        outage = self.broker.outage
+        if outage.failures:
+            outage.connected()  # a fetch went through: Redis is back
         if message is not None:
             self.waits = 0
             return message

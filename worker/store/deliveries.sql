@@ -40,7 +40,8 @@ limit %(limit)s offset %(offset)s;
 -- name: show_delivery
 -- One delivery with its event (its attempts are read apart).
 select d.*, d.event_id::text as event_id, d.endpoint_id::text as endpoint_id,
-       d.message_id::text as message_id, o.event_type, o.payload, e.url
+       d.message_id::text as message_id, o.event_type, o.payload, e.url,
+       e.circuit_open_until
 from webhooks.deliveries d
 join webhooks.outbox o on o.id = d.event_id
 join webhooks.endpoints e on e.id = d.endpoint_id
@@ -62,7 +63,8 @@ for update;
 -- name: lock_delivery
 -- Lock a delivery and read what decides whether it may be retried or resent.
 select d.id, d.status, d.event_id::text as event_id, d.endpoint_id::text as endpoint_id,
-       coalesce(d.locked_until > now(), false) as in_flight, e.enabled
+       coalesce(d.locked_until > now(), false) as in_flight, e.enabled,
+       e.circuit_open_until
 from webhooks.deliveries d
 join webhooks.endpoints e on e.id = d.endpoint_id
 where d.id = %(id)s and (%(tenant)s::text is null or d.tenant_id = %(tenant)s)

@@ -31,3 +31,11 @@ select tenant_id, id, endpoint_id, created_at, gen_random_uuid(),
        now() + %(lease)s * interval '1 second', 'test'
 from event
 returning id, message_id::text as message_id;
+
+-- name: published_before
+-- Whether an event the caller just published existed before the caller's transaction: a
+-- repeated idempotency key returns the first event's id. Run in that same transaction, where
+-- now() is its start, so a row this transaction inserted has created_at = now().
+select created_at < now() as repeated
+from webhooks.outbox
+where id = %(id)s;

@@ -149,6 +149,7 @@ RESEND = _sql("resend")
 LIST_EVENTS = _sql("list_events")
 SHOW_EVENT = _sql("show_event")
 CREATE_TEST_EVENT = _sql("create_test_event")
+PUBLISHED_BEFORE = _sql("published_before")
 
 # dlq.sql: list, count and replay dead letters.
 DEAD_LETTERS_SELECTED = _sql("dead_letters_selected")
@@ -172,6 +173,7 @@ CHECK_ONE_DELIVERY_PER_MATCHING_ENDPOINT = _sql("check_one_delivery_per_matching
 CHECK_ATTEMPT_COUNT_MATCHES_ROWS = _sql("check_attempt_count_matches_rows")
 CHECK_TERMINAL_STATE_IS_UNIQUE = _sql("check_terminal_state_is_unique")
 CHECK_NOTHING_OVERDUE = _sql("check_nothing_overdue")
+CHECK_OUTBOX_RELAYED = _sql("check_outbox_relayed")
 CHECK_TENANTS_ISOLATED = _sql("check_tenants_isolated")
 
 # apikeys.sql: the HTTP API's keys.

@@ -82,6 +82,17 @@ where d.status = 'pending'
   and d.next_attempt_at < now() - %(grace)s * interval '1 second'
 limit 100;
 
+-- name: check_outbox_relayed
+-- Invariant: no event waits unrelayed longer than %(grace)s seconds. One that does means no
+-- relay is running (or it cannot reach Postgres or the broker): the pipeline is stalled.
+-- The partial index outbox_unrelayed keeps this to the unrelayed rows.
+select o.id::text as event_id, o.event_type, o.created_at
+from webhooks.outbox o
+where o.relayed_at is null
+  and o.created_at < now() - %(grace)s * interval '1 second'
+order by o.id
+limit 100;
+
 -- name: check_tenants_isolated
 -- Invariant: a delivery, its event and its endpoint belong to one tenant.
 select d.id as delivery_id, d.tenant_id, o.tenant_id as event_tenant,
