@@ -34,6 +34,7 @@ from worker.api import create_app
 from worker.api.auth import Services
 from worker.api.slots import TESTS_PER_TENANT
 from worker.ops import apikeys
+from worker.queue.memory import MemoryQueue
 from worker.settings import Settings
 
 #: The API's pool (worker.api.auth.Services): more tests than this at once took every one.
@@ -230,3 +231,30 @@ def test_resolving_a_new_urls_host_holds_no_pooled_connection(
         assert changed.status_code == 200, changed.text
         wait_until(lambda: len(got) == 2, "the new URL's host to be resolved")
         assert got == [True, True]
+
+
+def test_asking_the_broker_for_the_status_holds_no_pooled_connection(
+    settings: Settings, db_url: str
+) -> None:
+    """A broker slow to answer the queue's depth does not keep a connection of the pool."""
+    acme = key_of(db_url, "acme")
+    got: list[bool] = []
+
+    with api_server(settings) as api:
+
+        class SlowBroker(MemoryQueue):
+            def depth(self) -> int:
+                # Were one held by the request asking this, the last would never come.
+                try:
+                    with ExitStack() as stack:
+                        for _ in range(POOL_SIZE):
+                            stack.enter_context(api.services.connection())
+                    got.append(True)
+                except Exception:
+                    got.append(False)
+                return 7
+
+        api.services._queue = SlowBroker()  # the broker this process would have opened
+        answer = httpx.get(f"{api.base}/v1/status", headers=acme, timeout=PATIENCE)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["queue_depth"] == 7 and got == [True]
