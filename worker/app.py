@@ -12,21 +12,27 @@ OpenAPI document and a mounted application's startup need no database.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from worker.engine.dns import Resolver
 from worker.errors import DatabaseError
 from worker.ops.endpoints import Endpoints
+from worker.ops.prefetch import Prefetched, prefetch
 from worker.queue import Queue, from_url
 from worker.settings import Settings
 from worker.store.db import connect
 from worker.store.vault import Vault
+
+if TYPE_CHECKING:
+    from worker.ops.ping import TestAttempt
 
 log = logging.getLogger("webhooks")
 
@@ -48,8 +54,11 @@ class App:
         pool_size: int = 0,
         application_name: str = "webhooks",
         warn: Callable[[str], None] | None = None,
+        resolver: Resolver = socket.getaddrinfo,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
+        #: How an endpoint URL's host is resolved when it is checked (tests pass a fake).
+        self.resolver = resolver
         self.vault = Vault(self.settings.secret_key)
         self.pool_size = pool_size
         self.application_name = application_name
@@ -97,14 +106,50 @@ class App:
                 self._queue = from_url(self.settings.broker_url, self.settings.queue_name)
             return self._queue
 
-    def endpoints(self, conn: psycopg.Connection[Any]) -> Endpoints:
-        """Return the endpoint registry on ``conn``, with this process's settings."""
+    def endpoints(
+        self, conn: psycopg.Connection[Any], *, resolver: Resolver | None = None
+    ) -> Endpoints:
+        """Return the endpoint registry on ``conn``, with this process's settings.
+
+        ``resolver`` answers the destination check of a URL being set: `prefetch` resolves
+        it before a connection is taken, so none is held while a name server answers.
+        """
         return Endpoints(
             conn,
             self.vault,
             allowed_networks=self.settings.allowed_networks,
             warn=self.warn,
             operations_tenant=self.settings.operations_tenant,
+            resolver=resolver if resolver is not None else self.resolver,
+        )
+
+    def prefetch(self, url: str | None) -> Prefetched:
+        """Resolve the host of a URL about to be set on an endpoint, before any connection
+        is taken; pass the answer to `endpoints` as its ``resolver``."""
+        return prefetch(url, self.settings.allowed_networks, self.resolver)
+
+    def send_test_event(
+        self,
+        endpoint_id: str,
+        *,
+        event_type: str = "webhooks.test",
+        tenant_id: str | None = None,
+    ) -> TestAttempt:
+        """Send a test event to one endpoint now and return the attempt (`endpoint test`).
+
+        A connection is taken for the write before the attempt and for the record after it,
+        none while the receiver answers.
+        """
+        # Imported here: the sender (aiohttp) is not needed by anything else the App builds.
+        from worker.ops import ping
+
+        return ping.send_test_event(
+            self.connection,
+            self.settings,
+            endpoint_id,
+            event_type=event_type,
+            tenant_id=tenant_id,
+            vault=self.vault,
         )
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from worker.api.problems import Problem
+from worker.api.slots import Slots, endpoint_tests
 from worker.app import App
 from worker.errors import NotFound
 from worker.observe.health import Readiness
@@ -34,6 +35,14 @@ class Principal:
     def __post_init__(self) -> None:
         if self.admin == (self.tenant_id is not None):
             raise ValueError("a principal is either one tenant's or admin, not both or neither")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Return what this caller's share of a bounded resource is counted by: its tenant,
+        or for an admin its name."""
+        if self.tenant_id is not None:
+            return ("tenant", self.tenant_id)
+        return ("admin", self.name)
 
     def scope(self, tenant: str | None) -> str | None:
         """Return the tenant a call acts in (None: every tenant, admin only).
@@ -60,7 +69,8 @@ CallerDependency = Callable[..., Awaitable[Principal]]
 
 
 class Services(App):
-    """The API's `App`: a pool of connections, warnings logged, and API-key authentication.
+    """The API's `App`: a pool of connections, warnings logged, API-key authentication, and
+    the slots that bound endpoint tests (`worker.api.slots`).
 
     The pool opens on first use rather than at startup: a mounted application's lifespan does
     not run the sub-application's, and building the app (for its OpenAPI document) needs no
@@ -70,6 +80,8 @@ class Services(App):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, pool_size=10, application_name="webhooks-api")
         self._readiness: Readiness | None = None
+        #: Endpoint tests in flight: a few per tenant, fewer in all than the pool's size.
+        self.tests: Slots = endpoint_tests(self.settings.request_timeout)
 
     def broker(self) -> Queue:
         """Return the queue retries, resends and replays push to (the configured broker)."""

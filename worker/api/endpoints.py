@@ -20,10 +20,12 @@ from worker.api.models import (
     RotateIn,
     SecretOut,
     TestIn,
+    problem_responses,
 )
 from worker.api.paging import decode_cursor, page
 from worker.api.params import Cursor, EndpointId, Limit, TenantQuery
 from worker.api.problems import Problem
+from worker.api.slots import Full
 from worker.ops import ping
 from worker.ops.endpoints import UNCHANGED
 
@@ -46,8 +48,10 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
     @v1.post("/endpoints", status_code=201, response_model=EndpointCreated, tags=["endpoints"])
     def create_endpoint(body: EndpointIn, caller: Caller) -> EndpointCreated:
         """Register an endpoint; its signing secret is in this answer only."""
+        # The URL's host is resolved before a connection is taken, not while holding one.
+        resolved = services.prefetch(body.url)
         with services.connection() as conn:
-            ep, secret = services.endpoints(conn).add(
+            ep, secret = services.endpoints(conn, resolver=resolved).add(
                 body.url,
                 tenant_id=caller.owner(body.tenant),
                 event_types=body.event_types,
@@ -90,8 +94,9 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
             "description" in given and body.description is None
         ):
             raise Problem(422, "url and description cannot be null", kind="invalid-value")
+        resolved = services.prefetch(body.url)
         with services.connection() as conn:
-            ep = services.endpoints(conn).update(
+            ep = services.endpoints(conn, resolver=resolved).update(
                 endpoint_id,
                 tenant_id=caller.scope(tenant),
                 url=body.url,
@@ -156,21 +161,35 @@ def _actions(v1: APIRouter, services: Services, principal: CallerDependency) -> 
             )
         return EndpointOut.of(ep)
 
-    @v1.post("/endpoints/{endpoint_id}/test", tags=["endpoints"])
+    @v1.post("/endpoints/{endpoint_id}/test", tags=["endpoints"], responses=problem_responses(429))
     def test_endpoint(
         endpoint_id: EndpointId,
         caller: Caller,
         tenant: TenantQuery = None,
         body: Annotated[TestIn | None, Body()] = None,
     ) -> dict[str, Any]:
-        """Send a test event to the endpoint now; answer with the attempt."""
-        with services.connection() as conn:
-            attempt = ping.send_test_event(
-                conn,
-                services.settings,
-                endpoint_id,
-                event_type=body.event_type if body is not None else ping.TEST_EVENT_TYPE,
-                tenant_id=caller.scope(tenant),
-                vault=services.vault,
-            )
+        """Send a test event to the endpoint now; answer with the attempt.
+
+        One tenant's tests run a few at a time: beyond, 429 with Retry-After.
+        """
+        scope = caller.scope(tenant)
+        try:
+            with services.tests.taken(caller.key):
+                # No connection is held while the receiver answers (worker.ops.ping).
+                attempt = ping.send_test_event(
+                    services.connection,
+                    services.settings,
+                    endpoint_id,
+                    event_type=body.event_type if body is not None else ping.TEST_EVENT_TYPE,
+                    tenant_id=scope,
+                    vault=services.vault,
+                )
+        except Full as exc:
+            raise Problem(
+                429,
+                f"{exc.detail}: try again in {exc.retry_after}s",
+                kind="too-many-tests",
+                title="Too many endpoint tests in flight",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
         return {**asdict(attempt), "ok": attempt.ok}

@@ -23,11 +23,10 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         """Backlog, lag, deliveries by state, dead letters, endpoints and queue depth."""
         conf = services.settings
         with services.connection() as conn:
-            return fast(
-                state.status(
-                    conn, services.broker(), conf.queue_name, tenant_id=caller.scope(tenant)
-                )
-            )
+            found = state.status(conn, None, conf.queue_name, tenant_id=caller.scope(tenant))
+        # The broker is asked once the connection is given back.
+        found["queue_depth"] = state.queue_depth(services.broker(), conf.queue_name)
+        return fast(found)
 
     return v1
 

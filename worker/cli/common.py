@@ -99,10 +99,14 @@ def connection() -> Iterator[psycopg.Connection[Any]]:
 
 
 @contextmanager
-def registry() -> Iterator[Endpoints]:
-    """Lend the command the endpoint registry on a connection of its own."""
+def registry(url: str | None = None) -> Iterator[Endpoints]:
+    """Lend the command the endpoint registry on a connection of its own.
+
+    ``url``, the URL the command sets, has its host resolved before the connection opens.
+    """
+    resolved = app().prefetch(url) if url is not None else None
     with connection() as conn:
-        yield app().endpoints(conn)
+        yield app().endpoints(conn, resolver=resolved)
 
 
 def queue() -> Queue:

@@ -72,7 +72,7 @@ def endpoint_add(
 ) -> None:
     """Create an endpoint and print its id and signing secret."""
     parsed = dict(parse_header(h) for h in headers)
-    with registry() as endpoints:
+    with registry(url) as endpoints:
         ep, secret = endpoints.add(
             url,
             tenant_id=tenant,
@@ -148,7 +148,7 @@ def endpoint_update(
             "nothing to update: give --url, --event-type, --all-event-types, --header, "
             "--clear-headers, --rate-limit, --no-rate-limit or --description"
         )
-    with registry() as endpoints:
+    with registry(url) as endpoints:
         ep = endpoints.update(endpoint_id, tenant_id=tenant, **changes)
     emit(as_json, ep, lambda: fields(_endpoint_fields(ep)))
 
@@ -169,12 +169,7 @@ def endpoint_test(endpoint_id: str, event_type: str, tenant: str | None, as_json
     The event is recorded like any other (trigger `test` in its attempts) and, if the attempt
     fails, retried on the schedule.
     """
-    from worker.ops.ping import send_test_event
-
-    with app().connection() as conn:
-        attempt = send_test_event(
-            conn, app().settings, endpoint_id, event_type=event_type, tenant_id=tenant
-        )
+    attempt = app().send_test_event(endpoint_id, event_type=event_type, tenant_id=tenant)
     emit(
         as_json,
         attempt,

@@ -10,6 +10,14 @@ deadline, 16 KiB cap), and the attempt is recorded, trigger ``test``, with the d
 new state in the engine's own statement. A failed test is then retried on the schedule like
 any delivery; if the caller dies mid-attempt, the claim's lock runs out and the scheduler
 takes the delivery up (guarantee 3).
+
+No Postgres connection is held while the receiver is asked: the test takes one connection
+for the write before the attempt (the event and its claim, one transaction) and another for
+the record after it, from the ``connect`` it is given (`worker.app.App.connection`). A
+receiver that takes the whole request timeout to answer keeps a thread, never one of the
+pool's connections. Should the record come after the claim's lock ran out (a pool busy past
+`LOCK_MARGIN`), the scheduler may have attempted the delivery again meanwhile: at least
+once, the same webhook-id (guarantee 5).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from worker.policy.outcome import Kind
 from worker.queue import LEASE_SECONDS
 from worker.settings import Settings
 from worker.store import queries
-from worker.store.db import wrapped_errors
+from worker.store.db import Connect, wrapped_errors
 from worker.store.vault import Vault
 
 #: The event type of a test event unless the caller names another.
@@ -72,7 +80,7 @@ class TestAttempt:
 
 
 def send_test_event(
-    conn: psycopg.Connection[Any],
+    connect: Connect,
     settings: Settings,
     endpoint_id: str,
     *,
@@ -80,7 +88,11 @@ def send_test_event(
     tenant_id: str | None = None,
     vault: Vault | None = None,
 ) -> TestAttempt:
-    """Publish a test event to one endpoint, attempt it now and return the attempt."""
+    """Publish a test event to one endpoint, attempt it now and return the attempt.
+
+    ``connect`` lends a connection for each write (`worker.app.App.connection`); none is
+    held during the attempt itself.
+    """
     if (
         not isinstance(event_type, str)
         or not event_type
@@ -89,6 +101,23 @@ def send_test_event(
     ):
         raise InvalidEvent(f"event type {event_type!r} is not valid")
     vault = vault or Vault(settings.secret_key)
+    with connect() as conn:
+        job = _claim(conn, settings, vault, endpoint_id, event_type, tenant_id)
+    # The receiver may take the whole request timeout: no connection is held meanwhile.
+    finished = asyncio.run(_attempt(settings, vault, job))
+    with connect() as conn:
+        return _record(conn, settings, finished)
+
+
+def _claim(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    vault: Vault,
+    endpoint_id: str,
+    event_type: str,
+    tenant_id: str | None,
+) -> plan.Claimed:
+    """Write the test event with its one delivery, claimed for this caller; return the claim."""
     endpoint = Endpoints(conn, vault).get(endpoint_id, tenant_id=tenant_id)
     if not endpoint.enabled:
         raise WrongState(
@@ -115,9 +144,7 @@ def send_test_event(
             {"ids": [created["id"]], "message_ids": [created["message_id"]], "lock": lock},
         ).fetchone()
     assert claimed is not None
-    job = plan.Claimed.from_row(claimed)
-    finished = asyncio.run(_attempt(settings, vault, job))
-    return _record(conn, settings, finished)
+    return plan.Claimed.from_row(claimed)
 
 
 async def _attempt(settings: Settings, vault: Vault, job: plan.Claimed) -> Finished:

@@ -29,13 +29,22 @@ def status(
     out: dict[str, Any] = {"tenant": tenant_id, **(row or {})}
     age = out.get("outbox_oldest_age_seconds")
     out["outbox_oldest_age_seconds"] = float(age) if age is not None else None
-    out["queue_depth"] = None
-    if broker is not None:
-        try:
-            out["queue_depth"] = as_queue(broker, queue_name).depth()
-        except BrokerError:
-            out["queue_depth"] = None  # shown as unknown: the broker is down, Postgres is not
+    out["queue_depth"] = queue_depth(broker, queue_name)
     return out
+
+
+def queue_depth(broker: Queue | Any | None, queue_name: str) -> int | None:
+    """Return how many messages wait in the queue; None when there is no broker or it is down.
+
+    A server asks this after giving back its Postgres connection: a broker that is slow to
+    answer (up to its socket timeouts) must not keep one of the pool's connections.
+    """
+    if broker is None:
+        return None
+    try:
+        return as_queue(broker, queue_name).depth()
+    except BrokerError:
+        return None  # shown as unknown: the broker is down, Postgres is not
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from worker.errors import DatabaseError, MigrationError
+
+#: What lends a connection for the length of a ``with`` block (`worker.app.App.connection`):
+#: given to a service that must not hold one across a slow call.
+Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
 #: Raised by Postgres when a relation is missing: the schema is not migrated.
 UNDEFINED_TABLE = "42P01"
