@@ -67,6 +67,18 @@ def test_no_key_while_secrets_are_encrypted_is_refused_rather_than_storing_one_p
     assert len(stored_secrets(db_url)) == 1
 
 
+@pytest.mark.parametrize("key", [KEY_B, None], ids=["wrong key", "no key"])
+def test_an_endpoint_test_without_the_right_key_is_refused_and_records_nothing(
+    db_url: str, key: str | None
+) -> None:
+    endpoint_id = add(db_url, KEY_A)
+    done = cli(db_url, "endpoint", "test", endpoint_id, key=key)
+    assert_refused(done, "nothing was written")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select count(*) from webhooks.outbox").fetchone() == (0,)
+        assert conn.execute("select count(*) from webhooks.deliveries").fetchone() == (0,)
+
+
 def test_a_key_too_short_to_be_a_real_key_is_refused(db_url: str) -> None:
     done = cli(db_url, "endpoint", "list", key="hunter2")
     assert_refused(done, "too short: the key has 7 characters, at least 32 are needed")

@@ -117,12 +117,18 @@ def _claim(
     event_type: str,
     tenant_id: str | None,
 ) -> plan.Claimed:
-    """Write the test event with its one delivery, claimed for this caller; return the claim."""
-    endpoint = Endpoints(conn, vault).get(endpoint_id, tenant_id=tenant_id)
+    """Write the test event with its one delivery, claimed for this caller; return the claim.
+
+    A WEBHOOKS_SECRET_KEY that cannot open the stored secrets is refused first, as when a
+    secret is written: the attempt could not be signed, and nothing is recorded.
+    """
+    registry = Endpoints(conn, vault)
+    endpoint = registry.get(endpoint_id, tenant_id=tenant_id)
     if not endpoint.enabled:
         raise WrongState(
             f"endpoint {endpoint.id} is disabled: `webhooks endpoint enable {endpoint.id}` first"
         )
+    registry.check_key()
     lock = settings.request_timeout + LOCK_MARGIN
     payload = {"test": True, "endpoint_id": endpoint.id, "sent_at": _now().isoformat()}
     with wrapped_errors(), conn.transaction():
