@@ -101,7 +101,9 @@ def test_reencrypt_seals_every_secret_with_the_first_key_so_the_old_one_can_go(
     add(db_url, KEY_A)
     done = cli(db_url, "endpoint", "reencrypt", key=f"{KEY_B},{KEY_A}")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "re-encrypted the secrets of 2 endpoints with the first key"
+    assert done.stdout.strip() == (
+        "re-encrypted the secrets and header values of 2 endpoints with the first key"
+    )
     # The old key is no longer needed, and no longer enough.
     assert cli(db_url, "endpoint", "rotate-secret", first, key=KEY_B).returncode == 0
     assert cli(db_url, "endpoint", "rotate-secret", first, key=KEY_A).returncode == 2

@@ -63,7 +63,9 @@ class EndpointOut(BaseModel):
     url: str
     description: str
     event_types: list[str] | None
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(
+        description="Custom headers; values redacted except in the answer that set them."
+    )
     rate_limit: int | None
     enabled: bool
     disabled_reason: str | None

@@ -27,10 +27,10 @@ def endpoint() -> None:
     """Register and manage the endpoints events are delivered to."""
 
 
-def _secret_written(endpoints: Endpoints) -> None:
-    """Say, once a secret is written, that it was stored plain (no key is set)."""
+def _secret_written(endpoints: Endpoints, what: str = "the secret is") -> None:
+    """Say, once a secret or header value is written, that it was stored plain (no key)."""
     if not endpoints.vault.encrypts:
-        warn("WEBHOOKS_SECRET_KEY is not set: the secret is stored unencrypted")
+        warn(f"WEBHOOKS_SECRET_KEY is not set: {what} stored unencrypted")
 
 
 def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
@@ -40,7 +40,8 @@ def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
         ("url", ep.url),
         ("description", ep.description or None),
         ("event types", list(ep.event_types) if ep.event_types else "all"),
-        ("headers", ", ".join(ep.headers) or None),
+        # Redacted values, except in the answer of add and update (`Endpoint.headers`).
+        ("headers", ", ".join(f"{k}: {v}" for k, v in ep.headers.items()) or None),
         ("rate limit", f"{ep.rate_limit}/s" if ep.rate_limit else None),
         ("enabled", ep.enabled),
         ("disabled reason", ep.disabled_reason),
@@ -81,7 +82,9 @@ def endpoint_add(
             rate_limit=rate_limit,
             description=description,
         )
-    _secret_written(endpoints)
+    _secret_written(
+        endpoints, "the secret and the header values are" if parsed else "the secret is"
+    )
     emit(
         as_json,
         {**as_dict(ep), "secret": secret},
@@ -150,6 +153,8 @@ def endpoint_update(
         )
     with registry(url) as endpoints:
         ep = endpoints.update(endpoint_id, tenant_id=tenant, **changes)
+    if headers:
+        _secret_written(endpoints, "the header values are")
     emit(as_json, ep, lambda: fields(_endpoint_fields(ep)))
 
 
@@ -317,7 +322,7 @@ def endpoint_rotate(endpoint_id: str, grace: float, tenant: str | None, as_json:
 @endpoint.command("reencrypt")
 @json_option
 def endpoint_reencrypt(as_json: bool) -> None:
-    """Seal every stored secret with the first key of WEBHOOKS_SECRET_KEY.
+    """Seal every stored secret and header value with the first key of WEBHOOKS_SECRET_KEY.
 
     The last step of rotating the key itself: prepend the new key to the list, restart the
     workers, run this, then drop the old key.
@@ -327,8 +332,8 @@ def endpoint_reencrypt(as_json: bool) -> None:
     emit(
         as_json,
         {"endpoints": count},
-        f"re-encrypted the secrets of {count} endpoint{'' if count == 1 else 's'}"
-        " with the first key",
+        f"re-encrypted the secrets and header values of {count}"
+        f" endpoint{'' if count == 1 else 's'} with the first key",
     )
 
 

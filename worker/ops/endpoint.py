@@ -21,7 +21,12 @@ UNCHANGED = Unchanged.UNCHANGED
 
 @dataclass(frozen=True)
 class Endpoint:
-    """An endpoint as operators see it (secrets are never part of it)."""
+    """An endpoint as operators see it (secrets are never part of it).
+
+    ``headers`` are the custom headers as shown: values redacted (`worker.policy.redaction`),
+    except in the endpoint `Endpoints.add` and `Endpoints.update` return, which shows in full
+    the headers the caller has just given.
+    """
 
     id: str
     tenant_id: str
@@ -51,8 +56,11 @@ class Endpoint:
         return f"open until {self.circuit_open_until:%Y-%m-%d %H:%M:%S} UTC"
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Endpoint:
-        """Build from a webhooks.endpoints row."""
+    def from_row(cls, row: Mapping[str, Any], headers: Mapping[str, str]) -> Endpoint:
+        """Build from a webhooks.endpoints row and its custom headers as they are shown.
+
+        The row's own ``headers`` hold sealed values: the caller opens and redacts them.
+        """
         types = row["event_types"]
         return cls(
             id=str(row["id"]),
@@ -60,7 +68,7 @@ class Endpoint:
             url=row["url"],
             description=row["description"],
             event_types=tuple(types) if types is not None else None,
-            headers=dict(row["headers"]),
+            headers=dict(headers),
             rate_limit=row["rate_limit"],
             enabled=row["enabled"],
             disabled_reason=row["disabled_reason"],

@@ -34,6 +34,7 @@ from worker.ops.validation import (
     validate_url,
 )
 from worker.policy import operations
+from worker.policy.redaction import MARKER, redact
 from worker.policy.signing import generate_secret
 from worker.settings import IPNetwork
 from worker.store import queries
@@ -104,8 +105,8 @@ class Endpoints:
     def check_key(self) -> None:
         """Raise ConfigError unless the vault opens every secret already stored.
 
-        Called before any secret is written, so a wrong or missing WEBHOOKS_SECRET_KEY is
-        refused instead of sealing a secret the workers cannot open.
+        Called before any secret or custom header is written, so a wrong or missing
+        WEBHOOKS_SECRET_KEY is refused instead of sealing a value the workers cannot open.
         """
         with wrapped_errors():
             rows = self.conn.execute(queries.SEALED_SECRETS, {"prefix": PREFIX + "%"}).fetchall()
@@ -121,7 +122,11 @@ class Endpoints:
         rate_limit: int | None = None,
         description: str = "",
     ) -> tuple[Endpoint, str]:
-        """Create an endpoint; return it with its signing secret (shown only now)."""
+        """Create an endpoint; return it with its signing secret (shown only now).
+
+        The custom header values are sealed like the secret; the endpoint returned shows them
+        in full, every later read redacted.
+        """
         validate_url(url)
         check_tenant(tenant_id)
         types = check_event_types(event_types)
@@ -142,12 +147,12 @@ class Endpoints:
                     "description": description,
                     "event_types": types,
                     "secrets": Jsonb([{"secret": self.vault.seal(secret), "expires_at": None}]),
-                    "headers": Jsonb(checked),
+                    "headers": Jsonb(self.vault.seal_headers(checked)),
                     "rate_limit": rate_limit,
                 },
             ).fetchone()
         assert row is not None
-        return Endpoint.from_row(row), secret
+        return self._endpoint(row, revealed=checked), secret
 
     def update(
         self,
@@ -166,14 +171,22 @@ class Endpoints:
         ``headers=None`` (or ``{}``) removes the custom headers, ``rate_limit=None`` removes
         the limit; the given event types and headers replace the old ones. Everything is
         checked, as by `add`, before anything is written.
+
+        The endpoint returned shows in full the headers given here (the caller has them
+        already), and redacted the ones it kept: an update of something else is no way to
+        read them.
         """
         changes: dict[str, Any] = {}
+        revealed: dict[str, str] | None = None
         if url is not None:
             changes["url"] = validate_url(url)
         if not isinstance(event_types, Unchanged):
             changes["event_types"] = check_event_types(event_types)
         if not isinstance(headers, Unchanged):
-            changes["headers"] = Jsonb(check_headers(headers))
+            revealed = check_headers(headers)
+            if revealed:
+                self.check_key()
+            changes["headers"] = Jsonb(self.vault.seal_headers(revealed))
         if not isinstance(rate_limit, Unchanged):
             changes["rate_limit"] = check_rate_limit(rate_limit)
         if description is not None:
@@ -184,11 +197,13 @@ class Endpoints:
         for field in _FIELDS:
             params[f"set_{field}"] = field in changes
             params[field] = changes.get(field)
-        return self._update(endpoint_id, tenant_id, queries.UPDATE_ENDPOINT, params)
+        return self._update(
+            endpoint_id, tenant_id, queries.UPDATE_ENDPOINT, params, revealed=revealed
+        )
 
     def get(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Return one endpoint or raise NotFound."""
-        return Endpoint.from_row(self._row(endpoint_id, tenant_id))
+        return self._endpoint(self._row(endpoint_id, tenant_id))
 
     def list(
         self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
@@ -207,7 +222,7 @@ class Endpoints:
                     "limit": limit,
                 },
             ).fetchall()
-        return [Endpoint.from_row(r) for r in rows]
+        return [self._endpoint(r) for r in rows]
 
     def health(self, endpoint_id: str, *, tenant_id: str | None = None) -> dict[str, Any]:
         """Return the endpoint's last 24 hours: attempts, success rate, last error, backlog."""
@@ -257,7 +272,7 @@ class Endpoints:
                 )
         if row is None:
             raise NotFound("endpoint", endpoint_id)
-        return Endpoint.from_row(row), int(row["dead_lettered"])
+        return self._endpoint(row), int(row["dead_lettered"])
 
     def enable(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Resume delivering to an endpoint; forget its failure streak and close its circuit."""
@@ -305,19 +320,28 @@ class Endpoints:
         return secret
 
     def reencrypt(self) -> int:
-        """Seal every stored secret with the vault's first key; return the endpoints changed.
+        """Seal every stored secret and custom header value with the vault's first key.
 
-        After it, the keys after the first in WEBHOOKS_SECRET_KEY are no longer needed. One
-        transaction: either every secret is sealed again or none is.
+        Returns the endpoints changed. Values stored plain (written while no key was set,
+        or before header values were sealed) are sealed too. After it, the keys after the
+        first in WEBHOOKS_SECRET_KEY are no longer needed. One transaction: either every
+        value is sealed again or none is.
         """
         if not self.vault.encrypts:
             raise ConfigError("WEBHOOKS_SECRET_KEY", "not set: there is no key to encrypt with")
         with wrapped_errors(), self.conn.transaction():
             rows = self.conn.execute(queries.LOCK_ALL_SECRETS).fetchall()
-            self.vault.check_opens(s["secret"] for row in rows for s in row["secrets"])
+            self.vault.check_opens(
+                [s["secret"] for row in rows for s in row["secrets"]]
+                + [value for row in rows for value in row["headers"].values()]
+            )
             for row in rows:
                 sealed = [{**s, "secret": self.vault.reseal(s["secret"])} for s in row["secrets"]]
-                self.conn.execute(queries.SET_SECRETS, {"secrets": Jsonb(sealed), "id": row["id"]})
+                headers = {name: self.vault.reseal(v) for name, v in row["headers"].items()}
+                self.conn.execute(
+                    queries.SET_SEALED,
+                    {"secrets": Jsonb(sealed), "headers": Jsonb(headers), "id": row["id"]},
+                )
         return len(rows)
 
     def dependents(self, endpoint_id: str, *, tenant_id: str | None = None) -> Dependents:
@@ -354,8 +378,29 @@ class Endpoints:
             raise NotFound("endpoint", endpoint_id)
         return dict(row)
 
+    def _endpoint(self, row: dict[str, Any], *, revealed: dict[str, str] | None = None) -> Endpoint:
+        """Return the endpoint of a row, its headers ``revealed`` or else opened and redacted."""
+        if revealed is not None:
+            return Endpoint.from_row(row, revealed)
+        return Endpoint.from_row(row, {n: self._shown(v) for n, v in row["headers"].items()})
+
+    def _shown(self, stored: str) -> str:
+        """Return a stored header value as listings show it: its start, then a marker."""
+        try:
+            return redact(self.vault.open(stored))
+        except ConfigError:
+            # Without the key that sealed it, not even its start can be shown; reading an
+            # endpoint needs no key, so this is not an error (writing one checks the key).
+            return MARKER
+
     def _update(
-        self, endpoint_id: str, tenant_id: str | None, statement: str, params: dict[str, Any]
+        self,
+        endpoint_id: str,
+        tenant_id: str | None,
+        statement: str,
+        params: dict[str, Any],
+        *,
+        revealed: dict[str, str] | None = None,
     ) -> Endpoint:
         """Run an UPDATE ... RETURNING * of one endpoint (``statement``, from queries)."""
         if params.get("url") is not None:
@@ -367,4 +412,4 @@ class Endpoints:
             ).fetchone()
         if row is None:
             raise NotFound("endpoint", endpoint_id)
-        return Endpoint.from_row(row)
+        return self._endpoint(row, revealed=revealed)

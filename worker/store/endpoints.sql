@@ -45,11 +45,15 @@ where tenant_id = %(tenant)s and enabled
 limit 1;
 
 -- name: sealed_secrets
--- Every stored secret sealed by the vault (its text starts with %(prefix)s), so a key that
--- cannot open one is refused before any new secret is written.
+-- Every stored secret and custom header value sealed by the vault (its text starts with
+-- %(prefix)s), so a key that cannot open one is refused before any new one is written.
 select s.value->>'secret' as secret from webhooks.endpoints e
 cross join lateral jsonb_array_elements(e.secrets) s
-where s.value->>'secret' like %(prefix)s;
+where s.value->>'secret' like %(prefix)s
+union all
+select h.value as secret from webhooks.endpoints e
+cross join lateral jsonb_each_text(e.headers) h
+where h.value like %(prefix)s;
 
 -- name: insert_endpoint
 -- Create an endpoint with its first (sealed) secret.
@@ -128,8 +132,14 @@ where d.endpoint_id = %(id)s and a.started_at > now() - interval '24 hours';
 update webhooks.endpoints set secrets = %(secrets)s, updated_at = now() where id = %(id)s;
 
 -- name: lock_all_secrets
--- Every endpoint's secrets, locked, so re-encryption seals all of them or none.
-select id, secrets from webhooks.endpoints order by id for update;
+-- Every endpoint's secrets and custom headers, locked, so re-encryption seals all of them or
+-- none.
+select id, secrets, headers from webhooks.endpoints order by id for update;
+
+-- name: set_sealed
+-- Replace an endpoint's secrets and custom headers with their re-encrypted forms.
+update webhooks.endpoints set secrets = %(secrets)s, headers = %(headers)s, updated_at = now()
+where id = %(id)s;
 
 -- name: endpoint_dependents
 -- What deleting an endpoint deletes with it.

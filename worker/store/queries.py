@@ -131,6 +131,7 @@ LOCK_ENDPOINT = _sql("lock_endpoint")
 ENDPOINT_HEALTH = _sql("endpoint_health")
 SET_SECRETS = _sql("set_secrets")
 LOCK_ALL_SECRETS = _sql("lock_all_secrets")
+SET_SEALED = _sql("set_sealed")
 ENDPOINT_DEPENDENTS = _sql("endpoint_dependents")
 DELETE_ENDPOINT = _sql("delete_endpoint")
 
