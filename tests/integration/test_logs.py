@@ -1,15 +1,21 @@
-"""Every line the worker logs, Dramatiq's included, is in the product's format."""
+"""Every line the worker logs, Dramatiq's included, is in the product's format; what needs
+an operator is logged as a warning."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.daemons import Daemon, base_env, free_port, wait_serving
+from tests.daemons import Daemon, base_env, eventually, free_port, wait_serving
+from tests.pipeline import Pipeline
+from tests.receiver import Receiver, ok, status
 
 TEXT_LINE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.()-]+: ")
 
@@ -57,3 +63,77 @@ def test_text_logs_share_the_product_s_format(db_url: str, redis_url: str, tmp_p
     odd = [line for line in lines if not TEXT_LINE.match(line)]
     assert odd == [], "\n".join(lines)
     assert any(" dramatiq." in line for line in lines)
+
+
+def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith("delivery ")]
+
+
+def test_a_delivery_that_goes_dead_is_a_warning_its_retries_are_not(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="webhooks")
+    p = make_pipeline(retry_schedule=(0, 0.2))
+    p.endpoint(receiver.on("/down", status(500)))
+    p.start_relay()
+    p.start_worker()
+    p.publish("invoice.paid", {})
+    p.settle()
+
+    def both() -> list[tuple[str, int]]:
+        said = [(r.getMessage(), r.levelno) for r in outcome_lines(caplog)]
+        assert len(said) == 2, said
+        return said
+
+    assert eventually(both) == [
+        ("delivery retry", logging.INFO),
+        ("delivery dead", logging.WARNING),
+    ]
+    dead = outcome_lines(caplog)[-1]
+    assert dead.__dict__["reason"] == "attempts_exhausted"
+
+
+def test_a_delivery_put_back_dead_without_an_attempt_is_a_warning(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="webhooks")
+    p = make_pipeline(max_delivery_age=60.0)
+    p.endpoint(receiver.on("/ok", ok))
+    p.start_relay()
+    p.publish("invoice.paid", {})
+    p.wait_until(lambda: p.value("select count(*) from webhooks.deliveries") == 1)
+    p.conn.execute("update webhooks.deliveries set budget_started_at = now() - interval '1 hour'")
+    p.start_worker()
+    p.settle()
+
+    def said() -> logging.LogRecord:
+        (line,) = outcome_lines(caplog)
+        return line
+
+    line = eventually(said)
+    assert (line.getMessage(), line.levelno) == ("delivery dead", logging.WARNING)
+    assert line.__dict__["reason"] == "expired"
+    assert receiver.to("/ok") == []
+
+
+def test_an_attempt_whose_secret_cannot_be_opened_is_a_warning(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="webhooks")
+    p = make_pipeline(secret_key="a" * 40)
+    p.endpoint(receiver.on("/ok", ok))
+    # The workers were given another key than the one the secret was sealed with.
+    p.settings = dataclasses.replace(p.settings, secret_key="b" * 40)
+    p.start_relay()
+    p.start_worker()
+    p.publish("invoice.paid", {})
+
+    def first() -> logging.LogRecord:
+        lines = outcome_lines(caplog)
+        assert lines
+        return lines[0]
+
+    line = eventually(first)
+    assert line.levelno == logging.WARNING, line.getMessage()
+    assert "WEBHOOKS_SECRET_KEY" in line.__dict__["error"]
+    assert receiver.to("/ok") == []

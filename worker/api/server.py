@@ -2,7 +2,8 @@
 
 uvicorn stops accepting on SIGTERM or Ctrl-C and lets requests in flight finish (up to
 ``GRACE`` seconds). Its own access log is replaced by one line per request in the product's
-log format (worker/logs.py), with method, path, status and duration as fields.
+log format (worker/observe/logs.py), with method, path, status and duration as fields; its
+own lines (started, stopping, errors) are logged as ``webhooks.api.server``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import logging
 import signal
 import time
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.api.app import create_app
+from worker.observe.logs import IN_MESSAGE
 from worker.settings import Settings
 
 access = logging.getLogger("webhooks.api.access")
@@ -47,27 +50,37 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             client = scope.get("client")
+            # The path as a URL writes it (as uvicorn's own access log does): one word, so
+            # the status is always the third; the log format escapes whatever else remains.
+            path = quote(scope["path"])
             access.info(
                 "%s %s %d",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": path,
                     "status": status,
                     "duration_ms": round((time.monotonic() - started) * 1000, 1),
                     "client": client[0] if client else None,
+                    IN_MESSAGE: ("method", "path", "status"),
                 },
             )
 
 
-class _NoColour(logging.Filter):
-    """Drop uvicorn's ``color_message`` extra: the product's format would print it twice."""
+class _ServerLines(logging.Filter):
+    """Log uvicorn's own lines as the product's: under ``webhooks.api.server``, and without
+    uvicorn's ``color_message`` extra (the product's format would print the text twice)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.__dict__.pop("color_message", None)
+        if record.name == "uvicorn" or record.name.startswith("uvicorn."):
+            record.name = "webhooks.api.server"
         return True
+
+
+_server_lines = _ServerLines()
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -76,7 +89,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)
-        logger.addFilter(_NoColour())
+        logger.addFilter(_server_lines)  # once, however often serve() runs
     config = uvicorn.Config(
         app,
         host=host,

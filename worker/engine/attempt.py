@@ -8,6 +8,7 @@ deadline and response cap, recorded by the same row.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,15 @@ from worker.policy.outcome import ErrorKind, Kind, Outcome, classify_response
 from worker.policy.signing import signature_header
 from worker.store.vault import Vault
 
-__all__ = ["LOCK_MARGIN", "Finished", "iso", "log_fields", "record_row", "send_attempt"]
+__all__ = [
+    "LOCK_MARGIN",
+    "Finished",
+    "iso",
+    "log_fields",
+    "log_level",
+    "record_row",
+    "send_attempt",
+]
 
 #: Seconds a claim outlives the attempt's deadline, for recording the result (a group
 #: commit of a few milliseconds; seconds under load). It bounds how soon a delivery held by
@@ -114,3 +123,15 @@ def log_fields(job: plan.Claimed, **more: Any) -> dict[str, Any]:
         "attempt": job.attempts,
         **more,
     }
+
+
+def log_level(outcome: Outcome, status: str) -> int:
+    """Return the level of an attempt's log line: WARNING when someone must act.
+
+    A delivery that went dead will not be sent again unless an operator replays it; an
+    attempt not signed because WEBHOOKS_SECRET_KEY cannot open the endpoint's secret fails
+    again on every retry until the key is fixed. Other outcomes are the receivers' own.
+    """
+    if status == "dead" or outcome.error_kind is ErrorKind.SECRET:
+        return logging.WARNING
+    return logging.INFO

@@ -21,7 +21,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from producers import apublish
-from worker.engine.attempt import Finished, iso, log_fields, record_row
+from worker.engine.attempt import Finished, iso, log_fields, log_level, record_row
 from worker.engine.database import Database, Row
 from worker.engine.observer import Observer
 from worker.policy import breaker, operations, plan
@@ -129,7 +129,7 @@ class Writer:
             if release.dead_reason and job.id in moved:
                 if release.dead_reason == "tenant_mismatch":
                     log.error("delivery crosses tenants", extra={"delivery_id": job.id})
-                log.info("delivery dead", extra=log_fields(job, reason=release.dead_reason))
+                log.warning("delivery dead", extra=log_fields(job, reason=release.dead_reason))
 
     async def _write_attempts(self, batch: Sequence[Finished]) -> None:
         now = datetime.now(UTC)
@@ -185,7 +185,8 @@ class Writer:
             # (a concurrent disable may have killed it meanwhile).
             if was.get(f.job.id) == "pending" and s.status == "succeeded":
                 self._observer.succeeded((now - f.job.event_created_at).total_seconds())
-            log.info(
+            log.log(
+                log_level(f.outcome, s.status),
                 "delivery %s",
                 s.decision.action,
                 extra=log_fields(
@@ -195,6 +196,7 @@ class Writer:
                     outcome=f.outcome.kind.value,
                     error=f.outcome.error,
                     duration=round(f.duration, 4),
+                    reason=s.decision.reason if s.status == "dead" else None,
                 ),
             )
             if s.disable_reason:
