@@ -22,10 +22,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from worker.engine.dns import Resolver
 from worker.errors import DatabaseError
 from worker.ops.endpoints import Endpoints
 from worker.ops.prefetch import Prefetched, prefetch
+from worker.policy.destination import Resolver
 from worker.queue import Queue, from_url
 from worker.settings import Settings
 from worker.store.db import connect

@@ -34,11 +34,10 @@ import aiohttp
 import certifi
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
-from yarl import URL
 
 from worker.engine.dns import Resolver, resolve
 from worker.errors import BlockedDestination
-from worker.policy.guard import parse_ip_literal
+from worker.policy import destination
 from worker.policy.outcome import ErrorKind, Kind, Outcome, short
 from worker.settings import IPNetwork
 
@@ -147,20 +146,16 @@ class Sender:
     def _check_literal(self, url: str) -> None:
         """Check a URL whose host is an IP literal: aiohttp connects to those unresolved.
 
-        URLs already found safe are remembered, so a delivery's hot path parses each
-        endpoint's URL once, not once per attempt.
+        The same rule, on the same reading of the URL, as the checks when an endpoint's
+        URL is set (`worker.policy.destination`). URLs already found safe are remembered,
+        so a delivery's hot path parses each endpoint's URL once, not once per attempt.
         """
         if url in self._checked:
             return
-        parsed = URL(url)
-        host = parsed.raw_host or ""
-        if parse_ip_literal(host) is None:
-            if _taken_for_an_address(host):
-                # aiohttp would hand this to connect() without resolving it through us, and
-                # the socket layer might still read it as some address: refuse it unchecked.
-                raise BlockedDestination(host, "not a valid IP address")
-        else:
-            resolve(host, parsed.port or 0, self._allowed, self._resolver)
+        where = destination.target(url)
+        reason = destination.refusal(where, self._allowed)
+        if reason is not None:
+            raise BlockedDestination(where.host, reason)
         if len(self._checked) >= _CHECKED_KEPT:
             self._checked.clear()
         self._checked[url] = None
@@ -203,12 +198,6 @@ class Sender:
         if self._dns is not None:
             await self._dns.close()
             self._dns = None
-
-
-def _taken_for_an_address(host: str) -> bool:
-    """Return whether aiohttp connects to `host` as it is, without asking the resolver."""
-    # aiohttp's own test (helpers.is_ip_address): a colon, or nothing but digits and dots.
-    return ":" in host or host.replace(".", "").isdigit()
 
 
 def classify_failure(exc: BaseException) -> Outcome:

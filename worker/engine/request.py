@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.policy import signing
+from worker.policy.headers import RESERVED_HEADERS, unsendable
 from worker.store.vault import Vault
 
 __all__ = [
@@ -23,22 +24,6 @@ __all__ = [
     "valid_keys",
 ]
 
-# Headers the delivery itself sets or that belong to the connection: never overridable.
-RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "user-agent",
-        "expect",
-    }
-)
 USER_AGENT = "webhooks-outbox/0.1 (+Standard Webhooks)"
 MAX_RESPONSE_BYTES = 16384
 
@@ -56,8 +41,9 @@ def request_headers(
 ) -> dict[str, str]:
     """Return the headers of one attempt; the delivery's own always win over custom ones.
 
-    Raises ValueError for a custom header that is not ASCII text (stored before the registry
-    refused such values): the attempt fails, recorded, before any connection is made.
+    Raises ValueError for a custom header that cannot be sent (`worker.policy.headers`;
+    stored before the registry refused such values): the attempt fails, recorded, before
+    any connection is made.
     """
     headers = {
         k: v
@@ -65,8 +51,9 @@ def request_headers(
         if not k.lower().startswith("webhook-") and k.lower() not in RESERVED_HEADERS
     }
     for name, value in headers.items():
-        if not (name.isascii() and value.isascii()):
-            raise ValueError(f"header {name!r} is not ASCII text and cannot be sent")
+        problem = unsendable(name, value)
+        if problem is not None:
+            raise ValueError(f"header {name!r} cannot be sent: {problem}")
     headers.update(
         {
             "content-type": "application/json",

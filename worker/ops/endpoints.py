@@ -14,8 +14,6 @@ from psycopg.types.json import Jsonb
 
 from producers import publish
 from producers.ids import uuid7
-from worker.engine.dns import Resolver
-from worker.engine.request import RESERVED_HEADERS
 from worker.errors import ConfigError, InvalidEndpoint, NotFound
 from worker.ops.endpoint import UNCHANGED, Dependents, Endpoint, Unchanged
 from worker.ops.validation import (
@@ -34,6 +32,8 @@ from worker.ops.validation import (
     validate_url,
 )
 from worker.policy import operations
+from worker.policy.destination import Resolver
+from worker.policy.headers import RESERVED_HEADERS
 from worker.policy.redaction import MARKER, redact
 from worker.policy.signing import generate_secret
 from worker.settings import IPNetwork

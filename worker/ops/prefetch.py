@@ -14,9 +14,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from worker.engine.dns import Resolver
 from worker.errors import WebhooksError
 from worker.ops.validation import check_destination, validate_url
+from worker.policy.destination import Resolver
 from worker.settings import IPNetwork
 
 __all__ = ["Prefetched", "prefetch"]

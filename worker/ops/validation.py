@@ -7,7 +7,6 @@ Every check takes values and raises InvalidEndpoint naming what is wrong; only
 
 from __future__ import annotations
 
-import re
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,20 +14,26 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import urlsplit
 
-import yarl
-
 from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
-from worker.engine.dns import Resolver, resolve
-from worker.engine.request import RESERVED_HEADERS
 from worker.errors import BlockedDestination, InvalidEndpoint, NotFound
-from worker.policy.guard import check_address, parse_ip_literal
+from worker.policy.destination import (
+    NOT_AN_ADDRESS,
+    Resolver,
+    Target,
+    check_resolved,
+    is_local_name,
+    refusal,
+    target,
+)
+from worker.policy.headers import RESERVED_HEADERS, is_token, unsendable
 from worker.settings import IPNetwork
 
 MAX_URL = 2048
 #: Seconds `check_destination` waits for a host name to resolve before saying it did not.
 RESOLVE_TIMEOUT = 3.0
 MAX_HEADERS = 32
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Characters of a custom header value, at most.
+MAX_HEADER_VALUE = 4096
 
 
 def validate_url(url: str) -> str:
@@ -56,13 +61,9 @@ def validate_url(url: str) -> str:
         raise InvalidEndpoint("URL port must be 1-65535")
     if parts.fragment:
         raise InvalidEndpoint("URL must not contain a #fragment")
-    try:
-        # The worker's HTTP client (aiohttp, on yarl) parses it again, IDNA host names
-        # included: a URL it refuses could never be delivered to, so it is refused here.
-        if not yarl.URL(url).raw_host:
-            raise ValueError("no host")
-    except (ValueError, UnicodeError) as exc:
-        raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
+    # The worker's HTTP client (aiohttp, on yarl) parses it again, IDNA host names
+    # included: a URL it refuses could never be delivered to, so it is refused here.
+    _target(url)
     return url
 
 
@@ -74,27 +75,33 @@ def check_destination(
 ) -> str | None:
     """Refuse a URL no attempt could ever reach; return a warning for a doubtful host name.
 
-    A host that is an IP literal, or ``localhost``, outside the public addresses and
-    ``allowed`` raises InvalidEndpoint: the worker's guard would block every attempt. A host
-    name is resolved once: when the guard would block it today (an address not allowed, or
-    no address at all), a warning is returned, since DNS may change before the first
-    delivery. Every path that sets an endpoint's URL calls this.
+    The host is the one the worker connects to (`worker.policy.destination.target`: IDNA
+    and Unicode spellings normalised as the sender does), judged by the sender's own rule.
+    A host that is an IP literal in any spelling, or ``localhost``, that the worker would
+    block raises InvalidEndpoint. A host name is resolved once: when the guard would block
+    it today (an address not allowed, or no address at all), a warning is returned, since
+    DNS may change before the first delivery. Every path that sets an endpoint's URL calls
+    this.
     """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    literal = parse_ip_literal(host)
-    if literal is not None:
-        reason = check_address(literal, allowed)
-        if reason is not None:
-            raise InvalidEndpoint(_blocked_message(host, reason))
+    where = _target(url)
+    typed = (urlsplit(url).hostname or "").rstrip(".")
+    host = where.shown if typed == where.shown.rstrip(".") else f"{typed} (read as {where.shown})"
+    reason = refusal(where, allowed)
+    if reason == NOT_AN_ADDRESS:
+        raise InvalidEndpoint(
+            f"URL host {host} is not a valid IP address: no delivery could reach it"
+            " (write an IPv4 address as four decimal numbers, a.b.c.d, with no trailing dot)"
+        )
+    if reason is not None:
+        raise InvalidEndpoint(_blocked_message(host, reason))
+    if where.address is not None:
         return None
-    local = host == "localhost" or host.endswith(".localhost")
     try:
-        _resolve_within(host, port, allowed, resolver, timeout)
+        _resolve_within(where.host, where.port, allowed, resolver, timeout)
     except BlockedDestination as exc:
-        if local:
-            raise InvalidEndpoint(_blocked_message(host, exc.reason)) from None
+        if is_local_name(where.host):
+            why = "name of this machine" if exc.reason == "does not resolve" else exc.reason
+            raise InvalidEndpoint(_blocked_message(host, why)) from None
         if exc.reason == "does not resolve":
             return f"{host} does not resolve: deliveries fail until it does"
         return (
@@ -102,6 +109,13 @@ def check_destination(
             " deliveries are blocked while it does"
         )
     return None
+
+
+def _target(url: str) -> Target:
+    try:
+        return target(url)
+    except ValueError as exc:
+        raise InvalidEndpoint(f"URL is malformed: {exc}") from exc
 
 
 def _blocked_message(host: str, reason: str) -> str:
@@ -118,11 +132,14 @@ def _resolve_within(
     # not the command.
     pool = ThreadPoolExecutor(1, thread_name_prefix="resolve")
     try:
-        return pool.submit(resolve, host, port, allowed, resolver).result(timeout)
+        infos = pool.submit(resolver, host, port).result(timeout)
     except FutureTimeout:
         raise BlockedDestination(host, "does not resolve") from None
+    except (OSError, UnicodeError) as exc:
+        raise BlockedDestination(host, "does not resolve") from exc
     finally:
         pool.shutdown(wait=False)
+    return check_resolved(host, infos, allowed)
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -134,18 +151,23 @@ def parse_header(text: str) -> tuple[str, str]:
 
 
 def validate_header(name: str, value: str) -> tuple[str, str]:
-    """Return (name, value) if the header may be sent with every delivery, else raise."""
-    if not _TOKEN.fullmatch(name):
+    """Return (name, value) if the header may be sent with every delivery, else raise.
+
+    The rule is the sender's own (`worker.policy.headers.unsendable`): a value it could not
+    write would fail every attempt.
+    """
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise InvalidEndpoint("header names and values must be text")
+    if not is_token(name):
         raise InvalidEndpoint(f"header name {name!r} is not a valid HTTP token")
     lower = name.lower()
     if lower.startswith("webhook-") or lower in RESERVED_HEADERS or lower.startswith("proxy-"):
         raise InvalidEndpoint(f"header {name!r} is set by the delivery itself and cannot be set")
-    if any(ch in value for ch in "\r\n\x00") or len(value) > 4096:
-        raise InvalidEndpoint(f"header {name!r} value has a line break, NUL, or is over 4 KiB")
-    if not value.isascii():
-        # The HTTP client sends header values as ASCII: any other value would fail every
-        # attempt before it is sent, and no attempt would ever be recorded.
-        raise InvalidEndpoint(f"header {name!r} value must be ASCII text")
+    problem = unsendable(name, value)
+    if problem is not None:
+        raise InvalidEndpoint(f"header {name!r} {problem}")
+    if len(value) > MAX_HEADER_VALUE:
+        raise InvalidEndpoint(f"header {name!r} value is over 4 KiB")
     return name, value
 
 
