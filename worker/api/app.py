@@ -11,46 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.api import deliveries, endpoints, events, letters, status
 from worker.api.auth import Auth, Services, caller_dependency
+from worker.api.limits import BodyLimit, body_cap
 from worker.api.models import problem_media_type, problem_responses
-from worker.api.problems import Problem, answer, install
+from worker.api.problems import install
 from worker.settings import Settings
 
 API_VERSION = "1"
-#: How much larger than WEBHOOKS_MAX_PAYLOAD_BYTES a request body may be (its JSON
-#: envelope, indentation, escapes) before it is refused unread.
-BODY_SLACK = 4
-
-
-class BodyLimit:
-    """Answer 413 to a request whose declared body is far over the payload limit.
-
-    Checked before the body is read, so a client cannot make the process buffer gigabytes;
-    the payload's own size is still checked exactly by `publish` (413 too).
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = dict(scope["headers"]).get(b"content-length", b"0")
-            if not declared.isdigit() or int(declared) > self.limit:
-                response = answer(
-                    Problem(
-                        413 if declared.isdigit() else 400,
-                        f"the request body is over {self.limit} bytes"
-                        if declared.isdigit()
-                        else "the Content-Length header is not a number",
-                    )
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, auth: Auth | None = None) -> FastAPI:
@@ -82,7 +51,8 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     )
     app.state.services = services
     install(app)
-    app.add_middleware(BodyLimit, limit=services.settings.max_payload_bytes * BODY_SLACK + 65536)
+    # Added last, so it runs first: a body is bounded before anything else reads it.
+    app.add_middleware(BodyLimit, limit=body_cap(services.settings.max_payload_bytes))
     app.include_router(v1)
     plain_openapi = app.openapi
 

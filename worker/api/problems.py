@@ -41,6 +41,7 @@ _TITLES = {
     401: ("unauthorized", "Missing, unknown or revoked API key"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request body too slow"),
     409: ("conflict", "Conflict with the resource's state"),
     413: ("payload-too-large", "Payload too large"),
     422: ("invalid-request", "Invalid request"),
