@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.api import deliveries, endpoints, events, letters, status
 from worker.api.auth import Auth, Services, caller_dependency
@@ -20,6 +21,30 @@ from worker.api.problems import install
 from worker.settings import Settings
 
 API_VERSION = "1"
+
+
+class OneSpelling:
+    """Answer a path with a trailing slash as the path without it, rather than redirect.
+
+    Starlette's redirect to the other spelling builds an absolute URL from the Host header,
+    which the client chooses: `GET /v1/status/` with `Host: evil.example` was sent on to
+    http://evil.example/v1/status.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            route = path[len(root) :] if root and path.startswith(root) else path
+            if len(route) > 1 and route.endswith("/"):
+                trimmed = route.rstrip("/") or "/"
+                scope = {**scope, "path": path[: len(path) - len(route)] + trimmed}
+                if scope.get("raw_path"):
+                    scope["raw_path"] = scope["raw_path"].rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, auth: Auth | None = None) -> FastAPI:
@@ -44,6 +69,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         v1.include_router(routes(services, principal))
 
     app = FastAPI(
+        redirect_slashes=False,
         title="webhooks-outbox management API",
         version=API_VERSION,
         description="Endpoints, events, deliveries, dead letters and status of a "
@@ -51,6 +77,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     )
     app.state.services = services
     install(app)
+    app.add_middleware(OneSpelling)
     # Added last, so it runs first: a body is bounded before anything else reads it.
     app.add_middleware(BodyLimit, limit=body_cap(services.settings.max_payload_bytes))
     app.include_router(v1)
