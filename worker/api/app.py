@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import deliveries, endpoints, events, letters, status
+from worker.api import deliveries, docs, endpoints, events, letters, status
 from worker.api.auth import Auth, Services, caller_dependency
 from worker.api.limits import BodyLimit, body_cap
 from worker.api.models import problem_media_type, problem_responses
@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         v1.include_router(routes(services, principal))
 
     app = FastAPI(
+        # Served from the wheel (worker.api.docs), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
         redirect_slashes=False,
         title="webhooks-outbox management API",
         version=API_VERSION,
@@ -90,4 +93,5 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(status.probes(services))
+    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     return app
