@@ -121,12 +121,17 @@ def retry(
         if row["status"] == "succeeded":
             raise WrongState(
                 f"delivery {delivery_id} already succeeded: "
-                f"`webhooks deliveries resend {delivery_id}` sends it again"
+                f"`webhooks deliveries resend {delivery_id}` sends it again",
+                api=f"delivery {delivery_id} already succeeded: "
+                f"POST /v1/deliveries/{delivery_id}/resend sends it again",
             )
         if row["status"] == "dead":
             raise WrongState(
                 f"delivery {delivery_id} is dead: `webhooks dlq replay --id {delivery_id}` "
-                f"(or `webhooks deliveries resend {delivery_id}`) sends it again"
+                f"(or `webhooks deliveries resend {delivery_id}`) sends it again",
+                api=f"delivery {delivery_id} is dead: POST /v1/dead-letters/replay with "
+                f'{{"ids": [{delivery_id}]}} (or POST /v1/deliveries/{delivery_id}/resend) '
+                "sends it again",
             )
         if row["in_flight"]:
             raise WrongState(f"delivery {delivery_id} is being attempted right now")
@@ -165,12 +170,16 @@ def resend(
         if row["status"] == "pending":
             raise WrongState(
                 f"delivery {delivery_id} is still pending: "
-                f"`webhooks deliveries retry {delivery_id}` attempts it now"
+                f"`webhooks deliveries retry {delivery_id}` attempts it now",
+                api=f"delivery {delivery_id} is still pending: "
+                f"POST /v1/deliveries/{delivery_id}/retry attempts it now",
             )
         if not row["enabled"]:
             raise WrongState(
                 f"endpoint {row['endpoint_id']} is disabled: "
-                f"`webhooks endpoint enable {row['endpoint_id']}` first"
+                f"`webhooks endpoint enable {row['endpoint_id']}` first",
+                api=f"endpoint {row['endpoint_id']} is disabled: "
+                f"POST /v1/endpoints/{row['endpoint_id']}/enable first",
             )
         armed = conn.execute(
             queries.RESEND,

@@ -91,8 +91,10 @@ def send_test_event(
     vault = vault or Vault(settings.secret_key)
     endpoint = Endpoints(conn, vault).get(endpoint_id, tenant_id=tenant_id)
     if not endpoint.enabled:
+        disabled = f"endpoint {endpoint.id} is disabled: "
         raise WrongState(
-            f"endpoint {endpoint.id} is disabled: `webhooks endpoint enable {endpoint.id}` first"
+            disabled + f"`webhooks endpoint enable {endpoint.id}` first",
+            api=disabled + f"POST /v1/endpoints/{endpoint.id}/enable first",
         )
     lock = settings.request_timeout + LOCK_MARGIN
     payload = {"test": True, "endpoint_id": endpoint.id, "sent_at": _now().isoformat()}
