@@ -12,7 +12,9 @@ The tree continues the one in `producers.errors` under the same root::
     ├── DatabaseError               Postgres failed; carries the sqlstate
     └── BlockedDestination          the SSRF guard refused every address of a host
 
-Driver errors are wrapped at the boundary with ``raise ... from exc``.
+Driver errors are wrapped at the boundary with ``raise ... from exc``. An error whose message
+tells what to run next (a `webhooks` command) is `Advised`: it carries the same advice worded
+for an HTTP client too (``api``, naming routes), which the management API answers with.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from producers.errors import (
 )
 
 __all__ = [
+    "Advised",
     "BlockedDestination",
     "ConfigError",
     "DatabaseError",
@@ -45,6 +48,14 @@ __all__ = [
 ]
 
 
+class Advised(WebhooksError):
+    """An error whose message names the command to run next; ``api`` names the route instead."""
+
+    def __init__(self, message: str, *, api: str | None = None) -> None:
+        super().__init__(message)
+        self.api = message if api is None else api
+
+
 class ConfigError(WebhooksError):
     """Report a missing or malformed setting; the message names the variable."""
 
@@ -53,7 +64,7 @@ class ConfigError(WebhooksError):
         self.variable = variable
 
 
-class MigrationError(WebhooksError):
+class MigrationError(Advised):
     """Report a schema that is missing, behind, or whose applied files were edited."""
 
 
@@ -66,11 +77,11 @@ class NotFound(WebhooksError, LookupError):
         self.ident = ident
 
 
-class WrongState(WebhooksError):
+class WrongState(Advised):
     """Refuse an operation the row's state rules out; the message names what to do instead."""
 
 
-class InvalidEndpoint(WebhooksError, ValueError):
+class InvalidEndpoint(Advised, ValueError):
     """Reject an endpoint URL, header, rate limit or secret."""
 
 

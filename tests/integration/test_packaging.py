@@ -36,4 +36,7 @@ def test_the_wheel_ships_migrations_and_type_markers(tmp_path: Path) -> None:
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker").rglob("*.py")}
     statements = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker").rglob("*.sql")}
     assert statements and modules | statements <= names
+    # /docs's own script: the page is blank without it.
+    assets = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker/api/static").iterdir()}
+    assert assets and assets <= names
     assert not any(n.startswith("tests/") for n in names)

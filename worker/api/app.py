@@ -13,43 +13,37 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import deliveries, endpoints, events, letters, status
+from worker.api import deliveries, docs, endpoints, events, letters, status
 from worker.api.auth import Auth, Services, caller_dependency
+from worker.api.limits import BodyLimit, body_cap
 from worker.api.models import problem_media_type, problem_responses
-from worker.api.problems import Problem, answer, install
+from worker.api.problems import install
 from worker.settings import Settings
 
 API_VERSION = "1"
-#: How much larger than WEBHOOKS_MAX_PAYLOAD_BYTES a request body may be (its JSON
-#: envelope, indentation, escapes) before it is refused unread.
-BODY_SLACK = 4
 
 
-class BodyLimit:
-    """Answer 413 to a request whose declared body is far over the payload limit.
+class OneSpelling:
+    """Answer a path with a trailing slash as the path without it, rather than redirect.
 
-    Checked before the body is read, so a client cannot make the process buffer gigabytes;
-    the payload's own size is still checked exactly by `publish` (413 too).
+    Starlette's redirect to the other spelling builds an absolute URL from the Host header,
+    which the client chooses: `GET /v1/status/` with `Host: evil.example` was sent on to
+    http://evil.example/v1/status.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            declared = dict(scope["headers"]).get(b"content-length", b"0")
-            if not declared.isdigit() or int(declared) > self.limit:
-                response = answer(
-                    Problem(
-                        413 if declared.isdigit() else 400,
-                        f"the request body is over {self.limit} bytes"
-                        if declared.isdigit()
-                        else "the Content-Length header is not a number",
-                    )
-                )
-                await response(scope, receive, send)
-                return
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            route = path[len(root) :] if root and path.startswith(root) else path
+            if len(route) > 1 and route.endswith("/"):
+                trimmed = route.rstrip("/") or "/"
+                scope = {**scope, "path": path[: len(path) - len(route)] + trimmed}
+                if scope.get("raw_path"):
+                    scope["raw_path"] = scope["raw_path"].rstrip(b"/") or b"/"
         await self.app(scope, receive, send)
 
 
@@ -75,6 +69,10 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         v1.include_router(routes(services, principal))
 
     app = FastAPI(
+        # Served from the wheel (worker.api.docs), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
         title="webhooks-outbox management API",
         version=API_VERSION,
         description="Endpoints, events, deliveries, dead letters and status of a "
@@ -82,7 +80,9 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     )
     app.state.services = services
     install(app)
-    app.add_middleware(BodyLimit, limit=services.settings.max_payload_bytes * BODY_SLACK + 65536)
+    app.add_middleware(OneSpelling)
+    # Added last, so it runs first: a body is bounded before anything else reads it.
+    app.add_middleware(BodyLimit, limit=body_cap(services.settings.max_payload_bytes))
     app.include_router(v1)
     plain_openapi = app.openapi
 
@@ -93,4 +93,5 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(status.probes(services))
+    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     return app

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.errors import PayloadTooLarge, PublishError
 from worker.errors import (
+    Advised,
     ConfigError,
     DatabaseError,
     InvalidEndpoint,
@@ -41,6 +42,7 @@ _TITLES = {
     401: ("unauthorized", "Missing, unknown or revoked API key"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request body too slow"),
     409: ("conflict", "Conflict with the resource's state"),
     413: ("payload-too-large", "Payload too large"),
     422: ("invalid-request", "Invalid request"),
@@ -88,8 +90,12 @@ def answer(problem: Problem) -> JSONResponse:
 
 
 def from_error(exc: WebhooksError) -> Problem:
-    """Map a service-layer error to its problem."""
-    text = str(exc)
+    """Map a service-layer error to its problem, worded for an HTTP client.
+
+    An error that advises a `webhooks` command says it with the API's route instead
+    (`Advised.api`): an API client has no command line.
+    """
+    text = exc.api if isinstance(exc, Advised) else str(exc)
     if isinstance(exc, NotFound):
         return Problem(404, text)
     if isinstance(exc, WrongState | ReplayRefused):

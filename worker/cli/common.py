@@ -203,16 +203,19 @@ def when(text: str | None) -> datetime | None:
 # -- daemons ------------------------------------------------------------------------------
 
 
-def require_schema(conf: Settings) -> None:
+def require_schema(conf: Settings, *, reachable: bool = False) -> None:
     """Refuse to start a daemon on a schema older than the code; wait out an absent Postgres.
 
-    A database that cannot be reached is left to the daemon, which retries until it can; a
+    A database that cannot be reached is left to the daemon, which retries until it can,
+    unless ``reachable`` asks for it now (then the connection's error is raised); a
     reachable one without the schema this code needs is an operator's mistake, said in one
     line before anything starts.
     """
     try:
         conn = db.connect(conf.require_database_url())
     except WebhooksError:
+        if reachable:
+            raise
         return
     try:
         with db.wrapped_errors():
@@ -220,6 +223,8 @@ def require_schema(conf: Settings) -> None:
     except MigrationError:
         raise
     except WebhooksError:
+        if reachable:
+            raise
         return  # a connection lost at this moment: the daemon's own retries deal with it
     finally:
         conn.close()

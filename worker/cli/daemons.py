@@ -135,13 +135,16 @@ def api(host: str, port: int, as_json: bool) -> None:
     """
     conf = settings()
     conf.require_database_url()
-    require_schema(conf)
+    # Unlike the relay's and the workers', an API with no database answers nothing: each
+    # request would wait for a connection and fail. Say so now, in one line.
+    require_schema(conf, reachable=True)
     try:
-        from worker.api.server import serve
+        from worker.api.server import listen, serve
     except ImportError as exc:
         raise ConfigError(
             "webhooks api", f"needs the api extra: pip install 'webhooks-outbox[api]' ({exc})"
         ) from None
+    sockets = listen(host, port)  # a port already taken is one line, before "serving"
     logs.configure("json" if as_json else conf.log_format)
     log.info("serving the HTTP API on http://%s:%d", host, port)
-    serve(conf, host, port)
+    serve(conf, sockets)

@@ -126,21 +126,31 @@ def retry(
         if row["status"] == "succeeded":
             raise WrongState(
                 f"delivery {delivery_id} already succeeded: "
-                f"`webhooks deliveries resend {delivery_id}` sends it again"
+                f"`webhooks deliveries resend {delivery_id}` sends it again",
+                api=f"delivery {delivery_id} already succeeded: "
+                f"POST /v1/deliveries/{delivery_id}/resend sends it again",
             )
         if row["status"] == "dead":
             raise WrongState(
                 f"delivery {delivery_id} is dead: `webhooks dlq replay --id {delivery_id}` "
-                f"(or `webhooks deliveries resend {delivery_id}`) sends it again"
+                f"(or `webhooks deliveries resend {delivery_id}`) sends it again",
+                api=f"delivery {delivery_id} is dead: POST /v1/dead-letters/replay with "
+                f'{{"ids": [{delivery_id}]}} (or POST /v1/deliveries/{delivery_id}/resend) '
+                "sends it again",
             )
         if row["in_flight"]:
             raise WrongState(f"delivery {delivery_id} is being attempted right now")
         if row["circuit_open_until"] is not None:
             # Queued now, it would only wait behind the circuit: say what would help.
-            raise WrongState(
-                f"endpoint {row['endpoint_id']}'s circuit is open (next probe at"
+            ep = row["endpoint_id"]
+            waiting = (
+                f"endpoint {ep}'s circuit is open (next probe at"
                 f" {row['circuit_open_until']:%Y-%m-%d %H:%M:%S} UTC): its deliveries wait for"
-                f" the probe; `webhooks endpoint reset {row['endpoint_id']}` closes it now"
+                " the probe; "
+            )
+            raise WrongState(
+                f"{waiting}`webhooks endpoint reset {ep}` closes it now",
+                api=f"{waiting}POST /v1/endpoints/{ep}/enable closes it now",
             )
         armed = conn.execute(queries.RETRY_NOW, {"id": delivery_id}).fetchone()
     assert armed is not None
@@ -177,12 +187,16 @@ def resend(
         if row["status"] == "pending":
             raise WrongState(
                 f"delivery {delivery_id} is still pending: "
-                f"`webhooks deliveries retry {delivery_id}` attempts it now"
+                f"`webhooks deliveries retry {delivery_id}` attempts it now",
+                api=f"delivery {delivery_id} is still pending: "
+                f"POST /v1/deliveries/{delivery_id}/retry attempts it now",
             )
         if not row["enabled"]:
             raise WrongState(
                 f"endpoint {row['endpoint_id']} is disabled: "
-                f"`webhooks endpoint enable {row['endpoint_id']}` first"
+                f"`webhooks endpoint enable {row['endpoint_id']}` first",
+                api=f"endpoint {row['endpoint_id']} is disabled: "
+                f"POST /v1/endpoints/{row['endpoint_id']}/enable first",
             )
         armed = conn.execute(
             queries.RESEND,

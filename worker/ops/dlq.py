@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from worker.errors import InvalidEndpoint, NotFound, WebhooksError
+from worker.errors import Advised, InvalidEndpoint, NotFound, WebhooksError
 from worker.ops import deliveries
 from worker.outages import first_line
 from worker.queue import LEASE_SECONDS, BrokerError, Queue, as_queue
@@ -29,7 +29,7 @@ from worker.store.db import wrapped_errors
 BATCH = 1000
 
 
-class ReplayRefused(WebhooksError):
+class ReplayRefused(Advised):
     """Refuse a replay to disabled endpoints unless asked to enable them."""
 
 
@@ -204,9 +204,10 @@ def _disabled_endpoints(
         disabled = conn.execute(queries.DISABLED_SELECTED_ENDPOINTS, params).fetchall()
     if disabled and not enable:
         names = ", ".join(f"{r['id']} ({r['url']})" for r in disabled[:5])
+        refused = f"{len(disabled)} selected endpoint(s) are disabled: {names}; fix them and "
         raise ReplayRefused(
-            f"{len(disabled)} selected endpoint(s) are disabled: {names}; fix them and pass "
-            "--enable-endpoint to enable them and replay"
+            refused + "pass --enable-endpoint to enable them and replay",
+            api=refused + 'send "enable_endpoints": true to enable them and replay',
         )
     return [r["id"] for r in disabled]
 

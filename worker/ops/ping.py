@@ -125,8 +125,10 @@ def _claim(
     registry = Endpoints(conn, vault)
     endpoint = registry.get(endpoint_id, tenant_id=tenant_id)
     if not endpoint.enabled:
+        disabled = f"endpoint {endpoint.id} is disabled: "
         raise WrongState(
-            f"endpoint {endpoint.id} is disabled: `webhooks endpoint enable {endpoint.id}` first"
+            disabled + f"`webhooks endpoint enable {endpoint.id}` first",
+            api=disabled + f"POST /v1/endpoints/{endpoint.id}/enable first",
         )
     registry.check_key()
     lock = settings.request_timeout + LOCK_MARGIN

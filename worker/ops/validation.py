@@ -54,7 +54,10 @@ def validate_url(url: str) -> str:
     if parts.scheme not in ("http", "https"):
         raise InvalidEndpoint(f"URL must use http or https, not {parts.scheme!r}")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise InvalidEndpoint("URL must not contain credentials (use --header instead)")
+        raise InvalidEndpoint(
+            "URL must not contain credentials (use --header instead)",
+            api="URL must not contain credentials (send them in headers instead)",
+        )
     if not parts.hostname:
         raise InvalidEndpoint("URL has no host")
     if port == 0:

@@ -43,7 +43,9 @@ def wrapped_errors() -> Iterator[None]:
     except psycopg.Error as exc:
         if exc.sqlstate in (UNDEFINED_TABLE, INVALID_SCHEMA):
             raise MigrationError(
-                "the webhooks schema is missing or behind: run `webhooks migrate`"
+                "the webhooks schema is missing or behind: run `webhooks migrate`",
+                api="the server's database schema is missing or behind its code: "
+                "its operator must migrate it",
             ) from exc
         text = str(exc).strip().splitlines()
         raise DatabaseError(text[0] if text else type(exc).__name__, exc.sqlstate) from exc
