@@ -13,9 +13,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import deliveries, endpoints, events, letters, status
+from worker.api import deliveries, endpoints, events, letters, methods, status
 from worker.api.auth import Auth, Services, caller_dependency
-from worker.api.models import problem_media_type, problem_responses
+from worker.api.models import finish_document, problem_responses
 from worker.api.problems import Problem, answer, install
 from worker.settings import Settings
 
@@ -82,13 +82,14 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     )
     app.state.services = services
     install(app)
+    methods.install(app)
     app.add_middleware(BodyLimit, limit=services.settings.max_payload_bytes * BODY_SLACK + 65536)
     app.include_router(v1)
     plain_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_media_type(plain_openapi())
+            app.openapi_schema = finish_document(plain_openapi())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -28,7 +28,11 @@ MAX_URL = 2048
 #: Seconds `check_destination` waits for a host name to resolve before saying it did not.
 RESOLVE_TIMEOUT = 3.0
 MAX_HEADERS = 32
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: A custom header's name: an HTTP token (RFC 9110).
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: A custom header's value: ASCII text without CR, LF or NUL, up to MAX_HEADER_VALUE.
+HEADER_VALUE = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
+MAX_HEADER_VALUE = 4096
 
 
 def validate_url(url: str) -> str:
@@ -135,12 +139,12 @@ def parse_header(text: str) -> tuple[str, str]:
 
 def validate_header(name: str, value: str) -> tuple[str, str]:
     """Return (name, value) if the header may be sent with every delivery, else raise."""
-    if not _TOKEN.fullmatch(name):
+    if not HEADER_NAME.fullmatch(name):
         raise InvalidEndpoint(f"header name {name!r} is not a valid HTTP token")
     lower = name.lower()
     if lower.startswith("webhook-") or lower in RESERVED_HEADERS or lower.startswith("proxy-"):
         raise InvalidEndpoint(f"header {name!r} is set by the delivery itself and cannot be set")
-    if any(ch in value for ch in "\r\n\x00") or len(value) > 4096:
+    if any(ch in value for ch in "\r\n\x00") or len(value) > MAX_HEADER_VALUE:
         raise InvalidEndpoint(f"header {name!r} value has a line break, NUL, or is over 4 KiB")
     if not value.isascii():
         # The HTTP client sends header values as ASCII: any other value would fail every
