@@ -249,7 +249,14 @@ def test_the_document_uses_only_json_schema_keywords_for_bounds() -> None:
     assert '"ge":' not in text and '"le":' not in text
 
 
-def test_an_ip_address_url_is_left_to_the_destination_check() -> None:
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/h", "https://[::1]:8443/x?y", "http://8.8/"])
+def test_an_ip_address_url_is_left_to_the_destination_check(url: str) -> None:
     # Outside the pattern (which cannot say which addresses are allowed), not refused by it.
-    assert EndpointIn(url="http://127.0.0.1:9/h").url == "http://127.0.0.1:9/h"
-    assert not ecma_search(URL_PATTERN, "http://127.0.0.1:9/h")
+    assert not ecma_search(URL_PATTERN, url)
+    assert EndpointIn(url=url).url == url
+
+
+@pytest.mark.parametrize("url", ["http://A*", "http://a.1/", "http://a.example/#f", "http://a\n"])
+def test_a_url_outside_the_pattern_is_refused_by_the_model(url: str) -> None:
+    with pytest.raises(ValueError, match="http"):
+        EndpointIn(url=url)

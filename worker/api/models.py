@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,6 +26,7 @@ from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
 from worker.engine.request import RESERVED_HEADERS
 from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
 from worker.ops.validation import HEADER_NAME, HEADER_VALUE, MAX_HEADER_VALUE
+from worker.policy.guard import parse_ip_literal
 from worker.policy.retry import DeadReason
 
 T = TypeVar("T")
@@ -56,13 +58,13 @@ RESERVED_HEADER_NAMES = (
     )
     + ")$"
 )
-#: An http(s) URL whose host is a name (its last label starts with a letter), with an
-#: optional port (1-65535), path and query, no credentials, fragment or white space: every
-#: URL of this form can be registered. Documented, not enforced: a URL with an IP address
-#: as host is accepted too when the address may be delivered to (WEBHOOKS_ALLOWED_NETWORKS),
-#: which no pattern can say; `validate_url` and `check_destination` decide (422 otherwise).
+#: An http(s) URL in ASCII whose host is a name (its last label starts with a letter), with
+#: an optional port (1-65535), path and query, no credentials, fragment or white space: every
+#: URL of this form can be registered. The one URL outside it the server accepts: the same
+#: form with an IP address as host, when the address may be delivered to
+#: (WEBHOOKS_ALLOWED_NETWORKS), which no pattern can say: `check_destination` decides.
 URL_PATTERN = (
-    r"^https?://(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*\.?"
+    r"^https?://(?:[A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*\.?"
     r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
     r'(?:[/?][!"$-~]*)?$'
 )
@@ -71,6 +73,24 @@ URL_HELP = (
     " is accepted as well when the address is public or in WEBHOOKS_ALLOWED_NETWORKS, and"
     " localhost only when loopback is in WEBHOOKS_ALLOWED_NETWORKS; otherwise 422."
 )
+_URL = re.compile(URL_PATTERN)
+_HOST = re.compile(r"(https?://)(\[[^\]/?#]*\]|[^/?#:\[\]@]*)(.*)", re.DOTALL)
+
+
+def _url_form(value: object) -> object:
+    """Refuse a URL outside the pattern, unless only its host differs: an IP address."""
+    if not isinstance(value, str) or _URL.fullmatch(value):
+        return value
+    split = _HOST.fullmatch(value)
+    if (
+        split is not None
+        and parse_ip_literal(split[2].strip("[]")) is not None
+        and _URL.fullmatch(split[1] + "ip" + split[3])
+    ):
+        return value  # whether it may be delivered to is `check_destination`'s to say
+    raise ValueError("must be an http(s) URL with a host name or an IP address (see pattern)")
+
+
 #: Text Postgres can store: anything but the NUL character.
 NO_NUL = r"^[^\x00]*$"
 
@@ -113,6 +133,7 @@ Headers = Annotated[
 Url = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_URL),
+    AfterValidator(_url_form),
     Field(json_schema_extra={"pattern": URL_PATTERN}),
 ]
 Description = Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)]
