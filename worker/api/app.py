@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import deliveries, docs, endpoints, events, letters, status
+from worker.api import deliveries, docs, endpoints, events, letters, methods, status
 from worker.api.auth import Auth, Services, caller_dependency
 from worker.api.limits import BodyLimit, body_cap
-from worker.api.models import problem_media_type, problem_responses
+from worker.api.models import finish_document, problem_responses
 from worker.api.problems import install
 from worker.settings import Settings
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     )
     app.state.services = services
     install(app)
+    methods.install(app)
     app.add_middleware(OneSpelling)
     # Added last, so it runs first: a body is bounded before anything else reads it.
     app.add_middleware(BodyLimit, limit=body_cap(services.settings.max_payload_bytes))
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_media_type(plain_openapi())
+            app.openapi_schema = finish_document(plain_openapi())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

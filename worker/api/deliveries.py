@@ -3,16 +3,15 @@
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Caller` is local to the builder, where only evaluated annotations can see it.
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from worker.api.auth import CallerDependency, Principal, Services
-from worker.api.models import EventType, Id
+from worker.api.models import EventType, Id, Moment
 from worker.api.paging import decode_cursor, fast, page
-from worker.api.params import Cursor, DeliveryId, Limit, TenantQuery
+from worker.api.params import DeliveryId, IdCursor, Limit, TenantQuery
 from worker.ops import deliveries as store
 
 
@@ -30,10 +29,10 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         endpoint_id: Annotated[Id | None, Query()] = None,
         event_id: Annotated[Id | None, Query()] = None,
         event_type: Annotated[EventType | None, Query()] = None,
-        since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+        since: Annotated[Moment | None, Query(description="Created at or after.")] = None,
         tenant: TenantQuery = None,
         limit: Limit = 50,
-        cursor: Cursor = None,
+        cursor: IdCursor = None,
     ) -> Response:
         """List deliveries, newest first."""
         after = decode_cursor(cursor, int)

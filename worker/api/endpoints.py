@@ -23,7 +23,7 @@ from worker.api.models import (
     problem_responses,
 )
 from worker.api.paging import decode_cursor, page
-from worker.api.params import Cursor, EndpointId, Limit, TenantQuery
+from worker.api.params import EndpointId, Limit, TenantQuery, UuidCursor
 from worker.api.problems import Problem
 from worker.api.slots import Full
 from worker.ops import ping
@@ -63,7 +63,7 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
 
     @v1.get("/endpoints", response_model=Page[EndpointOut], tags=["endpoints"])
     def list_endpoints(
-        caller: Caller, tenant: TenantQuery = None, limit: Limit = 50, cursor: Cursor = None
+        caller: Caller, tenant: TenantQuery = None, limit: Limit = 50, cursor: UuidCursor = None
     ) -> dict[str, Any]:
         """List endpoints, oldest first."""
         after = decode_cursor(cursor, uuid.UUID)

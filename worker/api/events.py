@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 
 from producers import publish
+from producers.publish import MAX_IDEMPOTENCY_KEY
 from worker.api.auth import CallerDependency, Principal, Services
 from worker.api.models import EventIn, EventType
 from worker.api.paging import decode_cursor, fast, page
-from worker.api.params import Cursor, EndpointId, Limit, TenantQuery
+from worker.api.params import EndpointId, Limit, TenantQuery, UuidCursor
 from worker.ops import events
 from worker.store.db import wrapped_errors
 
@@ -34,7 +35,11 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         caller: Caller,
         idempotency_key: Annotated[
             str | None,
-            Header(max_length=255, description="Publishing the same key again is a no-op."),
+            Header(
+                min_length=1,
+                max_length=MAX_IDEMPOTENCY_KEY,
+                description="Publishing the same key again is a no-op.",
+            ),
         ] = None,
     ) -> Response:
         """Publish one event (201); the same Idempotency-Key answers the first event (200)."""
@@ -58,7 +63,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         event_type: Annotated[EventType | None, Query()] = None,
         tenant: TenantQuery = None,
         limit: Limit = 50,
-        cursor: Cursor = None,
+        cursor: UuidCursor = None,
     ) -> Response:
         """List events (without payloads), newest first."""
         after = decode_cursor(cursor, uuid.UUID)

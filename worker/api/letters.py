@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from worker.api.auth import CallerDependency, Principal, Services
-from worker.api.models import EventType, Id, ReplayIn
+from worker.api.models import EventType, Id, Moment, ReplayIn
 from worker.api.paging import decode_cursor, fast, page
-from worker.api.params import Cursor, Limit, TenantQuery
+from worker.api.params import Limit, TenantQuery, TimeIdCursor
 from worker.api.problems import Problem
 from worker.ops import dlq as letters
 from worker.policy.retry import DeadReason
@@ -29,12 +29,12 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         caller: Caller,
         endpoint_id: Annotated[Id | None, Query()] = None,
         event_type: Annotated[EventType | None, Query()] = None,
-        since: Annotated[datetime | None, Query(description="Died at or after.")] = None,
+        since: Annotated[Moment | None, Query(description="Died at or after.")] = None,
         reason: DeadReason | None = None,
         history: bool = False,
         tenant: TenantQuery = None,
         limit: Limit = 50,
-        cursor: Cursor = None,
+        cursor: TimeIdCursor = None,
     ) -> Response:
         """List dead letters, newest first (replayed ones too with history=true)."""
         after = decode_cursor(cursor, datetime, int)
@@ -53,7 +53,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                 history=history,
                 after=(after[0], after[1]) if after else None,
             )
-        return fast(page(rows, limit, lambda r: [r["died_at"].isoformat(), r["delivery_id"]]))
+        return fast(page(rows, limit, lambda r: [r["died_at"], r["delivery_id"]]))
 
     @v1.post("/dead-letters/replay", tags=["dead-letters"])
     def replay_dead_letters(body: ReplayIn, caller: Caller) -> dict[str, Any]:

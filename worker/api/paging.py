@@ -1,61 +1,74 @@
-"""Pages of rows: opaque cursors, cutting a fetched list into a page, and fast JSON answers."""
+"""Pages of rows: cursors (sort keys with a pattern), pages of a fetched list, fast JSON."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from fastapi.responses import Response
 
-from worker.api.params import BIG
+from worker.api.models import BIG
 from worker.api.problems import Problem
+
+# A cursor is the sort key of the last item of a page, one part per column, joined by "-":
+# a UUID as 32 hex digits, a bigint in decimal, a time as microseconds since 1970. Each
+# list's cursor has one pattern, published in the OpenAPI document: every string that
+# matches it is a cursor this API accepts (a number past a column's range is its largest).
+UUID_CURSOR = re.compile(r"^[0-9a-f]{32}$")
+ID_CURSOR = re.compile(r"^[0-9]{1,19}$")
+TIME_ID_CURSOR = re.compile(r"^[0-9]{1,18}-[0-9]{1,19}$")
+_PATTERNS: dict[tuple[type, ...], re.Pattern[str]] = {
+    (uuid.UUID,): UUID_CURSOR,
+    (int,): ID_CURSOR,
+    (datetime, int): TIME_ID_CURSOR,
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_LAST_MICROSECOND = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND
+
+
+def cursor_pattern(*types: type) -> str:
+    """Return the pattern of the cursors of a list sorted by columns of these types."""
+    return _PATTERNS[types].pattern
+
+
+def _part(value: Any) -> str:
+    if isinstance(value, datetime):
+        return str(max(0, (value - _EPOCH) // _MICROSECOND))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return uuid.UUID(str(value)).hex
 
 
 def encode_cursor(key: list[Any]) -> str:
-    """Return an opaque cursor for a sort key."""
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+    """Return the cursor of a sort key (UUIDs, bigints, times)."""
+    return "-".join(_part(value) for value in key)
 
 
 def decode_cursor(cursor: str | None, *types: type) -> list[Any] | None:
-    """Return the sort key a cursor holds (checked against ``types``), or raise a 422."""
+    """Return the sort key a cursor holds (of columns of ``types``), or raise a 422."""
     if cursor is None:
         return None
-    bad = Problem(
-        422,
-        "cursor is not one this API gave",
-        kind="bad-cursor",
-        errors=[{"field": "cursor", "message": "not a cursor from next_cursor"}],
-    )
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        raise bad from None
-    if not isinstance(key, list) or len(key) != len(types):
-        raise bad
+    if not _PATTERNS[types].fullmatch(cursor):
+        raise Problem(
+            422,
+            "cursor is not one this API gave",
+            kind="bad-cursor",
+            errors=[{"field": "cursor", "message": "not a cursor from next_cursor"}],
+        )
     out: list[Any] = []
-    for value, kind in zip(key, types, strict=True):
-        try:
-            if kind is int:
-                if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= BIG:
-                    raise ValueError
-                out.append(value)
-            elif kind is uuid.UUID:
-                out.append(str(uuid.UUID(value)))
-            elif kind is datetime:
-                moment = datetime.fromisoformat(value)
-                if moment.tzinfo is None:
-                    raise ValueError
-                out.append(moment)
-            else:
-                raise ValueError
-        except (ValueError, TypeError, AttributeError):
-            raise bad from None
+    for part, kind in zip(cursor.split("-"), types, strict=True):
+        if kind is uuid.UUID:
+            out.append(str(uuid.UUID(hex=part)))
+        elif kind is int:
+            out.append(min(int(part), BIG))
+        else:
+            out.append(_EPOCH + min(int(part), _LAST_MICROSECOND) * _MICROSECOND)
     return out
 
 

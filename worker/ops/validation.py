@@ -25,13 +25,16 @@ from worker.policy.destination import (
     refusal,
     target,
 )
-from worker.policy.headers import RESERVED_HEADERS, is_token, unsendable
+from worker.policy.headers import FIELD_VALUE, RESERVED_HEADERS, TOKEN, is_token, unsendable
 from worker.settings import IPNetwork
 
 MAX_URL = 2048
 #: Seconds `check_destination` waits for a host name to resolve before saying it did not.
 RESOLVE_TIMEOUT = 3.0
 MAX_HEADERS = 32
+#: A custom header's name and value, as the API's schema states them (the sender's rule).
+HEADER_NAME = TOKEN
+HEADER_VALUE = FIELD_VALUE
 #: Characters of a custom header value, at most.
 MAX_HEADER_VALUE = 4096
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["RESERVED_HEADERS", "is_token", "unsendable"]
+__all__ = ["FIELD_VALUE", "RESERVED_HEADERS", "TOKEN", "is_token", "unsendable"]
 
 # Headers the delivery itself sets or that belong to the connection: never overridable.
 RESERVED_HEADERS = frozenset(
@@ -33,21 +33,22 @@ RESERVED_HEADERS = frozenset(
     }
 )
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# field-vchar (without obs-text), SP and HTAB: RFC 9110 section 5.5.
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+#: A header name: an HTTP token (RFC 9110 section 5.6.2).
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: A header value: field-vchar (without obs-text), SP and HTAB (RFC 9110 section 5.5).
+FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 def is_token(name: str) -> bool:
     """Return whether ``name`` is an HTTP token (RFC 9110 section 5.6.2), as a name must be."""
-    return _TOKEN.fullmatch(name) is not None
+    return TOKEN.fullmatch(name) is not None
 
 
 def unsendable(name: str, value: str) -> str | None:
     """Return why the header ``name: value`` cannot be sent as it is, else None."""
     if not is_token(name):
         return "name is not a valid HTTP token"
-    if _FIELD_VALUE.fullmatch(value) is not None:
+    if FIELD_VALUE.fullmatch(value) is not None:
         return None
     if not value.isascii():
         return "value must be ASCII text"
