@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     app.state.services = services
     install(app)
     methods.install(app)
-    app.add_middleware(AuthenticateFirst, resolve=resolve)
+    app.add_middleware(AuthenticateFirst, resolve=resolve, routes=app.routes)
     app.add_middleware(OneSpelling)
     # Added last, so it runs first: a body is bounded before anything else reads it.
     app.add_middleware(BodyLimit, limit=body_cap(services.settings.max_payload_bytes))

@@ -6,13 +6,14 @@ Without a mounting application's own `Auth`, callers present an API key
 
 # No `from __future__ import annotations`: FastAPI reads the dependency's annotations.
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.api.problems import Problem, answer
@@ -156,10 +157,17 @@ class AuthenticateFirst:
     application's ``auth`` sees the request's headers here, not its body.
     """
 
-    def __init__(self, app: ASGIApp, resolve: Resolve, prefix: str = "/v1/") -> None:
+    def __init__(
+        self, app: ASGIApp, resolve: Resolve, routes: Sequence[BaseRoute], prefix: str = "/v1/"
+    ) -> None:
         self.app = app
         self.resolve = resolve
+        self.routes = routes
         self.prefix = prefix
+
+    def _served(self, scope: Scope) -> bool:
+        # A method or path no route serves is left to the router (405, 404): no body is read.
+        return any(route.matches(scope)[0] is Match.FULL for route in self.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _WITH_BODY:
@@ -167,7 +175,7 @@ class AuthenticateFirst:
             root: str = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root) :]
-            if path.startswith(self.prefix):
+            if path.startswith(self.prefix) and self._served(scope):
                 found = await self.resolve(Request(scope))  # no receive: the body stays unread
                 if found is None:
                     await answer(_unauthorized())(scope, receive, send)
