@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.api import deliveries, docs, endpoints, events, letters, methods, status
-from worker.api.auth import Auth, Services, caller_dependency
+from worker.api.auth import Auth, AuthenticateFirst, Services, caller_dependency, resolver
 from worker.api.limits import BodyLimit, body_cap
 from worker.api.models import finish_document, problem_responses
 from worker.api.problems import install
@@ -56,7 +56,8 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     the request that returns a `Principal`, or None to refuse it with 401.
     """
     services = Services(settings if settings is not None else Settings.from_env())
-    principal = caller_dependency(services, auth)
+    resolve = resolver(services, auth)
+    principal = caller_dependency(resolve)
     v1 = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 404, 409, 413, 422, 503))
     # The order here is the order of the paths in the OpenAPI document.
     for routes in (
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     app.state.services = services
     install(app)
     methods.install(app)
+    app.add_middleware(AuthenticateFirst, resolve=resolve, routes=app.routes)
     app.add_middleware(OneSpelling)
     # Added last, so it runs first: a body is bounded before anything else reads it.
     app.add_middleware(BodyLimit, limit=body_cap(services.settings.max_payload_bytes))

@@ -6,15 +6,17 @@ Without a mounting application's own `Auth`, callers present an API key
 
 # No `from __future__ import annotations`: FastAPI reads the dependency's annotations.
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api.problems import Problem
+from worker.api.problems import Problem, answer
 from worker.api.slots import Slots, endpoint_tests
 from worker.app import App
 from worker.errors import NotFound
@@ -67,6 +69,9 @@ Auth = Callable[[Request], "Principal | Awaitable[Principal | None] | None"]
 #: The dependency that answers a request's `Principal` (or refuses it with 401).
 CallerDependency = Callable[..., Awaitable[Principal]]
 
+#: Find a request's caller from its headers, or None.
+Resolve = Callable[[Request], Awaitable["Principal | None"]]
+
 
 class Services(App):
     """The API's `App`: a pool of connections, warnings logged, API-key authentication, and
@@ -112,18 +117,16 @@ class Services(App):
         return Principal(tenant_id=found.tenant_id, name=f"api-key:{found.id}")
 
 
-def caller_dependency(services: Services, auth: Auth | None) -> CallerDependency:
-    """Return the dependency every /v1 route takes its caller from.
+#: Where `AuthenticateFirst` leaves the caller it found, for the route's dependency.
+_FOUND = "webhooks.principal"
+#: Methods whose requests carry a body: their caller is known before the body is read.
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
-    ``auth`` (sync or async) decides when given; otherwise the API key in the request does.
-    The bearer scheme is declared either way, so the OpenAPI document shows how to call.
-    """
-    bearer = HTTPBearer(auto_error=False, description="An API key: `webhooks api-key create`.")
 
-    async def principal(
-        request: Request,
-        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
+def resolver(services: Services, auth: Auth | None) -> Resolve:
+    """Return how a request's caller is found: ``auth`` (sync or async), else its API key."""
+
+    async def resolve(request: Request) -> Principal | None:
         if auth is not None:
             found = auth(request)
             if inspect.isawaitable(found):
@@ -132,12 +135,72 @@ def caller_dependency(services: Services, auth: Auth | None) -> CallerDependency
             found = await run_in_threadpool(
                 services.authenticate, request.headers.get("authorization")
             )
+        return found if isinstance(found, Principal) else None
+
+    return resolve
+
+
+def _unauthorized() -> Problem:
+    return Problem(
+        401,
+        "send a live API key: Authorization: Bearer whk_...",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+class AuthenticateFirst:
+    """Answer 401 to a request with a body before reading the body, unless its caller is known.
+
+    The body cap (`worker.api.limits`) bounds what one request may send; this keeps a client
+    with no key from making the process read and parse even that: a stranger's body is never
+    read. The caller found is handed to the route, so it is looked up once. A mounting
+    application's ``auth`` sees the request's headers here, not its body.
+    """
+
+    def __init__(
+        self, app: ASGIApp, resolve: Resolve, routes: Sequence[BaseRoute], prefix: str = "/v1/"
+    ) -> None:
+        self.app = app
+        self.resolve = resolve
+        self.routes = routes
+        self.prefix = prefix
+
+    def _served(self, scope: Scope) -> bool:
+        # A method or path no route serves is left to the router (405, 404): no body is read.
+        return any(route.matches(scope)[0] is Match.FULL for route in self.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _WITH_BODY:
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path.startswith(self.prefix) and self._served(scope):
+                found = await self.resolve(Request(scope))  # no receive: the body stays unread
+                if found is None:
+                    await answer(_unauthorized())(scope, receive, send)
+                    return
+                scope.setdefault("state", {})[_FOUND] = found
+        await self.app(scope, receive, send)
+
+
+def caller_dependency(resolve: Resolve) -> CallerDependency:
+    """Return the dependency every /v1 route takes its caller from.
+
+    The caller `AuthenticateFirst` found already, else the one ``resolve`` finds now. The
+    bearer scheme is declared either way, so the OpenAPI document shows how to call.
+    """
+    bearer = HTTPBearer(auto_error=False, description="An API key: `webhooks api-key create`.")
+
+    async def principal(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        found = request.scope.get("state", {}).get(_FOUND)
+        if found is None:
+            found = await resolve(request)
         if not isinstance(found, Principal):
-            raise Problem(
-                401,
-                "send a live API key: Authorization: Bearer whk_...",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise _unauthorized()
         return found
 
     return principal

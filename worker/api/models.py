@@ -23,10 +23,11 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
-from worker.engine.request import RESERVED_HEADERS
 from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
 from worker.ops.validation import HEADER_NAME, HEADER_VALUE, MAX_HEADER_VALUE
+from worker.policy.destination import is_local_name, refusal, target
 from worker.policy.guard import parse_ip_literal
+from worker.policy.headers import RESERVED_HEADERS
 from worker.policy.retry import DeadReason
 
 T = TypeVar("T")
@@ -88,7 +89,29 @@ def _url_form(value: object) -> object:
         and _URL.fullmatch(split[1] + "ip" + split[3])
     ):
         return value  # whether it may be delivered to is `check_destination`'s to say
+    if not value.isascii():
+        raise ValueError(_not_ascii(value))
     raise ValueError("must be an http(s) URL with a host name or an IP address (see pattern)")
+
+
+def _not_ascii(value: str) -> str:
+    """Say how the sender reads a URL given in Unicode, and so how to write it in ASCII."""
+    try:
+        where = target(value)
+    except ValueError:
+        return "must be an http(s) URL in ASCII (see pattern)"
+    reason = refusal(where, ())
+    if reason is not None and where.address is not None:
+        seen = f"a {reason}"
+    elif is_local_name(where.host):
+        seen = f"{where.host}, a name of this machine"
+    else:
+        return f"must be ASCII: write its host as {where.host}"
+    # The spelling hides a host the guard blocks unless an operator allowed it.
+    return (
+        f"must be ASCII: its host is read as {seen}, outside the public ones; only"
+        f" WEBHOOKS_ALLOWED_NETWORKS can allow it, written as {where.host}"
+    )
 
 
 #: Text Postgres can store: anything but the NUL character.
