@@ -252,7 +252,7 @@ def test_prune_removes_only_finished_events(pipeline: Pipeline, receiver: Receiv
     would = json.loads(
         run_cli("prune", "--older-than", "0s", "--dry-run", "--json", env=env(p)).stdout
     )
-    done = json.loads(run_cli("prune", "--older-than", "0s", "--json", env=env(p)).stdout)
+    done = json.loads(run_cli("prune", "--older-than", "0s", "--yes", "--json", env=env(p)).stdout)
     assert done["events"] == 1 and done["deliveries"] == 1 and done["attempts"] == 1
     assert {k: v for k, v in would.items() if k != "dry_run"} == {
         k: v for k, v in done.items() if k != "dry_run"
@@ -260,7 +260,9 @@ def test_prune_removes_only_finished_events(pipeline: Pipeline, receiver: Receiv
     left = {str(r["id"]) for r in p.rows("select id from webhooks.outbox")}
     assert left == set(ids[1:])
     with_dead = json.loads(
-        run_cli("prune", "--older-than", "0s", "--include-dead", "--json", env=env(p)).stdout
+        run_cli(
+            "prune", "--older-than", "0s", "--include-dead", "--yes", "--json", env=env(p)
+        ).stdout
     )
     assert with_dead["events"] == 1 and with_dead["dead_letters"] == 1
     assert (

@@ -66,7 +66,7 @@ from worker.cli.common import duration, emit, json_option, settings
 @click.option(
     "--receiver-delay",
     "receiver_delay_text",
-    default="0",
+    default="0s",
     show_default=True,
     help="How long the receiver waits before answering each request (e.g. 100ms).",
 )
@@ -112,7 +112,7 @@ def bench(
         payload_bytes=payload_bytes,
         fail_rate=fail_rate,
         rate=rate,
-        duration=duration(duration_text),
+        duration=duration(duration_text, "--duration"),
         repeats=repeats,
         backlog=backlog,
         single_events=single_events,
@@ -121,7 +121,7 @@ def bench(
         redis_db=redis_db,
         broker_url=broker_url,
         secret_key=conf.secret_key,
-        receiver_delay=duration(receiver_delay_text),
+        receiver_delay=duration(receiver_delay_text, "--receiver-delay"),
         concurrency=concurrency,
     )
     try:

@@ -151,12 +151,12 @@ def paged(func: F) -> F:
     return func
 
 
-def duration(text: str) -> float:
-    """Parse a duration option or fail with a usage error."""
+def duration(text: str, option: str) -> float:
+    """Parse the duration given to ``option``, or fail with a usage error naming it."""
     try:
         return parse_duration(text)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(f"{option}: {exc}") from None
 
 
 def when(text: str | None) -> datetime | None:
@@ -165,14 +165,15 @@ def when(text: str | None) -> datetime | None:
         return None
     try:
         return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
+    except ValueError as exc:
+        refused = exc
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is neither a time (2026-01-31T12:00) nor a duration (2h)",
-            param_hint="--since",
+        if text.strip().replace(".", "", 1).isdigit():
+            raise click.UsageError(f"--since: {refused}") from None
+        raise click.UsageError(
+            f"--since: {text!r} is neither a time (2026-01-31T12:00) nor a duration (2h)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

@@ -46,7 +46,7 @@ def relay(batch_size: int, lease: str, as_json: bool) -> None:
             broker_url=conf.broker_url,
             queue=conf.queue_name,
             batch_size=batch_size,
-            lease=duration(lease),
+            lease=duration(lease, "--lease"),
             max_age=conf.max_delivery_age,
             operations_tenant=conf.operations_tenant,
         )

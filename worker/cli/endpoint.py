@@ -301,7 +301,7 @@ def endpoint_reset(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
 @json_option
 def endpoint_rotate(endpoint_id: str, grace: str, tenant: str | None, as_json: bool) -> None:
     """Create a new signing secret; the old one keeps signing during the grace period."""
-    seconds = duration(grace)
+    seconds = duration(grace, "--grace")
     with registry() as endpoints:
         secret = endpoints.rotate_secret(endpoint_id, grace=seconds, tenant_id=tenant)
     _secret_written(endpoints)
