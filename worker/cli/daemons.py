@@ -137,7 +137,9 @@ def api(host: str, port: int, as_json: bool) -> None:
         from worker.api.server import serve
     except ImportError as exc:
         raise ConfigError(
-            "webhooks api", f"needs the api extra: pip install 'webhooks-outbox[api]' ({exc})"
+            "webhooks api",
+            f"needs the api extra: install the package with [api], e.g. pip install '.[api]'"
+            f" in a checkout ({exc})",
         ) from None
     logs.configure("json" if as_json else conf.log_format)
     log.info("serving the HTTP API on http://%s:%d", host, port)
