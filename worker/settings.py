@@ -58,11 +58,14 @@ DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 5040
 def parse_duration(text: str) -> float:
     """Return the seconds in a duration such as ``30s``, ``5m``, ``1h30m`` or ``4d``.
 
-    A bare number means seconds. Raises ValueError for anything else, including negatives.
+    Raises ValueError for anything else, negatives included. A bare number is refused: read
+    as seconds, ``--older-than 30`` meant to keep 30 days kept 30 seconds.
     """
     value = text.strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", value):
-        return float(value)
+        raise ValueError(
+            f"{text!r} has no unit (write e.g. {value}s, {value}m, {value}h or {value}d)"
+        )
     pos, total = 0, 0.0
     for match in _DURATION.finditer(value):
         if match.start() != pos:

@@ -259,7 +259,7 @@ def test_prune_removes_only_finished_events(pipeline: Pipeline, receiver: Receiv
     would = json.loads(
         run_cli("prune", "--older-than", "0s", "--dry-run", "--json", env=env(p)).stdout
     )
-    done = json.loads(run_cli("prune", "--older-than", "0s", "--json", env=env(p)).stdout)
+    done = json.loads(run_cli("prune", "--older-than", "0s", "--yes", "--json", env=env(p)).stdout)
     assert done["events"] == 1 and done["deliveries"] == 1 and done["attempts"] == 1
     assert {k: v for k, v in would.items() if k != "dry_run"} == {
         k: v for k, v in done.items() if k != "dry_run"
@@ -267,7 +267,9 @@ def test_prune_removes_only_finished_events(pipeline: Pipeline, receiver: Receiv
     left = {str(r["id"]) for r in p.rows("select id from webhooks.outbox")}
     assert left == set(ids[1:])
     with_dead = json.loads(
-        run_cli("prune", "--older-than", "0s", "--include-dead", "--json", env=env(p)).stdout
+        run_cli(
+            "prune", "--older-than", "0s", "--include-dead", "--yes", "--json", env=env(p)
+        ).stdout
     )
     assert with_dead["events"] == 1 and with_dead["dead_letters"] == 1
     assert (
@@ -339,13 +341,13 @@ def test_check_reports_a_stalled_pipeline_with_no_relay(pipeline: Pipeline) -> N
         (["dlq", "list", "--endpoint", "nope"], 1, "error: no endpoint with id nope"),
         (["dlq", "list", "--since", "yesterdayish"], 2, "neither a time"),
         (["prune", "--older-than", "soon"], 2, "not a duration"),
-        (["check", "--grace", "5parsecs"], 2, "'--grace': not a duration: '5parsecs'"),
+        (["check", "--grace", "5parsecs"], 2, "--grace: not a duration: '5parsecs'"),
         (
             ["endpoint", "rotate-secret", "x", "--grace", "5parsecs"],
             2,
-            "'--grace': not a duration: '5parsecs'",
+            "--grace: not a duration: '5parsecs'",
         ),
-        (["relay", "--lease", "1y"], 2, "'--lease': not a duration: '1y'"),
+        (["relay", "--lease", "1y"], 2, "--lease: not a duration: '1y'"),
         (["deliveries", "list", "--status", "lost"], 2, "Invalid value"),
         (["endpoint", "add", "ftp://x"], 2, "error: URL must use http or https"),
         (

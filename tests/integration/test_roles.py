@@ -170,7 +170,7 @@ def test_the_service_role_runs_the_relay_the_workers_and_the_cli(
             ["dlq", "replay", "--all"],
             ["endpoint", "disable", down, "--reason", "maintenance"],
             ["endpoint", "rotate-secret", down],
-            ["prune", "--older-than", "0s", "--include-dead"],
+            ["prune", "--older-than", "0s", "--include-dead", "--yes"],
             ["endpoint", "delete", gone, "--yes"],
         ):
             done = run_cli(*args, env=env)

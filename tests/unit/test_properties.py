@@ -619,12 +619,12 @@ def test_a_bad_duration_option_is_one_usage_error(text: str) -> None:
     else:
         assume(False)
     env = {"DATABASE_URL": "postgresql://nowhere/x"}
-    for args in (
-        ["prune", "--older-than", text],
-        ["endpoint", "rotate-secret", "x", "--grace", text],
-        ["relay", "--lease", text],
+    for option, args in (
+        ("--older-than", ["prune", "--older-than", text]),
+        ("--grace", ["endpoint", "rotate-secret", "x", "--grace", text]),
+        ("--lease", ["relay", "--lease", text]),
     ):
-        assert_one_line_usage_error(run(args, env), "not a duration")
+        assert_one_line_usage_error(run(args, env), f"error: {option}: ")
 
 
 @settings(max_examples=25, deadline=None)
@@ -674,7 +674,10 @@ def test_a_missing_database_url_is_one_line(args: list[str]) -> None:
     ("args", "needle"),
     [
         (["dlq", "replay"], "choose what to replay"),
-        (["dlq", "list", "--since", "yesterdayish"], "neither a time"),
+        (["dlq", "list", "--since", "yesterdayish"], "--since: 'yesterdayish' is neither a time"),
+        (["dlq", "list", "--since", "30"], "--since: '30' has no unit"),
+        (["check", "--grace", "5parsecs"], "--grace: not a duration: '5parsecs'"),
+        (["bench", "--receiver-delay", "100"], "--receiver-delay: '100' has no unit"),
         (["deliveries", "show", "one"], "one"),
         (["deliveries", "list", "--status", "lost"], "lost"),
         (["endpoint", "add"], "URL"),

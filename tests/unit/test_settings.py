@@ -21,8 +21,7 @@ from worker.settings import (
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        ("0", 0),
-        ("30", 30),
+        ("0s", 0),
         ("30s", 30),
         ("5m", 300),
         ("2h", 7200),
@@ -37,7 +36,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "s", "5x", "-5s", "5 m", "m5", "1.5.3s", "4d!"])
+@pytest.mark.parametrize("text", ["", "s", "5x", "-5s", "5 m", "m5", "1.5.3s", "4d!", "0", "30"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -102,6 +101,9 @@ def test_every_variable_is_read() -> None:
         ("WEBHOOKS_MAX_DELIVERY_AGE", "0s"),
         ("WEBHOOKS_DISABLE_AFTER", "forever"),
         ("WEBHOOKS_REQUEST_TIMEOUT", "-1"),
+        # A bare number is no duration: seconds? days? (it once meant seconds).
+        ("WEBHOOKS_REQUEST_TIMEOUT", "30"),
+        ("WEBHOOKS_RETRY_SCHEDULE", "0,5,300"),
         ("WEBHOOKS_MAX_PAYLOAD_BYTES", "1kb"),
         ("WEBHOOKS_ALLOWED_NETWORKS", "10.0.0.0/33"),
         ("WEBHOOKS_METRICS_PORT", "70000"),

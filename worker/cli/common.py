@@ -167,19 +167,21 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
         try:
             return parse_duration(str(value))
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            # The same line as `duration`'s: ``--grace: not a duration: '5parsecs' ...``.
+            name = param.opts[0] if param is not None and param.opts else "duration"
+            raise click.UsageError(f"{name}: {exc}", ctx) from None
 
 
 #: The type of every duration option: ``@click.option("--grace", type=DURATION)``.
 DURATION = Duration()
 
 
-def duration(text: str) -> float:
-    """Parse a duration that is not an option's value, or fail with a usage error."""
+def duration(text: str, option: str) -> float:
+    """Parse the duration given to ``option`` (not typed DURATION), or fail naming it."""
     try:
         return parse_duration(text)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(f"{option}: {exc}") from None
 
 
 def when(text: str | None) -> datetime | None:
@@ -188,14 +190,15 @@ def when(text: str | None) -> datetime | None:
         return None
     try:
         return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
+    except ValueError as exc:
+        refused = exc
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is neither a time (2026-01-31T12:00) nor a duration (2h)",
-            param_hint="--since",
+        if text.strip().replace(".", "", 1).isdigit():
+            raise click.UsageError(f"--since: {refused}") from None
+        raise click.UsageError(
+            f"--since: {text!r} is neither a time (2026-01-31T12:00) nor a duration (2h)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

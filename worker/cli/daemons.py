@@ -142,7 +142,9 @@ def api(host: str, port: int, as_json: bool) -> None:
         from worker.api.server import listen, serve
     except ImportError as exc:
         raise ConfigError(
-            "webhooks api", f"needs the api extra: pip install 'webhooks-outbox[api]' ({exc})"
+            "webhooks api",
+            f"needs the api extra: install the package with [api], e.g. pip install '.[api]'"
+            f" in a checkout ({exc})",
         ) from None
     sockets = listen(host, port)  # a port already taken is one line, before "serving"
     logs.configure("json" if as_json else conf.log_format)

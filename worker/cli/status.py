@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from worker.cli.common import (
 )
 from worker.cli.output import fields
 from worker.settings import format_duration
+
+if TYPE_CHECKING:
+    from worker.ops.prune import Pruned
 
 
 @click.command()
@@ -61,26 +64,55 @@ def _status_fields(row: dict[str, Any], tenant: str | None) -> str:
 
 
 @click.command()
-@click.option("--older-than", required=True, help="Retention period, e.g. 30d.")
+@click.option("--older-than", required=True, help="Retention period with a unit, e.g. 30d.")
 @click.option("--include-dead", is_flag=True, help="Also delete dead letters not replayed.")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Prune a retention under an hour without asking first."
+)
 @json_option
-def prune(older_than: str, include_dead: bool, dry_run: bool, as_json: bool) -> None:
-    """Delete finished events older than the retention period, in short batches."""
+def prune(older_than: str, include_dead: bool, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Delete finished events older than the retention period, in short batches.
+
+    A retention under an hour asks first on a terminal; without one it needs --yes.
+    """
+    from worker.ops.prune import is_short
     from worker.ops.prune import prune as run_prune
 
-    cutoff = datetime.now(UTC) - timedelta(seconds=duration(older_than))
+    retention = duration(older_than, "--older-than")
+    ask = is_short(retention) and not dry_run and not yes
+    if ask and not sys.stdin.isatty():
+        raise click.UsageError(
+            f"--older-than {older_than} keeps less than an hour of history:"
+            " pass --yes to prune it (or --dry-run to count it)"
+        )
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention)
     with connection() as conn:
+        if ask:
+            _confirm_prune(run_prune(conn, cutoff, include_dead=include_dead, dry_run=True), cutoff)
         result = run_prune(conn, cutoff, include_dead=include_dead, dry_run=dry_run)
-    counts = (
+    if dry_run:
+        human = f"would delete {_counts(result)} older than {cutoff:%Y-%m-%d %H:%M} UTC"
+    else:
+        human = f"deleted {_counts(result)}"
+    emit(as_json, result, human)
+
+
+def _counts(result: Pruned) -> str:
+    return (
         f"{result.events} events, {result.deliveries} deliveries, "
         f"{result.attempts} attempts, {result.dead_letters} dead letters"
     )
-    if dry_run:
-        human = f"would delete {counts} older than {cutoff:%Y-%m-%d %H:%M} UTC"
-    else:
-        human = f"deleted {counts}"
-    emit(as_json, result, human)
+
+
+def _confirm_prune(going: Pruned, cutoff: datetime) -> None:
+    """Say what a short retention deletes and ask; exit 1 unless the operator agrees."""
+    click.echo(
+        f"this deletes {_counts(going)} older than {cutoff:%Y-%m-%d %H:%M:%S} UTC.", err=True
+    )
+    if not click.confirm("Prune them?", default=False, err=True):
+        click.echo("not pruned", err=True)
+        sys.exit(1)
 
 
 @click.command()

@@ -21,6 +21,15 @@ from worker.store.db import wrapped_errors
 #: Events deleted per transaction.
 BATCH = 1000
 
+#: Seconds of history under which a retention is more likely a slip (a wrong unit, a zero)
+#: than a policy: the command line asks before pruning that close to now.
+SHORT_RETENTION = 3600.0
+
+
+def is_short(retention: float) -> bool:
+    """Return whether keeping ``retention`` seconds of history needs an operator's say-so."""
+    return retention < SHORT_RETENTION
+
 
 @dataclass
 class Pruned:
