@@ -138,8 +138,9 @@ def services(root: Path, conf: Settings, use_configured: bool) -> Iterator[tuple
         raise ConfigError(
             "webhooks dev",
             f"the demo runs on embedded servers of its own and {' and '.join(missing)}"
-            " is not installed: pip install 'webhooks-outbox[dev]' (or pass --use-configured"
-            " to run it on the configured services)",
+            f" {'is' if len(missing) == 1 else 'are'} not installed: pip install"
+            " 'webhooks-outbox[dev]' (or pass --use-configured to run it on the configured"
+            " services)",
         )
     embedded = EmbeddedServices(root)
     try:
