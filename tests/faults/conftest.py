@@ -3,11 +3,14 @@
 Each test gets a fresh database (the shared `db_url` fixture), its own redis-server on a
 free loopback port (so killing or flushing it touches nobody else), and a `Cluster` that
 starts `webhooks relay` and `webhooks worker` as real processes and stops every one of them
-when the test ends, whatever happened. Every test is bounded in time (`time_limit`).
+when the test ends, whatever happened. The RabbitMQ variants run on a RabbitMQ node the
+session starts for itself (`rabbit_node`), since they stop and start it. Every test is
+bounded in time (`time_limit`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,10 @@ import pytest
 from tests.conftest import purge_rabbitmq
 from tests.faults.harness import BrokerControl, Cluster, RedisServer
 from tests.faults.receivers import Sink, running_sink
+from tests.services import NodeDidNotStart, RabbitNode
+
+#: How long the session's RabbitMQ node took to start (reported at the end of the run).
+NODE_STARTED_IN: list[float] = []
 
 #: Seconds a fault test may run unless it sets @pytest.mark.time_limit(seconds).
 DEFAULT_TIME_LIMIT = 240
@@ -49,6 +56,33 @@ def time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for seconds in NODE_STARTED_IN:
+        terminalreporter.write_line(f"private RabbitMQ node started in {seconds:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def rabbit_node() -> Iterator[RabbitNode]:
+    """Start a RabbitMQ node of the session's own, which the fault tests may restart.
+
+    Without RabbitMQ installed the RabbitMQ variants are skipped, except under CI.
+    """
+    node = RabbitNode()
+    try:
+        node.start()
+    except NodeDidNotStart as exc:
+        node.stop()
+        why = f"cannot start a RabbitMQ node of the suite's own: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    NODE_STARTED_IN.append(node.started_in)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis")
@@ -73,13 +107,13 @@ def any_cluster(
 ) -> Iterator[Cluster]:
     """Return a `Cluster` on each broker in turn: the test body runs once per broker.
 
-    Redis is the test's own server; RabbitMQ is the machine's, on this session's vhost with
-    the queue deleted first (`tests.conftest.broker_url`).
+    Redis is the test's own server; RabbitMQ is the session's own node, with the queue
+    deleted first.
     """
     if request.param == "redis":
         made = Cluster(db_url, redis_server.url(), tmp_path)
     else:
-        url = request.getfixturevalue("rabbitmq_base_url")
+        url = request.getfixturevalue("rabbit_node").url
         purge_rabbitmq(url)
         made = Cluster(db_url, redis_server.url(), tmp_path, broker_url=url)
     try:
@@ -89,8 +123,12 @@ def any_cluster(
 
 
 @pytest.fixture
-def broker(any_cluster: Cluster, redis_server: RedisServer) -> BrokerControl:
+def broker(
+    request: pytest.FixtureRequest, any_cluster: Cluster, redis_server: RedisServer
+) -> BrokerControl:
     """Return the controls of `any_cluster`'s broker."""
+    if any_cluster.broker_url.startswith("amqp"):
+        return BrokerControl(any_cluster, redis_server, request.getfixturevalue("rabbit_node"))
     return BrokerControl(any_cluster, redis_server)
 
 

@@ -1,9 +1,10 @@
-"""Real processes for the fault tests: a Redis of the test's own, the daemons, the checks.
+"""Real processes for the fault tests: the daemons, the broker's controls, the checks.
 
 Every process starts in a session (process group) of its own, so one signal reaches its
 whole tree (`webhooks worker` runs Dramatiq, which forks worker processes and a metrics
 process), and the fixture that started it stops it, also when the test fails. Only loopback
-addresses are used; the machine's shared Redis is never touched.
+addresses are used. The brokers that get flushed, killed or restarted are the test's own
+redis-server and the session's own RabbitMQ node (`tests.services`), never the machine's.
 """
 
 from __future__ import annotations
@@ -23,33 +24,18 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import psycopg
-import redis
 from psycopg.rows import dict_row
 
 from producers import Event, publish_many
+from tests.services import RabbitNode, RedisServer, clean_environ, free_port
 from worker.ops.endpoints import Endpoints
 from worker.settings import parse_networks
 from worker.store.vault import Vault
 
+__all__ = ["RedisServer", "clean_environ", "free_port"]
+
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK_NETWORKS = "127.0.0.0/8"
-
-
-def free_port() -> int:
-    """Return a TCP port nothing listens on at the moment, on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_environ() -> dict[str, str]:
-    """Return this process's environment without any setting of the product."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("WEBHOOKS_", "PROMETHEUS_", "dramatiq_"))
-        and k not in ("DATABASE_URL", "REDIS_URL", "PGAPPNAME")
-    }
 
 
 class Proc:
@@ -125,59 +111,6 @@ class Proc:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-
-class RedisServer:
-    """A redis-server of the test's own on a free loopback port, without persistence."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: Proc | None = None
-        self.start()
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url(), socket_timeout=5, socket_connect_timeout=2)
-
-    def start(self) -> None:
-        argv = [
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-        ]
-        self.proc = Proc("redis", argv, clean_environ(), self.workdir / "redis.log")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError), self.client() as client:
-                if client.ping():
-                    return
-            time.sleep(0.05)
-        raise AssertionError(f"redis-server did not start:\n{self.proc.tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL the server: everything it held is gone (no persistence)."""
-        assert self.proc is not None
-        self.proc.kill()
-
-    def flush(self) -> None:
-        with self.client() as client:
-            client.flushall()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
 
 
 class BlackHole:
@@ -447,14 +380,19 @@ def peak_rss_mib(pid: int) -> float:
 class BrokerControl:
     """Lose, drop or restart the cluster's broker, whichever it is (one test body for both).
 
-    RabbitMQ is the machine's node: `restart` stops and starts its application (a few
-    seconds for every vhost on it); everything else touches this session's vhost only.
+    Both are the test session's own: the test's redis-server, or the session's RabbitMQ
+    node (`tests.services.RabbitNode`), whose application `restart` stops and starts.
     """
 
-    def __init__(self, cluster: Cluster, redis_server: RedisServer) -> None:
+    def __init__(
+        self, cluster: Cluster, redis_server: RedisServer, node: RabbitNode | None = None
+    ) -> None:
         self.cluster = cluster
         self.redis_server = redis_server
         self.rabbit = cluster.broker_url.startswith(("amqp://", "amqps://"))
+        if self.rabbit:
+            assert node is not None and cluster.broker_url == node.url, "not our own node"
+        self.node = node
 
     def depth(self) -> int:
         from worker.queue import BrokerError, from_url
@@ -486,23 +424,20 @@ class BrokerControl:
             with self.redis_server.client() as client:
                 client.client_kill_filter(_type="normal", skipme=True)
             return
-        vhost = self.cluster.broker_url.rsplit("/", 1)[1]
-        _rabbitmqctl("close_all_connections", "-p", vhost, "fault test")
+        assert self.node is not None
+        self.node.ctl("close_all_connections", "-p", "/", "fault test")
 
     def stop(self) -> None:
         """Kill Redis (it keeps nothing) / stop the RabbitMQ application."""
         if self.rabbit:
-            _rabbitmqctl("stop_app")
+            assert self.node is not None
+            self.node.stop_app()
         else:
             self.redis_server.kill()
 
     def start(self) -> None:
         if self.rabbit:
-            _rabbitmqctl("start_app")
-            _rabbitmqctl("await_startup")
+            assert self.node is not None
+            self.node.start_app()
         else:
             self.redis_server.start()
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)

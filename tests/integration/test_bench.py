@@ -26,6 +26,7 @@ from worker.bench import (
     render,
     signing_key,
 )
+from worker.bench.rig import find_services
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,3 +226,40 @@ def test_a_slow_receiver_answers_every_pipelined_request_on_a_connection() -> No
         assert receiver.summary()["requests"] == 3
     finally:
         receiver.stop()
+
+
+def test_without_redis_url_the_bench_uses_a_redis_of_its_own(admin_url: str) -> None:
+    # The bench flushes the Redis database it uses: a Redis merely found listening on this
+    # machine (other work's) is never used unasked.
+    services = find_services(admin_url, None)
+    try:
+        assert services.embedded is not None
+        assert ":6379/" not in services.redis_base
+        assert services.source.endswith(("own redis-server", "embedded redis"))
+        client = redis.Redis.from_url(services.redis_base)
+        assert client.ping()
+        client.close()
+    finally:
+        assert services.embedded is not None
+        services.embedded.stop()
+
+
+def test_a_named_redis_database_that_is_not_empty_is_refused_and_left_alone(
+    admin_url: str, redis_base_url: str, redis_url: str
+) -> None:
+    db = int(redis_url.rsplit("/", 1)[-1].split("=")[-1])
+    client = redis.Redis.from_url(redis_url)
+    client.set("someone-elses", "data")
+    try:
+        done = run_bench(
+            admin_url,
+            redis_base_url,
+            *("--redis-db", str(db), "--events", "20", "--endpoints", "1", "--repeats", "1"),
+            *("--processes", "1", "--threads", "2", "--duration", "1s", "--rate", "10"),
+            *("--single-events", "5", "--concurrency", "4"),
+        )
+        assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+        assert f"Redis database {db} is not empty" in done.stderr
+        assert client.get("someone-elses") == b"data"
+    finally:
+        client.close()

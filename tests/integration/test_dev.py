@@ -1,13 +1,23 @@
-"""`webhooks dev`: the demo shows successes, a retry and a dead letter; Ctrl-C leaves nothing."""
+"""`webhooks dev`: the demo shows successes, a retry and a dead letter; Ctrl-C leaves nothing;
+the configured database and Redis are left alone unless `--use-configured` says otherwise."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.pipeline import Pipeline, queued_messages
+from tests.receiver import Receiver
 
 
 def processes_mentioning(marker: str) -> list[int]:
@@ -25,8 +35,16 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
-def run_dev(args: list[str], env: dict[str, str], out: Path, until: str) -> str:
+def demo_complete(text: str) -> bool:
+    """Tell whether the demo's three outcomes are in: two successes and a dead letter."""
+    return text.count("succeeded") >= 2 and "replay it with" in text
+
+
+def run_dev(
+    args: list[str], env: dict[str, str], out: Path, until: str | Callable[[str], bool]
+) -> str:
     """Run `webhooks dev` until its output shows ``until``, then Ctrl-C it; return the output."""
+    done = until if callable(until) else (lambda text: until in text)
     with out.open("w") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "dev", *args],
@@ -36,10 +54,10 @@ def run_dev(args: list[str], env: dict[str, str], out: Path, until: str) -> str:
         )
         try:
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and until not in out.read_text():
+            while time.monotonic() < deadline and not done(out.read_text()):
                 assert proc.poll() is None, out.read_text()
                 time.sleep(0.2)
-            assert until in out.read_text(), out.read_text()
+            assert done(out.read_text()), out.read_text()
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
             assert proc.wait(timeout=60) == 0
         finally:
@@ -66,16 +84,79 @@ def test_dev_demo_runs_and_ctrl_c_stops_everything(
     assert "signature valid" in text and "INVALID" not in text
     assert "stopped" in text
     assert f"kept {work}" in text and (work / "pipeline.log").exists()
-    db_name = db_url.rsplit("/", 1)[-1]
-    time.sleep(0.5)
-    assert processes_mentioning(db_name) == []
+    # The embedded servers included; a process that is exiting may take a moment.
+    deadline = time.monotonic() + 15
+    while processes_mentioning(str(work)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [
+        (pid, Path(f"/proc/{pid}/cmdline").read_bytes()) for pid in processes_mentioning(str(work))
+    ] == []
 
 
 def test_dev_without_a_workdir_leaves_no_temporary_folder(
     db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # Short: the embedded Postgres puts its unix socket in there (at most 107 bytes a path).
+    scratch = Path(tempfile.mkdtemp(prefix="wh-", dir="/tmp"))
     env = {**services_env(db_url, redis_url), "TMPDIR": str(scratch)}
-    run_dev([], env, tmp_path / "dev.out", "relay and worker started")
-    assert list(scratch.glob("webhooks-dev-*")) == []
+    try:
+        run_dev([], env, tmp_path / "dev.out", "relay and worker started")
+        assert list(scratch.glob("webhooks-dev-*")) == []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def snapshot(db_url: str) -> dict[str, list[str]]:
+    """Return every row of every table of the database's webhooks schema, as text."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "select table_name from information_schema.tables"
+                " where table_schema = 'webhooks' and table_type = 'BASE TABLE'"
+                " order by table_name"
+            )
+        ]
+        return {
+            table: [
+                row for (row,) in conn.execute(f"select t::text from webhooks.{table} t order by 1")
+            ]
+            for table in tables
+        }
+
+
+def test_dev_leaves_the_configured_database_and_redis_alone(
+    pipeline: Pipeline, receiver: Receiver, db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # The user's own endpoint, with deliveries pending and queued in the user's Redis.
+    pipeline.endpoint(receiver.url("/mine"))
+    for i in range(3):
+        pipeline.publish("user.created", {"user": i})
+    relay = pipeline.start_relay(lease=60.0)
+    pipeline.wait_until(
+        lambda: len(queued_messages(pipeline.settings)) == 3, what="3 queued deliveries"
+    )
+    relay.stop()
+    pipeline.relays[0][1].join(10)
+    before, queued = snapshot(db_url), queued_messages(pipeline.settings)
+    assert before["deliveries"] and before["endpoints"]
+
+    env = services_env(db_url, redis_url)
+    text = run_dev([], env, tmp_path / "dev.out", demo_complete)
+
+    assert snapshot(db_url) == before
+    assert queued_messages(pipeline.settings) == queued
+    assert receiver.to("/mine") == []
+    assert "runs on embedded servers of its own" in text
+
+
+def test_dev_use_configured_says_what_it_writes_there(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    env = services_env(db_url, redis_url)
+    text = run_dev(["--use-configured"], env, tmp_path / "dev.out", "relay and worker started")
+    database = db_url.rsplit("/", 1)[-1]
+    assert "--use-configured: the demo writes into the database" in text and database in text
+    assert "3 endpoints and 3 events in tenant 'default'" in text
+    rows: Any = snapshot(db_url)["endpoints"]
+    assert len(rows) == 3 and all("demo: " in row for row in rows)

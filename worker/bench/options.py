@@ -8,9 +8,9 @@ from worker.errors import WebhooksError
 from worker.settings import Settings
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
-#: Redis databases tried, in order, when --redis-db is not given. 0 is the product's
-#: default and 12 and 13 belong to test runs, so none of those is ever touched.
+#: Redis databases tried, in order, when --redis-db is not given: the first one empty but for
+#: the bench's claim. On a configured (shared) Redis, 0 is the product's default and 12 and
+#: 13 are the test suite's defaults, so none of those is tried.
 REDIS_DBS = (15, 14, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
 CLAIM_KEY = "webhooks:bench:owner"
 EVENT_TYPE = "bench.event"

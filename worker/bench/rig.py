@@ -25,7 +25,6 @@ from psycopg.rows import dict_row
 from worker.bench.options import (
     CLAIM_KEY,
     LOCAL_POSTGRES,
-    LOCAL_REDIS,
     LOOPBACK,
     QUEUE,
     REDIS_DBS,
@@ -62,7 +61,10 @@ class Services:
 
 
 def find_services(database_url: str | None, redis_url: str | None) -> Services:
-    """Use the configured services, else the local default ports, else embedded ones."""
+    """Use the configured Postgres, else the local default port, else an embedded one
+    (the bench creates and drops a database of its own there). Use the configured Redis
+    (where the bench claims a database it proves empty), else a Redis of its own: a Redis
+    found listening is never used unasked, since the bench flushes its database."""
     embedded: EmbeddedServices | None = None
     sources = []
     if database_url:
@@ -75,13 +77,10 @@ def find_services(database_url: str | None, redis_url: str | None) -> Services:
     if redis_url:
         base = redis_url
         sources.append("REDIS_URL")
-    elif port_open("127.0.0.1", 6379):
-        base = LOCAL_REDIS
-        sources.append("local redis")
     else:
         embedded = embedded or EmbeddedServices()
-        base = embedded.redis_url()
-        sources.append("embedded redis")
+        base = embedded.own_redis_url()
+        sources.append("own redis-server" if base.startswith("redis://") else "embedded redis")
     return Services(admin, base, ", ".join(sources), embedded)
 
 
@@ -163,10 +162,14 @@ class Rig:
             url = _with_redis_db(self.services.redis_base, db)
             client = redis.Redis.from_url(url, socket_timeout=10)
             try:
+                # Claimed atomically, and empty but for the claim: nobody else's data is in
+                # it, so flushing it at the end removes only the bench's.
                 if not client.set(CLAIM_KEY, self._claim, nx=True, ex=120):
+                    client.close()
                     continue
-                if self.opts.redis_db is None and client.dbsize() > 1:
+                if client.dbsize() > 1:
                     client.delete(CLAIM_KEY)  # someone else's data: not ours to touch
+                    client.close()
                     continue
             except redis.ResponseError:  # no such database number on this server
                 client.close()
@@ -176,6 +179,11 @@ class Rig:
             self._redis, self.redis_url, self.redis_db = client, url, db
             threading.Thread(target=self._refresh_claim, daemon=True).start()
             return
+        if self.opts.redis_db is not None:
+            raise BenchError(
+                f"Redis database {self.opts.redis_db} is not empty (or being benched): the"
+                " bench flushes its database at the end, so it takes only an empty one"
+            )
         raise BenchError("no empty Redis database to use: pass --redis-db N")
 
     def _refresh_claim(self) -> None:
@@ -219,6 +227,7 @@ class Rig:
         if self.services is not None and self.services.embedded is not None:
             with contextlib.suppress(Exception):
                 self.services.embedded.stop()
+            shutil.rmtree(self.services.embedded.root, ignore_errors=True)
         if self.problems or self.failed:
             self.say(f"logs of the relay and workers kept in {self.workdir}")
         else:

