@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,6 +41,9 @@ def dev(workdir: Path | None, use_configured: bool) -> None:
         click.echo(f"kept {workdir} (embedded data and pipeline.log)")
         return
     temporary = Path(tempfile.mkdtemp(prefix="webhooks-dev-"))
+    # Registered before the embedded Postgres is imported, so it runs after pgserver's own
+    # exit handler, which takes a lock file in there again (atexit runs last-in first-out).
+    atexit.register(shutil.rmtree, temporary, ignore_errors=True)
     try:
         devmode.run(temporary, use_configured=use_configured)
     finally:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from importlib.util import find_spec
 from pathlib import Path
@@ -176,10 +176,17 @@ def pipeline_env(conf: Settings, db_url: str, redis_url: str) -> dict[str, str]:
     return env
 
 
-def watch(db_url: str, stop: threading.Event, say: Callable[[str], None]) -> None:
-    """Print one line per attempt and per dead letter as they are recorded."""
+def watch(
+    db_url: str, stop: threading.Event, say: Callable[[str], None], demo: Sequence[str] = ()
+) -> None:
+    """Print one line per attempt and per dead letter as they are recorded.
+
+    Once none of the ``demo`` events' deliveries is pending any more, say so once: a
+    newcomer knows the run is complete.
+    """
     last_attempt = 0
     seen_dead: set[int] = set()
+    complete = not demo
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
         while not stop.wait(0.3):
             rows = conn.execute(queries.DEV_ATTEMPTS, {"after": last_attempt}).fetchall()
@@ -193,6 +200,17 @@ def watch(db_url: str, stop: threading.Event, say: Callable[[str], None]) -> Non
                         click.style("  dead letter ", fg="red")
                         + f"delivery {d['delivery_id']} ({d['reason']}, {d['attempts']} attempts)"
                         + f"; replay it with: webhooks dlq replay --id {d['delivery_id']}"
+                    )
+            if not complete:
+                rows = conn.execute(queries.DEV_DEMO_OUTCOMES, {"events": list(demo)}).fetchall()
+                states = {r["status"]: r["n"] for r in rows}
+                if states and not states.get("pending"):
+                    complete = True
+                    say(
+                        click.style("demo complete", fg="green")
+                        + f": {states.get('succeeded', 0)} deliveries succeeded,"
+                        f" {states.get('dead', 0)} ended in the dead letters. The pipeline keeps"
+                        " running for events you publish; Ctrl-C stops everything."
                     )
 
 
@@ -242,8 +260,9 @@ def stop_pipeline(children: list[subprocess.Popen[bytes]]) -> None:
 
 def add_demo(
     db_url: str, conf: Settings, env: dict[str, str], receiver: Receiver, say: Callable[[str], None]
-) -> None:
-    """Add the demo endpoints and publish the sample events."""
+) -> list[str]:
+    """Add the demo endpoints, publish the sample events and return the events' ids."""
+    published = []
     with connect(db_url) as conn:
         registry = Endpoints(
             conn,
@@ -260,6 +279,8 @@ def add_demo(
             with conn.transaction():
                 event_id = publish(conn, event_type, payload)
             say(f"published {event_type} {event_id}")
+            published.append(event_id)
+    return published
 
 
 def prepare(db_url: str, redis_url: str, say: Callable[[str], None]) -> None:
@@ -298,9 +319,9 @@ def demonstrate(
             )
             receiver = stack.enter_context(running_receiver(demo_receiver(say)))
             say(f"receiver  http://127.0.0.1:{receiver.port} (verifies every signature)")
-            add_demo(db_url, conf, env, receiver, say)
+            demo = add_demo(db_url, conf, env, receiver, say)
             say("watching deliveries (Ctrl-C stops everything)")
-            threading.Thread(target=watch, args=(db_url, stop, say), daemon=True).start()
+            threading.Thread(target=watch, args=(db_url, stop, say, demo), daemon=True).start()
             while all(c.poll() is None for c in children):
                 time.sleep(0.3)
             say(click.style("a pipeline process exited; see " + str(log_path), fg="red"))

