@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import deliveries, endpoints, events, letters, status
+from worker.api import deliveries, endpoints, events, letters, links, status
 from worker.api.auth import Auth, Services, caller_dependency
 from worker.api.models import problem_media_type, problem_responses
 from worker.api.problems import Problem, answer, install
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         events.router,
         deliveries.router,
         letters.router,
+        links.router,
         status.router,
     ):
         v1.include_router(routes(services, principal))
@@ -93,4 +94,8 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(status.probes(services))
+    # The tenant portal, on the same services (pool, slots) as the API.
+    from worker.portal import create_portal
+
+    app.mount("/portal", create_portal(services))
     return app

@@ -1,0 +1,73 @@
+-- name: create_portal_link
+-- Store a new portal link: only its token's SHA-256, so reading the table opens nothing.
+insert into webhooks.portal_links (tenant_id, read_only, secrets, hash, expires_at, created_by)
+values (%(tenant)s, %(read_only)s, %(secrets)s, %(hash)s,
+        now() + make_interval(secs => %(ttl)s), %(by)s)
+returning *;
+
+-- name: use_portal_link
+-- Spend a link: once only, and only while it is neither revoked nor expired. Two browsers
+-- opening the same link race on this row; one gets it, the other nothing.
+update webhooks.portal_links set used_at = now()
+where hash = %(hash)s and used_at is null and revoked_at is null and expires_at > now()
+returning *;
+
+-- name: create_portal_session
+-- Open the session a link was spent on, with the link's permissions.
+insert into webhooks.portal_sessions
+    (link_id, hash, tenant_id, admin, read_only, secrets, expires_at)
+values (%(link)s, %(hash)s, %(tenant)s, %(admin)s, %(read_only)s, %(secrets)s,
+        now() + make_interval(secs => %(ttl)s))
+returning *;
+
+-- name: live_portal_session
+-- The live session with this hash, if any (revoked or expired ones open nothing).
+select * from webhooks.portal_sessions
+where hash = %(hash)s and revoked_at is null and expires_at > now();
+
+-- name: revoke_portal_link
+-- Revoke a link and every session it opened (revoking again keeps the first time).
+with link as (
+    update webhooks.portal_links set revoked_at = coalesce(revoked_at, now())
+    where id = %(id)s
+    returning *
+), sessions as (
+    update webhooks.portal_sessions set revoked_at = coalesce(revoked_at, now())
+    where link_id in (select id from link)
+    returning id
+)
+select link.*, (select count(*) from sessions) as sessions_revoked from link;
+
+-- name: end_portal_session
+-- Sign a session out.
+update webhooks.portal_sessions set revoked_at = coalesce(revoked_at, now())
+where hash = %(hash)s;
+
+-- name: portal_tenants
+-- The tenants an admin session may switch between: those with endpoints (an index scan,
+-- where the outbox's distinct tenants would read the whole history).
+select distinct tenant_id from webhooks.endpoints order by 1 limit %(limit)s;
+
+-- name: event_types_published
+-- The distinct event types a tenant published, each with its latest payload as an example.
+-- One index probe per type through (tenant, type) would need a loose index scan; the
+-- outbox is read newest first and stops at %(scan)s events, so the page stays fast however
+-- long the history.
+select distinct on (event_type) event_type, id, payload, created_at
+from (
+    select event_type, id, payload, created_at from webhooks.outbox
+    where tenant_id = %(tenant)s
+    order by id desc
+    limit %(scan)s
+) recent
+order by event_type, id desc;
+
+-- name: deliveries_by_hour
+-- A tenant's attempts over the last 24 hours, by hour: how many, how many succeeded.
+select date_trunc('hour', a.started_at) as hour,
+       count(*) as attempts,
+       count(*) filter (where a.status_code between 200 and 299) as ok
+from webhooks.attempts a
+where a.tenant_id = %(tenant)s and a.started_at > now() - interval '24 hours'
+group by 1
+order by 1;
