@@ -178,9 +178,14 @@ def test_a_post_from_another_origin_is_refused_even_with_the_token(
     client = server.session("acme")
     token = csrf_of(client.get(server.portal + "/endpoints/new").text)
     data = {"csrf": token, "url": receiver.url("/x")}
-    for origin in ("https://evil.example", "null"):
-        answer = client.post(server.portal + "/endpoints", data=data, headers={"origin": origin})
-        assert answer.status_code == 403
+    for headers in (
+        {"origin": "https://evil.example"},
+        {"origin": "https://evil.example", "sec-fetch-site": "same-origin"},
+        {"origin": "null", "sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+    ):
+        answer = client.post(server.portal + "/endpoints", data=data, headers=headers)
+        assert answer.status_code == 403, headers
     assert endpoint_count(server) == 0
     same = client.post(server.portal + "/endpoints", data=data, headers={"origin": server.base})
     assert same.status_code == 200 and endpoint_count(server) == 1

@@ -94,13 +94,19 @@ def base_path(request: Request) -> str:
 
 
 def same_origin(request: Request, public_url: str) -> bool:
-    """Tell whether a request's Origin header, when it has one, is the portal's own.
+    """Tell whether a POST comes from the portal's own pages, as far as the browser says.
 
-    A browser sends Origin with every cross-site POST: one from elsewhere (or ``null``, a
-    sandboxed frame or a data: URL) is refused, whatever else it carries.
+    ``Sec-Fetch-Site``, when sent, must be ``same-origin`` (or ``none``: typed by the
+    person). ``Origin``, when it names an origin, must be the portal's own. Under the
+    portal's ``Referrer-Policy: no-referrer`` a browser sends ``Origin: null`` even from the
+    portal's own forms, so ``null`` is left to ``Sec-Fetch-Site`` and to the anti-forgery
+    token, which every POST needs anyway.
     """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     public = urlsplit(public_url)
     own = {f"{public.scheme}://{public.netloc}"}
