@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 
 def processes_mentioning(marker: str) -> list[int]:
@@ -25,8 +29,17 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
-def run_dev(args: list[str], env: dict[str, str], out: Path, until: str) -> str:
-    """Run `webhooks dev` until its output shows ``until``, then Ctrl-C it; return the output."""
+def run_dev(
+    args: list[str],
+    env: dict[str, str],
+    out: Path,
+    until: str,
+    meanwhile: Callable[[str], None] | None = None,
+) -> str:
+    """Run `webhooks dev` until its output shows ``until``, then Ctrl-C it; return the output.
+
+    ``meanwhile`` is called with the output so far before the Ctrl-C.
+    """
     with out.open("w") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "dev", *args],
@@ -40,6 +53,8 @@ def run_dev(args: list[str], env: dict[str, str], out: Path, until: str) -> str:
                 assert proc.poll() is None, out.read_text()
                 time.sleep(0.2)
             assert until in out.read_text(), out.read_text()
+            if meanwhile is not None:
+                meanwhile(out.read_text())
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
             assert proc.wait(timeout=60) == 0
         finally:
@@ -61,7 +76,25 @@ def test_dev_demo_runs_and_ctrl_c_stops_everything(
 ) -> None:
     env = services_env(db_url, redis_url)
     work = tmp_path / "work"
-    text = run_dev(["--workdir", str(work)], env, tmp_path / "dev.out", "replay it with")
+    opened: list[int] = []
+
+    def open_portal(text: str) -> None:
+        # The newcomer's first minute: the portal link printed at start opens the portal.
+        found = re.search(r"portal +(http://\S+)", text)
+        assert found, text
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                opened.append(httpx.get(found.group(1)).status_code)
+                return
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the portal never answered"
+                time.sleep(0.2)
+
+    text = run_dev(
+        ["--workdir", str(work)], env, tmp_path / "dev.out", "replay it with", open_portal
+    )
+    assert opened == [303]
     assert "succeeded" in text and "will retry" in text and "gave up" in text
     assert "signature valid" in text and "INVALID" not in text
     assert "stopped" in text
