@@ -219,6 +219,21 @@ def hourly(conn: psycopg.Connection[Any], tenant_id: str) -> list[dict[str, Any]
     return rows
 
 
+def endpoint_health(
+    conn: psycopg.Connection[Any], endpoint_id: str, tenant_id: str
+) -> dict[str, Any]:
+    """Return an endpoint's last 24 hours: attempts, success rate, last success and failure,
+    what is pending and dead-lettered now."""
+    with wrapped_errors():
+        row = conn.execute(
+            queries.PORTAL_ENDPOINT_HEALTH, {"id": endpoint_id, "tenant": tenant_id}
+        ).fetchone()
+    out = dict(row or {})
+    attempts = int(out.get("attempts_24h") or 0)
+    out["success_rate_24h"] = round(int(out["ok_24h"]) / attempts, 4) if attempts else None
+    return out
+
+
 def _link(row: Any) -> Link:
     return Link(
         id=int(row["id"]),

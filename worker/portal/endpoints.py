@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from worker.api.auth import Services
 from worker.api.slots import Full
 from worker.errors import InvalidEndpoint
-from worker.ops import ping
+from worker.ops import ping, portal
 from worker.ops.endpoint import Endpoint
 from worker.ops.validation import endpoint_uuid, parse_header
 from worker.portal.render import Pages
@@ -21,6 +21,10 @@ PAGE = 50
 #: Grace periods a rotation may keep the old secret signing for (the form's choices).
 GRACES = (0.0, 3600.0, 86400.0, 604800.0)
 DISABLED_HERE = "disabled in the portal"
+HIDDEN = (
+    "Endpoint created. This session may not see signing secrets: ask whoever gave you the "
+    "link for it."
+)
 
 
 def form_of(ep: Endpoint | None) -> dict[str, str]:
@@ -108,7 +112,9 @@ def _records(router: APIRouter, services: Services, pages: Pages, viewer: Viewer
                 error=str(exc),
                 form={k: v.value(k) for k in form_of(None)},
             )
-        return _shown(services, pages, v, ep, secret if v.can_see_secrets else None, "Created.")
+        if not v.can_see_secrets:
+            return _shown(services, pages, v, ep, None, "", notice=HIDDEN)
+        return _shown(services, pages, v, ep, secret, "Created.")
 
     @router.get("/endpoints/{endpoint_id}")
     def show_endpoint(v: Seen, endpoint_id: str) -> Response:
@@ -236,8 +242,22 @@ def _actions(router: APIRouter, services: Services, pages: Pages, viewer: Viewer
 
 
 def _shown(
-    services: Services, pages: Pages, v: Viewer, ep: Endpoint, secret: str | None, label: str
+    services: Services,
+    pages: Pages,
+    v: Viewer,
+    ep: Endpoint,
+    secret: str | None,
+    label: str,
+    notice: str | None = None,
 ) -> Response:
     with services.connection() as conn:
-        health = services.endpoints(conn).health(ep.id, tenant_id=v.tenant)
-    return pages.render("endpoint.html", v, ep=ep, health=health, secret=secret, secret_label=label)
+        health = portal.endpoint_health(conn, ep.id, ep.tenant_id)
+    return pages.render(
+        "endpoint.html",
+        v,
+        ep=ep,
+        health=health,
+        secret=secret,
+        secret_label=label,
+        notice=notice,
+    )

@@ -3,6 +3,7 @@ status and endpoint, and one delivery with every attempt (retry now, resend)."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Seen` is local to the builder, where only evaluated annotations can see it.
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -12,10 +13,21 @@ from fastapi.responses import RedirectResponse, Response
 from worker.api.auth import Services
 from worker.ops import deliveries, events
 from worker.portal.render import Pages
-from worker.portal.viewer import Viewer, ViewerDependency
+from worker.portal.viewer import Refused, Viewer, ViewerDependency
 
 PAGE = 50
 DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """Read the form's "created since" (a browser's datetime-local, taken as UTC)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Refused(422, "That did not work", "The time is not one: use the picker.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDependency) -> None:
@@ -57,8 +69,10 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
         status: str | None = None,
         endpoint: str | None = None,
         type: str | None = None,
+        since: str | None = None,
         after: int | None = None,
     ) -> Response:
+        moment = parse_since(since)
         chosen_status = status if status in deliveries.STATUSES else None
         chosen_endpoint = endpoint or None
         event_type = (type or "").strip()[:255] or None
@@ -70,6 +84,7 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
                 if chosen_endpoint
                 else None,
                 event_type=event_type,
+                since=moment,
                 tenant_id=v.tenant,
                 limit=PAGE + 1,
                 after=after,
@@ -84,6 +99,7 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
                     ("status", chosen_status),
                     ("endpoint", chosen_endpoint),
                     ("type", event_type),
+                    ("since", since if moment else None),
                 )
                 if val
             }
@@ -96,6 +112,7 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
             chosen=chosen_status,
             endpoint=chosen_endpoint,
             event_type=event_type,
+            since=since if moment else "",
             query=query,
             next_after=rows[-1]["id"] if more else None,
         )

@@ -17,7 +17,7 @@ from worker.portal.viewer import Viewer, ViewerDependency
 
 HOURS = 24
 #: The chart's drawing area, in SVG units.
-WIDTH, HEIGHT, GAP = 480, 120, 4
+WIDTH, HEIGHT, GAP = 720, 100, 4
 #: Endpoints the overview lists; the endpoint page pages through the rest.
 SHOWN = 100
 
@@ -44,7 +44,8 @@ def chart(rows: list[dict[str, Any]], now: datetime) -> list[Bar]:
     by_hour = {r["hour"].astimezone(UTC): r for r in rows}
     last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     hours = [last - timedelta(hours=HOURS - 1 - i) for i in range(HOURS)]
-    tallest = max((int(r["attempts"]) for r in rows), default=0) or 1
+    # Scaled to the hours drawn: the query's 24 hours reach into a 25th clock hour.
+    tallest = max((int(by_hour[h]["attempts"]) for h in hours if h in by_hour), default=0) or 1
     width = WIDTH / HOURS
     bars = []
     for i, hour in enumerate(hours):

@@ -47,6 +47,14 @@ class Viewer:
     base: str
     tenants: list[str] = field(default_factory=list)
     form: dict[str, list[str]] = field(default_factory=dict)
+    #: The page's path under the portal (``/endpoints/...``): the navigation marks it.
+    path: str = "/"
+
+    def section(self, prefix: str) -> bool:
+        """Tell whether the page is in the navigation's section ``prefix``."""
+        if prefix == "/":
+            return self.path == "/"
+        return self.path == prefix or self.path.startswith(prefix + "/")
 
     @property
     def csrf(self) -> str:
@@ -145,7 +153,8 @@ def viewer_dependency(services: Services) -> ViewerDependency:
             tenant = chosen or (tenants[0] if tenants else "default")
             if tenant not in tenants:
                 tenants = sorted({*tenants, tenant})
-        seen = Viewer(found, token, tenant, base_path(request), tenants)
+        base = base_path(request)
+        seen = Viewer(found, token, tenant, base, tenants, path=request.url.path[len(base) :])
         if request.method == "POST":
             if not same_origin(request, services.settings.portal_url):
                 raise Refused(

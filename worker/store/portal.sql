@@ -71,3 +71,26 @@ from webhooks.attempts a
 where a.tenant_id = %(tenant)s and a.started_at > now() - interval '24 hours'
 group by 1
 order by 1;
+
+-- name: portal_endpoint_health
+-- An endpoint's last 24 hours for the portal's endpoint page: attempts, successes, the
+-- last success and the last failure among them, what is pending or dead-lettered now.
+-- Bounded by the 24 hours (attempts_started) and the endpoint's indexes, never by its
+-- history: each attempt's delivery is looked up by its key, where a join read every
+-- delivery the endpoint ever had.
+select count(*) as attempts_24h,
+       count(*) filter (where a.status_code between 200 and 299) as ok_24h,
+       max(a.started_at) filter (where a.status_code between 200 and 299)
+           as last_success_at,
+       (array_agg(coalesce(a.error_kind || ': ' || a.error, 'HTTP ' || a.status_code)
+                  order by a.started_at desc)
+          filter (where a.status_code is null or a.status_code not between 200 and 299))[1]
+           as last_error,
+       (select count(*) from webhooks.deliveries d4
+         where d4.endpoint_id = %(id)s and d4.status = 'pending') as pending,
+       (select count(*) from webhooks.dead_letters dl
+         where dl.endpoint_id = %(id)s and dl.replayed_at is null) as dead_letters
+from webhooks.attempts a
+where a.started_at > now() - interval '24 hours'
+  and a.tenant_id = %(tenant)s
+  and (select d.endpoint_id from webhooks.deliveries d where d.id = a.delivery_id) = %(id)s;

@@ -178,6 +178,7 @@ END_PORTAL_SESSION = _sql("end_portal_session")
 PORTAL_TENANTS = _sql("portal_tenants")
 EVENT_TYPES_PUBLISHED = _sql("event_types_published")
 DELIVERIES_BY_HOUR = _sql("deliveries_by_hour")
+PORTAL_ENDPOINT_HEALTH = _sql("portal_endpoint_health")
 
 # status.sql: `webhooks status` and the invariants of `webhooks check`.
 PIPELINE_STATUS = _sql("pipeline_status")
