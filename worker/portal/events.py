@@ -121,7 +121,8 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
     def show_delivery(v: Seen, delivery_id: DeliveryId) -> Response:
         with services.connection() as conn:
             found = deliveries.show(conn, delivery_id, tenant_id=v.tenant)
-        return pages.render("delivery.html", v, d=found)
+            endpoint = services.endpoints(conn).get(found["endpoint_id"], tenant_id=v.tenant)
+        return pages.render("delivery.html", v, d=found, custom=endpoint.headers)
 
     @router.post("/deliveries/{delivery_id}/retry")
     def retry_delivery(v: Seen, delivery_id: DeliveryId) -> Response:
