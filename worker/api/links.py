@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from worker.api.auth import CallerDependency, Principal, Services
-from worker.api.models import Strict, Tenant
+from worker.api.models import Strict, Tenant, problem_responses
 from worker.api.problems import Problem
 from worker.ops.portal import MAX_LINK_TTL
 
@@ -39,7 +39,13 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
     v1 = APIRouter()
     Caller = Annotated[Principal, Depends(principal)]
 
-    @v1.post("/portal-links", status_code=201, response_model=PortalLinkOut, tags=["portal"])
+    @v1.post(
+        "/portal-links",
+        status_code=201,
+        response_model=PortalLinkOut,
+        tags=["portal"],
+        responses=problem_responses(403),
+    )
     def create_portal_link(body: PortalLinkIn, caller: Caller) -> PortalLinkOut:
         """Make a single-use, short-lived link that opens the portal for a tenant."""
         if body.admin and (not caller.admin or body.tenant is not None):
@@ -49,6 +55,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                 if not caller.admin
                 else "an admin link names no tenant",
                 kind="forbidden" if not caller.admin else "invalid-value",
+                title="Not allowed" if not caller.admin else None,
             )
         tenant = None if body.admin else caller.owner(body.tenant)
         made = services.portal_link(
