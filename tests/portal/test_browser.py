@@ -136,10 +136,17 @@ def test_a_tenant_runs_its_endpoint_from_the_portal(
     # The same at phone width: nothing wider than the screen.
     phone = browser_context(viewport={"width": 375, "height": 800}).new_page()
     phone.goto(server.link("acme"))
+    for path in ("/", "/endpoints", "/events", "/deliveries", "/dead-letters", "/event-types"):
+        phone.goto(server.portal + path)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, (path, width)
     phone.goto(endpoint_url)
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, width
     screenshot(phone, "phone-endpoint")
+    # The keyboard reaches the page: the first Tab lands on the skip link, shown when focused.
+    phone.keyboard.press("Tab")
+    assert phone.evaluate("document.activeElement.textContent") == "Skip to content"
 
 
 def test_delete_says_what_goes_and_edit_keeps_the_apis_checks(
