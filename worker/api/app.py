@@ -8,6 +8,7 @@ autocommit connection for the length of the call. One module per resource builds
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -18,6 +19,8 @@ from worker.api.auth import Auth, Services, caller_dependency
 from worker.api.models import problem_media_type, problem_responses
 from worker.api.problems import Problem, answer, install
 from worker.settings import Settings
+
+log = logging.getLogger("webhooks.api")
 
 API_VERSION = "1"
 #: How much larger than WEBHOOKS_MAX_PAYLOAD_BYTES a request body may be (its JSON
@@ -94,8 +97,12 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(status.probes(services))
-    # The tenant portal, on the same services (pool, slots) as the API.
-    from worker.portal import create_portal
-
-    app.mount("/portal", create_portal(services))
+    # The tenant portal, on the same services (pool, slots) as the API. An install from
+    # before the portal may lack its templates' library: the API still serves.
+    try:
+        from worker.portal import create_portal
+    except ImportError as exc:
+        log.warning("the portal is not served (%s): pip install 'webhooks-outbox[api]'", exc)
+    else:
+        app.mount("/portal", create_portal(services))
     return app
