@@ -30,7 +30,13 @@ def mounted(db_url: str, redis_url: str) -> Iterator[tuple[str, Services]]:
     def home() -> dict[str, str]:
         return {"app": "the platform's own"}
 
-    host.mount("/hooks/portal", create_portal(services))
+    portal = create_portal(services)
+
+    @portal.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")  # a bug in a page, as the crash test needs one
+
+    host.mount("/hooks/portal", portal)
     server = uvicorn.Server(uvicorn.Config(host, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -63,3 +69,14 @@ def test_a_portal_mounted_elsewhere_links_and_scopes_its_cookie_to_its_path(
     assert links and all(link.startswith("/hooks/portal/") for link in links), links
     assert client.get(base + "/hooks/portal/static/portal.css").status_code == 200
     assert client.get(base + "/").json() == {"app": "the platform's own"}
+
+
+def test_a_crash_is_a_page_with_the_security_headers_not_a_traceback(
+    mounted: tuple[str, Services],
+) -> None:
+    base, _ = mounted
+    answer = httpx.get(base + "/hooks/portal/boom")
+    assert answer.status_code == 500
+    assert "Something went wrong" in answer.text and "a bug" not in answer.text
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["cache-control"] == "no-store"

@@ -96,7 +96,7 @@ def create_portal(services: Services | None = None, *, settings: Settings | None
             response.headers.setdefault(key, value)
         return response
 
-    _errors(app, pages)
+    _errors(app, pages, headers)
     viewer = viewer_dependency(services)
     router = APIRouter()
     _access(router, services, pages, viewer)
@@ -184,13 +184,19 @@ def _access(router: APIRouter, services: Services, pages: Pages, viewer: ViewerD
         return answer
 
 
-def _errors(app: FastAPI, pages: Pages) -> None:
-    """Answer every expected error with a page, never a traceback."""
+def _errors(app: FastAPI, pages: Pages, headers: dict[str, str]) -> None:
+    """Answer every expected error with a page, never a traceback.
+
+    The pages carry the security headers themselves: a crash is answered outside the
+    middleware that adds them to every other answer.
+    """
 
     def page(request: Request, status: int, title: str, text: str) -> Response:
-        return pages.render(
+        answer = pages.render(
             "refused.html", None, base=base_path(request), status=status, title=title, text=text
         )
+        answer.headers.update(headers)
+        return answer
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
