@@ -354,3 +354,24 @@ def test_page_text_is_escaped(server: Server, receiver: Receiver) -> None:
     assert created.status_code == 200
     assert "<img src=x" not in created.text and "&lt;img src=x" in created.text
     assert re.search(r"whsec_[A-Za-z0-9+/=]+", created.text)
+
+
+def test_links_ended_a_month_ago_are_forgotten_when_a_link_is_made(
+    server: Server, db_url: str
+) -> None:
+    old = server.services.portal_link("acme")
+    httpx.get(old.url)
+    live = server.services.portal_link("acme")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "update webhooks.portal_links set expires_at = now() - interval '31 days'"
+            " where id = %s",
+            (old.id,),
+        )
+        conn.execute("update webhooks.portal_sessions set expires_at = now() - interval '31 days'")
+    server.services.portal_link("acme")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        ids = {r[0] for r in conn.execute("select id from webhooks.portal_links").fetchall()}
+        sessions = conn.execute("select count(*) from webhooks.portal_sessions").fetchone()
+    assert old.id not in ids and live.id in ids and len(ids) == 2
+    assert sessions == (0,)

@@ -29,6 +29,8 @@ LINK_PREFIX = "whp_"
 SESSION_PREFIX = "whs_"
 #: The longest a link may wait to be opened: it travels in URLs, mail and chat.
 MAX_LINK_TTL = 7 * 86400.0
+#: How long ended links and sessions are kept (who made which link, for an audit).
+KEEP_ENDED = 30 * 86400.0
 _TOKEN = re.compile(r"wh[ps]_[A-Za-z0-9_-]{20,100}")
 
 
@@ -115,6 +117,7 @@ def create_link(
         raise InvalidEndpoint(f"a link's lifetime must be over 0s and at most {MAX_LINK_TTL:g}s")
     token = LINK_PREFIX + secrets.token_urlsafe(32)
     with wrapped_errors():
+        conn.execute(queries.FORGET_PORTAL_LINKS, {"keep": KEEP_ENDED})
         row = conn.execute(
             queries.CREATE_PORTAL_LINK,
             {

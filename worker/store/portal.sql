@@ -5,6 +5,16 @@ values (%(tenant)s, %(read_only)s, %(secrets)s, %(hash)s,
         now() + make_interval(secs => %(ttl)s), %(by)s)
 returning *;
 
+-- name: forget_portal_links
+-- Forget links, and the sessions they opened (cascade), that ended more than %(keep)s
+-- seconds ago: run when a link is made, so the tables stay small without a job of their own.
+delete from webhooks.portal_links l
+where l.expires_at < now() - make_interval(secs => %(keep)s)
+  and not exists (
+      select 1 from webhooks.portal_sessions s
+      where s.link_id = l.id and s.expires_at > now() - make_interval(secs => %(keep)s)
+  );
+
 -- name: use_portal_link
 -- Spend a link: once only, and only while it is neither revoked nor expired. Two browsers
 -- opening the same link race on this row; one gets it, the other nothing.

@@ -170,6 +170,7 @@ PRUNE_DRY_RUN = _sql("prune_dry_run")
 
 # portal.sql: the portal's links and sessions, and what only its pages show.
 CREATE_PORTAL_LINK = _sql("create_portal_link")
+FORGET_PORTAL_LINKS = _sql("forget_portal_links")
 USE_PORTAL_LINK = _sql("use_portal_link")
 CREATE_PORTAL_SESSION = _sql("create_portal_session")
 LIVE_PORTAL_SESSION = _sql("live_portal_session")
