@@ -33,6 +33,7 @@ from worker.store.vault import Vault
 
 if TYPE_CHECKING:
     from worker.ops.ping import TestAttempt
+    from worker.ops.portal import Made
 
 log = logging.getLogger("webhooks")
 
@@ -150,6 +151,34 @@ class App:
             event_type=event_type,
             tenant_id=tenant_id,
             vault=self.vault,
+        )
+
+    def portal_link(
+        self,
+        tenant_id: str | None,
+        *,
+        ttl: float | None = None,
+        read_only: bool = False,
+        reveal_secrets: bool = True,
+        created_by: str = "",
+    ) -> Made:
+        """Make a single-use link into the portal for one tenant (None: an admin link).
+
+        ``ttl`` defaults to WEBHOOKS_PORTAL_LINK_TTL; the URL is under WEBHOOKS_PORTAL_URL.
+        """
+        from worker.ops import portal
+
+        with self.connection() as conn:
+            link, token = portal.create_link(
+                conn,
+                tenant_id=tenant_id,
+                ttl=ttl if ttl is not None else self.settings.portal_link_ttl,
+                read_only=read_only,
+                reveal_secrets=reveal_secrets,
+                created_by=created_by,
+            )
+        return portal.Made(
+            link.id, portal.link_url(self.settings.portal_url, token), link.expires_at
         )
 
     def close(self) -> None:

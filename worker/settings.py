@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from producers.publish import DEFAULT_MAX_PAYLOAD_BYTES
 from worker.errors import ConfigError
@@ -45,6 +46,13 @@ VARIABLES = (
     "WEBHOOKS_RELAY_METRICS_PORT",
     "WEBHOOKS_LOG_FORMAT",
     "WEBHOOKS_WORKER_CONCURRENCY",
+    "WEBHOOKS_PORTAL_SESSION_TTL",
+    "WEBHOOKS_PORTAL_LINK_TTL",
+    "WEBHOOKS_PORTAL_NAME",
+    "WEBHOOKS_PORTAL_LOGO_URL",
+    "WEBHOOKS_PORTAL_ACCENT",
+    "WEBHOOKS_PORTAL_FRAME_ANCESTORS",
+    "WEBHOOKS_PORTAL_URL",
     "PROMETHEUS_MULTIPROC_DIR",
 )
 
@@ -203,6 +211,40 @@ def parse_tenant(raw: str) -> str:
     return raw
 
 
+def parse_accent(raw: str) -> str:
+    """Accept a colour as ``#rrggbb`` (it goes into the portal's style sheet)."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", raw):
+        raise ValueError(f"must be a colour as #rrggbb, got {raw!r}")
+    return raw.lower()
+
+
+def parse_http_url(raw: str) -> str:
+    """Accept an http:// or https:// URL with a host, without a trailing slash."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError(f"must be an http:// or https:// URL without a query, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def parse_frame_ancestors(raw: str) -> tuple[str, ...]:
+    """Accept the origins that may frame the portal, space or comma separated."""
+    items = [item for item in re.split(r"[\s,]+", raw) if item]
+    out: list[str] = []
+    for item in items:
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(f"not an origin such as https://app.example.com: {item!r}")
+        out.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(out)
+
+
+def parse_portal_name(raw: str) -> str:
+    """Accept a short product name for the portal's header and title."""
+    if len(raw) > 60 or not raw.isprintable():
+        raise ValueError("must be printable text of at most 60 characters")
+    return raw
+
+
 def circuit_cooldowns(env: Env, first: float, most: float) -> tuple[float, float]:
     """Return the circuit's first and longest cooldowns; the longest is at least the first."""
     cooldown = read(env, "WEBHOOKS_CIRCUIT_COOLDOWN", positive(parse_duration), first)
@@ -241,6 +283,18 @@ class Settings:
     circuit_cooldown: float = 30.0
     circuit_max_cooldown: float = 600.0
     operations_tenant: str = "operations"
+    #: WEBHOOKS_PORTAL_SESSION_TTL: how long a portal session lasts after its link is opened.
+    portal_session_ttl: float = 8 * 3600.0
+    #: WEBHOOKS_PORTAL_LINK_TTL: how long a portal link may wait to be opened, by default.
+    portal_link_ttl: float = 15 * 60.0
+    #: WEBHOOKS_PORTAL_NAME / _LOGO_URL / _ACCENT: the portal's branding.
+    portal_name: str = "Webhooks"
+    portal_logo_url: str | None = None
+    portal_accent: str = "#1d4ed8"
+    #: WEBHOOKS_PORTAL_FRAME_ANCESTORS: origins that may show the portal in an iframe.
+    portal_frame_ancestors: tuple[str, ...] = ()
+    #: WEBHOOKS_PORTAL_URL: the portal's public base URL, which links are made with.
+    portal_url: str = "http://127.0.0.1:8080/portal"
     #: WEBHOOKS_WORKER_CONCURRENCY, set by `webhooks worker` for its processes; None means
     #: the engine's default.
     worker_concurrency: int | None = None
@@ -302,6 +356,19 @@ class Settings:
                 env, "WEBHOOKS_WORKER_CONCURRENCY", positive(parse_integer), None
             ),
             metrics_multiproc_dir=read(env, "PROMETHEUS_MULTIPROC_DIR", str, None),
+            portal_session_ttl=read(
+                env, "WEBHOOKS_PORTAL_SESSION_TTL", duration, defaults.portal_session_ttl
+            ),
+            portal_link_ttl=read(
+                env, "WEBHOOKS_PORTAL_LINK_TTL", duration, defaults.portal_link_ttl
+            ),
+            portal_name=read(env, "WEBHOOKS_PORTAL_NAME", parse_portal_name, defaults.portal_name),
+            portal_logo_url=read(env, "WEBHOOKS_PORTAL_LOGO_URL", parse_http_url, None),
+            portal_accent=read(env, "WEBHOOKS_PORTAL_ACCENT", parse_accent, defaults.portal_accent),
+            portal_frame_ancestors=read(
+                env, "WEBHOOKS_PORTAL_FRAME_ANCESTORS", parse_frame_ancestors, ()
+            ),
+            portal_url=read(env, "WEBHOOKS_PORTAL_URL", parse_http_url, defaults.portal_url),
         )
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ the configured database and Redis are left alone unless `--use-configured` says 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 from tests.pipeline import Pipeline, queued_messages
@@ -41,9 +43,16 @@ def demo_complete(text: str) -> bool:
 
 
 def run_dev(
-    args: list[str], env: dict[str, str], out: Path, until: str | Callable[[str], bool]
+    args: list[str],
+    env: dict[str, str],
+    out: Path,
+    until: str | Callable[[str], bool],
+    meanwhile: Callable[[str], None] | None = None,
 ) -> str:
-    """Run `webhooks dev` until its output shows ``until``, then Ctrl-C it; return the output."""
+    """Run `webhooks dev` until its output shows ``until``, then Ctrl-C it; return the output.
+
+    ``meanwhile`` is called with the output so far before the Ctrl-C.
+    """
     done = until if callable(until) else (lambda text: until in text)
     with out.open("w") as sink:
         proc = subprocess.Popen(
@@ -58,6 +67,8 @@ def run_dev(
                 assert proc.poll() is None, out.read_text()
                 time.sleep(0.2)
             assert done(out.read_text()), out.read_text()
+            if meanwhile is not None:
+                meanwhile(out.read_text())
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
             assert proc.wait(timeout=60) == 0
         finally:
@@ -79,7 +90,25 @@ def test_dev_demo_runs_and_ctrl_c_stops_everything(
 ) -> None:
     env = services_env(db_url, redis_url)
     work = tmp_path / "work"
-    text = run_dev(["--workdir", str(work)], env, tmp_path / "dev.out", "demo complete")
+    opened: list[int] = []
+
+    def open_portal(text: str) -> None:
+        # The newcomer's first minute: the portal link printed at start opens the portal.
+        found = re.search(r"portal +(http://\S+)", text)
+        assert found, text
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                opened.append(httpx.get(found.group(1)).status_code)
+                return
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the portal never answered"
+                time.sleep(0.2)
+
+    text = run_dev(
+        ["--workdir", str(work)], env, tmp_path / "dev.out", "demo complete", open_portal
+    )
+    assert opened == [303]
     assert "succeeded" in text and "will retry" in text and "gave up" in text
     assert "replay it with" in text and text.count("demo complete") == 1
     assert "signature valid" in text and "INVALID" not in text

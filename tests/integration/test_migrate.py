@@ -23,6 +23,8 @@ TABLES = {
     "schema_migrations",
     "api_keys",
     "rate_counts",  # the RabbitMQ deployments' rate limiter (unlogged)
+    "portal_links",
+    "portal_sessions",
 }
 
 

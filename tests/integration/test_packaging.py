@@ -40,3 +40,10 @@ def test_the_wheel_ships_migrations_and_type_markers(tmp_path: Path) -> None:
     assets = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker/api/static").iterdir()}
     assert assets and assets <= names
     assert not any(n.startswith("tests/") for n in names)
+    # The portal's templates and assets: it makes no request outside the wheel.
+    assets = {
+        p.relative_to(ROOT).as_posix()
+        for folder in ("templates", "static")
+        for p in (ROOT / "worker" / "portal" / folder).iterdir()
+    }
+    assert assets and assets <= names

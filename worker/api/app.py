@@ -8,17 +8,20 @@ autocommit connection for the length of the call. One module per resource builds
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import deliveries, docs, endpoints, events, letters, methods, status
+from worker.api import deliveries, docs, endpoints, events, letters, links, methods, status
 from worker.api.auth import Auth, AuthenticateFirst, Services, caller_dependency, resolver
 from worker.api.limits import BodyLimit, body_cap
 from worker.api.models import finish_document, problem_responses
 from worker.api.problems import install
 from worker.settings import Settings
+
+log = logging.getLogger("webhooks.api")
 
 API_VERSION = "1"
 
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         events.router,
         deliveries.router,
         letters.router,
+        links.router,
         status.router,
     ):
         v1.include_router(routes(services, principal))
@@ -97,4 +101,12 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(status.probes(services))
     app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
+    # The tenant portal, on the same services (pool, slots) as the API. An install from
+    # before the portal may lack its templates' library: the API still serves.
+    try:
+        from worker.portal import create_portal
+    except ImportError as exc:
+        log.warning("the portal is not served (%s): pip install 'webhooks-outbox[api]'", exc)
+    else:
+        app.mount("/portal", create_portal(services))
     return app

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import click
 
-from worker.cli import apikey, bench, daemons, deliveries, dev, dlq, endpoint, migrate, publish
+from worker.cli import (
+    apikey,
+    bench,
+    daemons,
+    deliveries,
+    dev,
+    dlq,
+    endpoint,
+    migrate,
+    portal,
+    publish,
+)
 from worker.cli import status as state
 from worker.cli.common import Cli, settings
 
@@ -35,6 +46,7 @@ for command in (
     dev.dev,
     daemons.api,
     apikey.api_key,
+    portal.portal_link,
     daemons.relay,
     daemons.worker,
     bench.bench,

@@ -10,6 +10,7 @@ services instead, after saying what it will write there.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import signal
 import socket
@@ -43,6 +44,8 @@ LOOPBACK = "127.0.0.0/8"
 PR_SET_PDEATHSIG = 1
 #: A short schedule so the retry and the dead letter show within seconds.
 DEMO_SCHEDULE = "0s,2s,4s"
+#: How long the portal link `webhooks dev` prints may wait to be opened.
+DEMO_LINK_TTL = 3600.0
 #: What each demo endpoint does: path, event types, answer, description.
 PLAN = (
     ("/ok", None, ok, "succeeds"),
@@ -173,7 +176,26 @@ def pipeline_env(conf: Settings, db_url: str, redis_url: str) -> dict[str, str]:
         env["WEBHOOKS_METRICS_PORT"] = str(free_port())
     if "WEBHOOKS_RELAY_METRICS_PORT" not in conf.given:
         env["WEBHOOKS_RELAY_METRICS_PORT"] = str(free_port())
+    if "WEBHOOKS_PORTAL_URL" not in conf.given:
+        env["WEBHOOKS_PORTAL_URL"] = f"http://127.0.0.1:{free_port()}/portal"
     return env
+
+
+def serves_api() -> bool:
+    """Tell whether the `api` extra is installed, so the demo can serve the API and portal."""
+    return all(importlib.util.find_spec(name) for name in ("fastapi", "uvicorn", "jinja2"))
+
+
+def portal_link(db_url: str, env: dict[str, str]) -> str:
+    """Make a portal link for the demo tenant, long enough lived to be opened at leisure."""
+    from worker.app import App
+
+    conf = Settings(database_url=db_url, portal_url=env["WEBHOOKS_PORTAL_URL"])
+    app = App(conf)
+    try:
+        return app.portal_link("default", ttl=DEMO_LINK_TTL, created_by="webhooks dev").url
+    finally:
+        app.close()
 
 
 def watch(
@@ -230,8 +252,11 @@ def _attempt_line(r: dict[str, Any]) -> str:
     )
 
 
-def start_pipeline(env: dict[str, str], log: IO[bytes]) -> list[subprocess.Popen[bytes]]:
-    """Start `webhooks relay` and `webhooks worker`, their output in `log`."""
+def start_pipeline(
+    env: dict[str, str], log: IO[bytes], api: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """Start `webhooks relay` and `webhooks worker` (and `webhooks api`, serving the portal,
+    when ``api``), their output in `log`."""
     return [
         subprocess.Popen(
             [sys.executable, "-m", "worker.cli", *args],
@@ -241,7 +266,11 @@ def start_pipeline(env: dict[str, str], log: IO[bytes]) -> list[subprocess.Popen
             start_new_session=True,  # Ctrl-C reaches us; we stop them in order
             preexec_fn=_die_with_parent,
         )
-        for args in (["relay"], ["worker", "--processes", "1", "--threads", "4"])
+        for args in (
+            ["relay"],
+            ["worker", "--processes", "1", "--threads", "4"],
+            *([["api", "--port", str(urlsplit(env["WEBHOOKS_PORTAL_URL"]).port)]] if api else []),
+        )
     ]
 
 
@@ -311,7 +340,8 @@ def demonstrate(
         stack.callback(stop_pipeline, children)
         stack.callback(stop.set)
         try:
-            children += start_pipeline(env, log_file)
+            api = serves_api() and urlsplit(env["WEBHOOKS_PORTAL_URL"]).hostname == "127.0.0.1"
+            children += start_pipeline(env, log_file, api)
             say(
                 f"relay and worker started (logs: {log_path}; metrics:"
                 f" http://127.0.0.1:{env['WEBHOOKS_RELAY_METRICS_PORT']}/metrics and"
@@ -320,6 +350,13 @@ def demonstrate(
             receiver = stack.enter_context(running_receiver(demo_receiver(say)))
             say(f"receiver  http://127.0.0.1:{receiver.port} (verifies every signature)")
             demo = add_demo(db_url, conf, env, receiver, say)
+            if api:
+                say(
+                    click.style("portal    ", fg="cyan")
+                    + portal_link(db_url, env)
+                    + " (the demo tenant's; single use: `webhooks portal-link --tenant"
+                    " default` makes another)"
+                )
             say("watching deliveries (Ctrl-C stops everything)")
             threading.Thread(target=watch, args=(db_url, stop, say, demo), daemon=True).start()
             while all(c.poll() is None for c in children):

@@ -319,6 +319,14 @@ class Endpoints:
             self.conn.execute(queries.SET_SECRETS, {"secrets": Jsonb(kept), "id": row["id"]})
         return secret
 
+    def current_secret(self, endpoint_id: str, *, tenant_id: str | None = None) -> str:
+        """Return the endpoint's current signing secret, opened (for a permitted reveal)."""
+        row = self._row(endpoint_id, tenant_id)
+        for stored in row["secrets"]:
+            if stored.get("expires_at") is None:
+                return self.vault.open(stored["secret"])
+        raise NotFound("current secret of endpoint", endpoint_id)
+
     def reencrypt(self) -> int:
         """Seal every stored secret and custom header value with the vault's first key.
 

@@ -6,7 +6,10 @@ from webhooks.outbox
 where (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
   and (%(event_type)s::text is null or event_type = %(event_type)s::text)
   and (%(after)s::uuid is null or id < %(after)s::uuid)
-order by id desc
+-- The table's uuid column, not the text id of the select list: ordering by the text read
+-- and sorted the whole outbox (400 ms at a million events) where the key's index stops at
+-- the page's last row.
+order by outbox.id desc
 limit %(limit)s;
 
 -- name: show_event

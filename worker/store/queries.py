@@ -28,6 +28,7 @@ FILES = (
     "prune",
     "status",
     "apikeys",
+    "portal",
     "metrics",
     "migrate",
     "bench",
@@ -167,6 +168,19 @@ PRUNABLE_EVENTS = _sql("prunable_events")
 PRUNE_COUNTS = _sql("prune_counts")
 PRUNE_BATCH = _sql("prune_batch")
 PRUNE_DRY_RUN = _sql("prune_dry_run")
+
+# portal.sql: the portal's links and sessions, and what only its pages show.
+CREATE_PORTAL_LINK = _sql("create_portal_link")
+FORGET_PORTAL_LINKS = _sql("forget_portal_links")
+USE_PORTAL_LINK = _sql("use_portal_link")
+CREATE_PORTAL_SESSION = _sql("create_portal_session")
+LIVE_PORTAL_SESSION = _sql("live_portal_session")
+REVOKE_PORTAL_LINK = _sql("revoke_portal_link")
+END_PORTAL_SESSION = _sql("end_portal_session")
+PORTAL_TENANTS = _sql("portal_tenants")
+EVENT_TYPES_PUBLISHED = _sql("event_types_published")
+DELIVERIES_BY_HOUR = _sql("deliveries_by_hour")
+PORTAL_ENDPOINT_HEALTH = _sql("portal_endpoint_health")
 
 # status.sql: `webhooks status` and the invariants of `webhooks check`.
 PIPELINE_STATUS = _sql("pipeline_status")
