@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from worker.api.auth import Services
+from worker.api.limits import BodyLimit
 from worker.errors import (
     DatabaseError,
     InvalidEndpoint,
@@ -76,8 +77,6 @@ def create_portal(services: Services | None = None, *, settings: Settings | None
     `webhooks api` serve it at /portal. People reach it through links (`webhooks
     portal-link`, ``POST /v1/portal-links``, `App.portal_link`).
     """
-    from worker.api.app import BodyLimit  # the API's guard; imported here, it imports us
-
     if services is None:
         services = Services(settings if settings is not None else Settings.from_env())
     conf = services.settings
