@@ -149,12 +149,17 @@ def prepare(event: Event, max_payload_bytes: int) -> tuple[str, str, str, str | 
         # ValueError includes circular references and UnicodeEncodeError; RecursionError is a
         # payload nested deeper than the encoder goes.
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
-    if "\\u0000" in body:
+    if "\\u0000" in body and _ESCAPED_NUL.search(body):
         # jsonb cannot store the NUL character.
         raise InvalidPayload("payload contains a NUL character (\\u0000), which jsonb cannot store")
     if size > max_payload_bytes:
         raise PayloadTooLarge(size, max_payload_bytes)
     return tenant, event_type, body, key
+
+
+#: A NUL character as json.dumps writes it: ``\u0000`` after an even number of backslashes
+#: (an odd number is an escaped backslash followed by the text "u0000").
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _check_sync(conn: object) -> psycopg.Connection[Any] | psycopg.Cursor[Any]:

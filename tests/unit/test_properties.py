@@ -65,6 +65,22 @@ def test_an_accepted_event_round_trips_its_json(
     body.encode()  # storable: valid UTF-8
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [{"\\u0000": None}, "C:\\u0000", ["\\\\\\u0000"]],
+    ids=["key", "value", "three backslashes"],
+)
+def test_the_text_backslash_u0000_is_not_a_nul_character(payload: Any) -> None:
+    # json.dumps writes a backslash as two: the text "\u0000" is storable, a NUL is not.
+    assert json.loads(prepare(Event("a.b", payload), BIG)[2]) == payload
+
+
+@pytest.mark.parametrize("payload", [{"k": "a\x00"}, {"\x00": 1}, ["\\\x00"]])
+def test_a_nul_character_is_refused(payload: Any) -> None:
+    with pytest.raises(InvalidPayload, match="NUL"):
+        prepare(Event("a.b", payload), BIG)
+
+
 @given(JSON_VALUES, st.integers(min_value=1, max_value=2000))
 def test_the_payload_limit_is_exact(payload: Any, limit: int) -> None:
     size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
