@@ -49,7 +49,9 @@ def test_schemathesis_with_every_check_finds_nothing(
                 *(sys.executable, "-m", "schemathesis.cli", "run"),
                 f"http://127.0.0.1:{port}/openapi.json",
                 *("--checks", "all"),
-                *("--max-examples", EXAMPLES, "--seed", SEED, "--workers", "2"),
+                # One worker: CPython 3.11.7's ast.parse, which hypothesis calls to describe a
+                # filter, fails under threads ("AST constructor recursion depth mismatch").
+                *("--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1"),
                 *("--generation-database", "none", "--no-color"),
                 *("-H", f"Authorization: Bearer {key}"),
                 *("--report", "json", "--report-json-path", str(report)),

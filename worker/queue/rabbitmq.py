@@ -30,6 +30,7 @@ import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import xq_name
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from worker.outages import ConsumerOutage, first_line
 from worker.queue import BrokerError, BrokerRefused, Item, encode
@@ -91,7 +92,9 @@ class RabbitQueue:
             except _REFUSALS as exc:
                 self._drop()
                 raise BrokerRefused(f"RabbitMQ: {first_line(exc) or type(exc).__name__}") from exc
-            except (pika.exceptions.AMQPError, OSError) as exc:
+            except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
+                # AMQPConnectorException: what BlockingConnection raises as it is when the
+                # handshake times out (a broker that accepts and never answers).
                 self._drop()
                 raise BrokerError(f"RabbitMQ: {first_line(exc) or type(exc).__name__}") from exc
 
