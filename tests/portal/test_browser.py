@@ -150,7 +150,7 @@ def test_a_tenant_runs_its_endpoint_from_the_portal(
 
 
 def test_delete_says_what_goes_and_edit_keeps_the_apis_checks(
-    server: Server, receiver: Receiver, browser_context: Callable[..., Any]
+    server: Server, receiver: Receiver, browser_context: Callable[..., Any], db_url: str
 ) -> None:
     page = browser_context().new_page()
     page.goto(server.link("acme"))
@@ -168,7 +168,22 @@ def test_delete_says_what_goes_and_edit_keeps_the_apis_checks(
     page.get_by_label("Rate limit").fill("10")
     page.get_by_role("button", name="Save").click()
     assert "order.paid, order.refunded" in page.content()
-    assert "X-Team: billing" in page.content()
+    # Header values carry credentials: shown redacted once written.
+    assert "X-Team: (redacted)" in page.content() and "billing" not in page.content()
+    # Saved again as shown, the header keeps its value (not the marker).
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Description").fill("billing team")
+    page.get_by_role("button", name="Save").click()
+    assert "billing team" in page.content()
+    with psycopg.connect(db_url) as conn:
+        stored = conn.execute("select headers from webhooks.endpoints").fetchone()
+    assert stored == ({"X-Team": "billing"},)
+    # A redacted value among changed headers is refused, not stored.
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Custom headers").fill("X-Team: (redacted)\nX-Other: 1")
+    page.get_by_role("button", name="Save").click()
+    assert page.get_by_role("alert").is_visible() and "shown redacted" in page.content()
+    page.goto(page.url.removesuffix("/edit"))
     page.get_by_role("button", name="Disable").click()
     assert "disabled in the portal" in page.content()
     page.get_by_role("button", name="Enable").click()

@@ -15,7 +15,13 @@ import pytest
 
 from tests.security.served import Served, api_process, read_answer, request_head, status_of
 
-PATHS = ["/v1/status/", "/v1/endpoints/", "/v1/deliveries//", "/healthz/", "/docs/"]
+PATHS = [
+    "/v1/status/",
+    "/v1/endpoints/",
+    "/v1/deliveries//",
+    "/healthz/",
+    "/docs/",
+]
 
 
 @pytest.fixture
@@ -41,3 +47,10 @@ def test_a_trailing_slash_is_answered_in_place_not_redirected_to_the_host_header
     # The same route as without the slash: the API routes ask for a key, the others answer.
     without = get(served.port, path.rstrip("/"), "127.0.0.1")
     assert status_of(answer) == status_of(without), (answer[:200], without[:200])
+
+
+@pytest.mark.parametrize("path", ["/portal/", "/portal/endpoints/", "/portal/enter/"])
+def test_the_portal_never_redirects_to_the_host_header(served: Served, path: str) -> None:
+    answer = get(served.port, path, "evil.example")
+    assert b"evil.example" not in answer
+    assert not 300 <= status_of(answer) < 400, answer[:300]

@@ -34,15 +34,17 @@ class OneSpelling:
     http://evil.example/v1/status.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, mounted: tuple[str, ...] = ()) -> None:
         self.app = app
+        #: Prefixes of mounted applications (the portal), whose paths are theirs to spell.
+        self.mounted = mounted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             root: str = scope.get("root_path", "")
             route = path[len(root) :] if root and path.startswith(root) else path
-            if len(route) > 1 and route.endswith("/"):
+            if len(route) > 1 and route.endswith("/") and not route.startswith(self.mounted):
                 trimmed = route.rstrip("/") or "/"
                 scope = {**scope, "path": path[: len(path) - len(route)] + trimmed}
                 if scope.get("raw_path"):
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     install(app)
     methods.install(app)
     app.add_middleware(AuthenticateFirst, resolve=resolve, routes=app.routes)
-    app.add_middleware(OneSpelling)
+    app.add_middleware(OneSpelling, mounted=("/portal/",))
     # Added last, so it runs first: a body is bounded before anything else reads it.
     app.add_middleware(BodyLimit, limit=body_cap(services.settings.max_payload_bytes))
     app.include_router(v1)

@@ -82,7 +82,8 @@ def create_portal(services: Services | None = None, *, settings: Settings | None
     conf = services.settings
     pages = Pages(conf)
     headers = security_headers(conf)
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    # No redirect to the other spelling of a path: Starlette builds it from the Host header.
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.services = services
     app.add_middleware(BodyLimit, limit=MAX_BODY)
 

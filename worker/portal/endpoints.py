@@ -13,7 +13,9 @@ from worker.api.slots import Full
 from worker.errors import InvalidEndpoint
 from worker.ops import ping, portal
 from worker.ops.endpoint import Endpoint
+from worker.ops.endpoints import UNCHANGED
 from worker.ops.validation import endpoint_uuid, parse_header
+from worker.policy.redaction import MARKER
 from worker.portal.render import Pages
 from worker.portal.viewer import Refused, Viewer, ViewerDependency
 
@@ -40,10 +42,27 @@ def form_of(ep: Endpoint | None) -> dict[str, str]:
     }
 
 
-def parse_form(v: Viewer) -> dict[str, Any]:
-    """Return the endpoint fields a form posted, or raise InvalidEndpoint naming the bad one."""
+def parse_form(v: Viewer, shown: Endpoint | None = None) -> dict[str, Any]:
+    """Return the endpoint fields a form posted, or raise InvalidEndpoint naming the bad one.
+
+    Header values are shown redacted (they carry credentials): posted back as shown, the
+    headers are left as they are; a redacted value among changed headers is refused rather
+    than stored as the marker.
+    """
     types = [line.strip() for line in v.value("event_types").splitlines() if line.strip()]
-    headers = dict(parse_header(line) for line in v.value("headers").splitlines() if line.strip())
+    lines = [line for line in v.value("headers").splitlines() if line.strip()]
+    headers: Any
+    if shown is not None and "\n".join(lines) == form_of(shown)["headers"]:
+        headers = UNCHANGED
+    else:
+        for line in lines:
+            name, _, value = line.partition(":")
+            if MARKER in value:
+                raise InvalidEndpoint(
+                    f"header {name.strip()!r} is shown redacted: type its whole value again"
+                    " to change the headers, or remove its line"
+                )
+        headers = dict(parse_header(line) for line in lines)
     limit_text = v.value("rate_limit").strip()
     if limit_text and not limit_text.isdigit():
         raise InvalidEndpoint("rate limit must be a whole number of requests a second")
@@ -143,7 +162,7 @@ def _records(router: APIRouter, services: Services, pages: Pages, viewer: Viewer
         with services.connection() as conn:
             ep = services.endpoints(conn).get(endpoint_id, tenant_id=v.tenant)
         try:
-            fields = parse_form(v)
+            fields = parse_form(v, shown=ep)
             resolved = services.prefetch(fields["url"])
             with services.connection() as conn:
                 services.endpoints(conn, resolver=resolved).update(
