@@ -4,7 +4,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from worker.api.auth import CallerDependency, Principal, Services
 from worker.api.models import Strict, Tenant, problem_responses
@@ -14,6 +14,16 @@ from worker.ops.portal import MAX_LINK_TTL
 
 class PortalLinkIn(Strict):
     """Make a portal link: for one tenant, or (admin keys only) every tenant."""
+
+    # An admin link names no tenant: the document says so, as the server does (422).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["admin", "tenant"],
+                "properties": {"admin": {"const": True}, "tenant": {"type": "string"}},
+            }
+        }
+    )
 
     tenant: Tenant | None = Field(
         None, description="The tenant the portal shows; a tenant key's own by default."
