@@ -52,10 +52,9 @@ class EmbeddedServices:
         # pgserver asks platformdirs for a runtime dir (on import) that it does not use:
         # without XDG_RUNTIME_DIR that is a runtime-<uid> folder in the system's temporary
         # one, left behind. Point it into our own folder, removed with it.
-        if not os.environ.get("XDG_RUNTIME_DIR"):
-            runtime = self.root / "runtime"
-            runtime.mkdir(mode=0o700, exist_ok=True)
-            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+        runtime = self.root / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))  # a runtime dir set is kept
         try:
             import pgserver
         except ImportError as exc:
