@@ -187,7 +187,7 @@ def test_dev_use_configured_says_what_it_writes_there(
     db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     env = services_env(db_url, redis_url)
-    text = run_dev(["--use-configured"], env, tmp_path / "dev.out", "relay and worker started")
+    text = run_dev(["--use-configured"], env, tmp_path / "dev.out", "watching deliveries")
     database = db_url.rsplit("/", 1)[-1]
     assert "--use-configured: the demo writes into the database" in text and database in text
     assert "3 endpoints and 3 events in tenant 'default'" in text
