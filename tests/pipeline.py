@@ -16,10 +16,12 @@ from psycopg.rows import dict_row
 
 from producers import publish
 from worker.engine.actors import build_broker, build_engine, queue_prefetch, register
+from worker.engine.engine import Engine
 from worker.ops.endpoints import Endpoints
 from worker.queue import Queue, from_url
 from worker.relay.daemon import Relay, RelayConfig
 from worker.settings import Settings
+from worker.store import queries
 from worker.store.vault import Vault
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -137,6 +139,22 @@ class Pipeline:
             relay.stop()
             thread.join(timeout=10)
         self.conn.close()
+
+
+def fan_out(p: Pipeline) -> list[tuple[int, str]]:
+    """Create the deliveries of every published event, as the relay does, without a queue."""
+    rows = p.conn.execute(
+        queries.FAN_OUT, {"batch": 10_000, "lease": 30.0, "max_age": 86400.0}
+    ).fetchall()
+    return [(r["id"], r["message_id"]) for r in rows if r["id"] is not None]
+
+
+def wait_idle(engine: Engine, timeout: float = 30.0) -> None:
+    """Wait until the engine has written back every delivery handed to it."""
+    deadline = time.monotonic() + timeout
+    while engine.held() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.held() == 0
 
 
 def queued_messages(settings: Settings) -> list[tuple[int, str]]:

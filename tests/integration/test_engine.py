@@ -13,31 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, fan_out, wait_idle
 from tests.receiver import Answer, Receiver, hold_until
 from worker.engine.actors import build_engine
-from worker.engine.engine import Engine
-from worker.store import queries
 
 WORKER_CONNECTIONS = (
     "select count(*) from pg_stat_activity"
     " where application_name = 'webhooks-worker' and datname = current_database()"
 )
-
-
-def fan_out(p: Pipeline) -> list[tuple[int, str]]:
-    """Create the deliveries of every published event, as the relay does, without a queue."""
-    rows = p.conn.execute(
-        queries.FAN_OUT, {"batch": 10_000, "lease": 30.0, "max_age": 86400.0}
-    ).fetchall()
-    return [(r["id"], r["message_id"]) for r in rows if r["id"] is not None]
-
-
-def wait_idle(engine: Engine, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while engine.held() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert engine.held() == 0
 
 
 def test_one_process_holds_its_concurrency_in_flight_on_at_most_three_connections(

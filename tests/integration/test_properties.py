@@ -33,7 +33,8 @@ from tests.unit.test_properties import (
     UNSERIALISABLE,
 )
 from worker import cli
-from worker.engine.http import Response, Sender
+from worker.delivery.http import HttpSender as Sender
+from worker.delivery.sender import Response
 from worker.settings import parse_networks
 
 DB_SETTINGS = settings(

@@ -28,8 +28,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from worker.engine.dns import Resolver
-from worker.engine.http import Response, Sender, classify_failure
+from worker.delivery.dns import Resolver
+from worker.delivery.http import HttpSender as Sender
+from worker.delivery.http import classify_failure
+from worker.delivery.sender import Response
 from worker.errors import BlockedDestination
 from worker.policy.outcome import Kind, Outcome
 from worker.settings import IPNetwork

@@ -28,7 +28,8 @@ from tests.daemons import Daemon, base_env, free_port, wait_serving
 from tests.helpers import run_cli
 from tests.receiver import Receiver, running_receiver
 from tests.spellings import inet_aton, unicode_spelling
-from worker.engine.http import Sender, classify_failure
+from worker.delivery.http import HttpSender as Sender
+from worker.delivery.http import classify_failure
 from worker.errors import InvalidEndpoint
 from worker.ops import apikeys
 from worker.ops.validation import check_destination, validate_url

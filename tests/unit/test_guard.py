@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from worker.engine.dns import resolve
+from worker.delivery.dns import resolve
 from worker.errors import BlockedDestination
 from worker.policy.guard import IPAddress, check_address, is_public, parse_ip_literal
 from worker.settings import IPNetwork, parse_networks

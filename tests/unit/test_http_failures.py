@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import BadHttpMessage, ContentLengthError, Transfer
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from worker.engine.http import classify_failure
+from worker.delivery.http import classify_failure
 from worker.errors import BlockedDestination
 from worker.policy.outcome import ERROR_KINDS, Kind, Outcome
 

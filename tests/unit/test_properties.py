@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from producers.errors import InvalidEvent, InvalidPayload, PayloadTooLarge, PublishError
 from producers.publish import MAX_IDEMPOTENCY_KEY, Event, prepare
 from worker import cli
-from worker.engine.dns import resolve
+from worker.delivery.dns import resolve
 from worker.errors import BlockedDestination, ConfigError, InvalidEndpoint
 from worker.ops.endpoints import RESERVED_HEADERS, parse_header, validate_header, validate_url
 from worker.policy.guard import check_address, parse_ip_literal

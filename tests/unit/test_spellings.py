@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from tests.spellings import inet_aton, unicode_spelling
-from worker.engine.dns import resolve
-from worker.engine.http import Sender
-from worker.engine.request import request_headers
+from worker.delivery.dns import resolve
+from worker.delivery.http import HttpSender as Sender
+from worker.delivery.request import request_headers
 from worker.errors import BlockedDestination, InvalidEndpoint
 from worker.ops.validation import check_destination, validate_header, validate_url
 from worker.policy.destination import target

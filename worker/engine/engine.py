@@ -5,7 +5,7 @@ is full). On the engine's own thread an asyncio loop then, for whatever has arri
 
 1. claims every named delivery in one statement (`queries.CLAIM`),
 2. kills or defers what must not be sent (`plan.admit`, the gates, `plan.defer`),
-3. sends the rest concurrently (`attempt.send_attempt`), each within its deadline,
+3. sends the rest concurrently (`worker.delivery.deliver_one`), each within its deadline,
 4. hands every finished attempt and every release to the batched writer (`writer.Writer`),
    which records them a statement per batch.
 
@@ -28,7 +28,6 @@ import asyncio
 import logging
 import random
 import threading
-import time
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,16 +35,17 @@ from typing import Any
 import redis
 from psycopg_pool import AsyncConnectionPool
 
-from worker.engine.attempt import LOCK_MARGIN, Finished, send_attempt
+from worker.delivery.attempt import LOCK_MARGIN, deliver_one
+from worker.delivery.http import HttpSender
+from worker.delivery.request import USER_AGENT
+from worker.delivery.sender import Sender
 from worker.engine.database import Database
-from worker.engine.http import Sender
 from worker.engine.observer import Observer, Quiet
 from worker.engine.rates import RateLimits
-from worker.engine.request import USER_AGENT
 from worker.engine.writer import MAX_BATCH, Writer
 from worker.outages import Outage
 from worker.policy import breaker, plan
-from worker.policy.outcome import ErrorKind, Outcome
+from worker.policy.outcome import ErrorKind
 from worker.settings import Settings
 from worker.store import queries
 from worker.store.vault import Vault
@@ -293,28 +293,21 @@ class Engine:
     # -- send -------------------------------------------------------------------------------
 
     async def _attempt(self, job: plan.Claimed, slot: bool) -> None:
-        started_at = datetime.now(UTC)
-        started = time.monotonic()
         try:
-            outcome, body = await self._send(job, started_at)
+            finished = await deliver_one(self.sender, self.vault, job)
         finally:
             if slot:
                 self.busy.release(job.endpoint_id)
-        duration = time.monotonic() - started
-        self._observe_latency(job.endpoint_id, duration)
-        self.writer.finished(Finished(job, outcome, body, started_at, duration))
-
-    async def _send(self, job: plan.Claimed, now: datetime) -> tuple[Outcome, bytes]:
-        outcome, body = await send_attempt(self.sender, self.vault, job, now)
-        if outcome.error_kind is ErrorKind.SECRET:
+        if finished.outcome.error_kind is ErrorKind.SECRET:
             # /readyz says why while it lasts.
             self.observer.secret_failed()
-        return outcome, body
+        self._observe_latency(job.endpoint_id, finished.duration)
+        self.writer.finished(finished)
 
 
-def _sender(settings: Settings, concurrency: int) -> Sender:
+def _sender(settings: Settings, concurrency: int) -> HttpSender:
     """Return the HTTP sender the settings describe, one pooled connection per slot."""
-    return Sender(
+    return HttpSender(
         allowed_networks=settings.allowed_networks,
         connect_timeout=settings.connect_timeout,
         request_timeout=settings.request_timeout,

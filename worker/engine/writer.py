@@ -21,7 +21,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from producers import apublish
-from worker.engine.attempt import Finished, iso, log_fields, log_level, record_row
+from worker.delivery.attempt import Finished, iso, log_fields, log_level, record_row
 from worker.engine.database import Database, Row
 from worker.engine.observer import Observer
 from worker.policy import breaker, operations, plan

@@ -5,11 +5,12 @@ The test event is a real event, recorded like any other, so an operator finds it
 expect. It is addressed to the one endpoint (`outbox.endpoint_id`) and marked relayed when
 it is written, so the relay never fans it out to the tenant's other endpoints; its one
 delivery is created already claimed and attempted from the caller's thread through the
-engine's own path (`worker.engine.send_attempt`: signature, headers, destination guard,
-deadline, 16 KiB cap), and the attempt is recorded, trigger ``test``, with the delivery's
-new state in the engine's own statement. A failed test is then retried on the schedule like
-any delivery; if the caller dies mid-attempt, the claim's lock runs out and the scheduler
-takes the delivery up (guarantee 3).
+engine's own path (`worker.delivery.deliver_one`: signature, headers, destination guard,
+deadline, 16 KiB cap, on a one-connection sender of its own), and the attempt is recorded,
+trigger ``test``, with the delivery's new state settled as the engine settles it, in the
+engine's own statement; it takes no slow-endpoint slot and moves no circuit. A failed test
+is then retried on the schedule like any delivery; if the caller dies mid-attempt, the
+claim's lock runs out and the scheduler takes the delivery up (guarantee 3).
 
 No Postgres connection is held while the receiver is asked: the test takes one connection
 for the write before the attempt (the event and its claim, one transaction) and another for
@@ -23,7 +24,6 @@ once, the same webhook-id (guarantee 5).
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,9 +34,9 @@ from psycopg.types.json import Jsonb
 from producers.errors import InvalidEvent
 from producers.ids import uuid7
 from producers.publish import _EVENT_TYPE, MAX_EVENT_TYPE
-from worker.engine.attempt import LOCK_MARGIN, Finished, record_row, send_attempt
-from worker.engine.http import Sender
-from worker.engine.request import USER_AGENT
+from worker.delivery.attempt import LOCK_MARGIN, Finished, deliver_one, record_params, settle
+from worker.delivery.http import HttpSender
+from worker.delivery.request import USER_AGENT
 from worker.errors import WrongState
 from worker.ops.endpoints import Endpoints
 from worker.policy import plan
@@ -156,41 +156,28 @@ def _claim(
 
 
 async def _attempt(settings: Settings, vault: Vault, job: plan.Claimed) -> Finished:
-    sender = Sender(
+    # One connection: the test sends one request and closes its sender after it.
+    sender = HttpSender(
         allowed_networks=settings.allowed_networks,
         connect_timeout=settings.connect_timeout,
         request_timeout=settings.request_timeout,
         user_agent=USER_AGENT,
         max_connections=1,
     )
-    started_at = _now()
-    started = time.monotonic()
     try:
-        outcome, body = await send_attempt(sender, vault, job, started_at)
+        return await deliver_one(sender, vault, job)
     finally:
         await sender.close()
-    return Finished(job, outcome, body, started_at, time.monotonic() - started)
 
 
 def _record(conn: psycopg.Connection[Any], settings: Settings, finished: Finished) -> TestAttempt:
     job, outcome = finished.job, finished.outcome
-    settled = plan.settle(
-        job,
-        outcome,
-        _now(),
-        schedule=settings.retry_schedule,
-        max_age=settings.max_delivery_age,
-        disable_after=settings.disable_after,
-    )
-    row = record_row(finished, settled)
+    settled = settle(finished, settings, _now())
     # A success clears the endpoint's failure count (not an open circuit: its probe or an
     # operator's `endpoint reset` closes that); a failed test counts toward nothing.
     reset = [job.endpoint_id] if outcome.kind is Kind.SUCCEEDED else []
     with wrapped_errors():
-        conn.execute(
-            queries.RECORD,
-            {"rows": Jsonb([row]), "ids": [job.id], "reset": reset},
-        )
+        conn.execute(queries.RECORD, record_params([finished], [settled], reset))
     if settled.disable_reason:
         # What the receiver said holds for every delivery (410 Gone): as in the engine, and
         # announced like any disable.
@@ -211,7 +198,7 @@ def _record(conn: psycopg.Connection[Any], settings: Settings, finished: Finishe
         status_code=outcome.status_code,
         error_kind=outcome.error_kind,
         error=outcome.error,
-        response_body=row["body"],
+        response_body=finished.response_text,
         delivery_status=settled.status,
         next_attempt_at=settled.decision.next_attempt_at if settled.status == "pending" else None,
         endpoint_disabled=settled.disable_reason,

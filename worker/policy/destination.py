@@ -1,7 +1,7 @@
 """Where an endpoint's URL leads: the host the sender connects to, judged by one rule.
 
 Delivery rule kept here: the checks when an endpoint's URL is set (`worker.ops.validation`)
-and the sender (`worker.engine.http`, `worker.engine.dns`) read a URL through `target`,
+and the sender (`worker.delivery.http`, `worker.delivery.dns`) read a URL through `target`,
 which asks yarl (the URL library of the sender's HTTP client, aiohttp) for its host. So
 every spelling of a host is judged as the host the connection goes to: IDNA/UTS-46 with
 NFKC (``①②⑦.0.0.1``, ``１２７.0.0.1`` and ``ｌｏｃａｌｈｏｓｔ`` are ``127.0.0.1`` and

@@ -3,7 +3,7 @@
 Delivery rule kept here: by default only public addresses are reached. IPv6 forms that carry
 an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are judged by the address they
 carry. `WEBHOOKS_ALLOWED_NETWORKS` opens chosen ranges for development and tests. Name
-resolution, the I/O half of the guard, is `worker.engine.dns.resolve`, which checks every
+resolution, the I/O half of the guard, is `worker.delivery.dns.resolve`, which checks every
 address a host resolves to with `check_address`.
 """
 

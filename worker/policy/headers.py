@@ -6,7 +6,7 @@ SP, HTAB and obs-text (bytes 0x80-0xFF); aiohttp refuses every other control cha
 (``ValueError: Forbidden control character``) and would write anything beyond ASCII as
 UTF-8, not as the obs-text bytes a receiver reads. So a value is visible ASCII, SP and
 HTAB, nothing else. The checks when an endpoint is set (`worker.ops.validation`) and the
-building of each attempt's request (`worker.engine.request`) both apply `unsendable`, so no
+building of each attempt's request (`worker.delivery.request`) both apply `unsendable`, so no
 header accepted at create fails every attempt.
 """
 

@@ -1,5 +1,5 @@
 """Classify one HTTP attempt: what the receiver answered (pure; the transport maps its own
-exceptions to these failure kinds, `worker.engine.http.classify_failure`).
+exceptions to these failure kinds, `worker.delivery.http.classify_failure`).
 
 Delivery rules kept here: 2xx succeeds; 3xx fails (redirects are never followed); 410 marks
 the endpoint gone; 429, 502, 503 and 504 throttle and honour ``Retry-After`` up to a cap;

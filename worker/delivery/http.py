@@ -6,7 +6,7 @@ flight and httpx.Client shared by 128 threads 190/s, while aiohttp held 256-512 
 0.13 ms of CPU each. Delivery rules kept here:
 
 - Redirects are never followed, cookies never kept, the environment (proxies) ignored.
-- Each new connection resolves its host once through `worker.engine.dns`, which checks every
+- Each new connection resolves its host once through `worker.delivery.dns`, which checks every
   address with `worker.policy.guard`; aiohttp then connects to one of those checked
   addresses (no DNS rebinding) and verifies TLS against the URL's host name. IP literals,
   which aiohttp does not resolve, are checked here before the request.
@@ -28,36 +28,26 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import aiohttp
 import certifi
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 
-from worker.engine.dns import Resolver, resolve
+from worker.delivery.dns import Resolver, resolve
+from worker.delivery.sender import Response
 from worker.errors import BlockedDestination
 from worker.policy import destination
 from worker.policy.outcome import ErrorKind, Kind, Outcome, short
 from worker.settings import IPNetwork
 
-__all__ = ["Response", "Sender", "classify_failure"]
+__all__ = ["HttpSender", "classify_failure"]
 
 #: Threads that run blocking getaddrinfo calls; a name server that never answers holds one
 #: until its own timeouts, while the attempt stops waiting at its connect timeout.
 _RESOLVER_THREADS = 16
 #: URLs remembered as checked; past this many the memory starts again.
 _CHECKED_KEPT = 4096
-
-
-@dataclass(frozen=True)
-class Response:
-    """Hold what one attempt got back: status, Retry-After, the start of the body, time."""
-
-    status_code: int
-    retry_after: str | None
-    body: bytes
-    duration: float
 
 
 class _GuardedResolver(AbstractResolver):
@@ -92,8 +82,8 @@ class _GuardedResolver(AbstractResolver):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class Sender:
-    """A long-lived HTTP sender of one event loop: guarded connections, pooled per host."""
+class HttpSender:
+    """A long-lived HTTP `Sender` of one event loop: guarded connections, pooled per host."""
 
     def __init__(
         self,

@@ -1,8 +1,11 @@
-"""One attempt of one claimed delivery: sign and send it, and the row that records it.
+"""One attempt of one claimed delivery: sign, send, classify and time it; the row that records it.
 
 The one path every attempt takes, the engine's and `webhooks endpoint test`'s alike
-(`worker.ops.ping`): the same body, headers and signatures, the same destination guard,
-deadline and response cap, recorded by the same row.
+(`worker.ops.ping`): `deliver_one` gives the same body, headers and signatures, the same
+destination guard, deadline and response cap; `settle` and `record_params` give the same
+new state and the same `queries.RECORD` rows. What differs stays with the caller: the
+engine gates, holds slow-endpoint slots, folds endpoint health and writes in batches; the
+endpoint test brings a one-connection sender and records its one attempt at once.
 """
 
 from __future__ import annotations
@@ -10,26 +13,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.engine.http import Sender, classify_failure
-from worker.engine.request import MAX_RESPONSE_BYTES, envelope, request_headers, valid_keys
+from psycopg.types.json import Jsonb
+
+from worker.delivery.http import classify_failure
+from worker.delivery.request import MAX_RESPONSE_BYTES, envelope, request_headers, valid_keys
+from worker.delivery.sender import Sender
 from worker.errors import ConfigError
 from worker.policy import plan
 from worker.policy.outcome import ErrorKind, Kind, Outcome, classify_response
 from worker.policy.signing import signature_header
+from worker.settings import Settings
 from worker.store.vault import Vault
 
 __all__ = [
     "LOCK_MARGIN",
     "Finished",
+    "deliver_one",
     "iso",
     "log_fields",
     "log_level",
+    "record_params",
     "record_row",
-    "send_attempt",
+    "settle",
 ]
 
 #: Seconds a claim outlives the attempt's deadline, for recording the result (a group
@@ -50,15 +60,28 @@ class Finished:
     started_at: datetime
     duration: float
 
+    @property
+    def response_text(self) -> str | None:
+        """Return the start of the answer as stored: text, NULs replaced; None if empty."""
+        return self.body.decode("utf-8", "replace").replace("\x00", "\ufffd") or None
 
-async def send_attempt(
-    sender: Sender, vault: Vault, job: plan.Claimed, now: datetime
-) -> tuple[Outcome, bytes]:
-    """Sign and send one claimed delivery; return its outcome and the start of the answer.
+
+async def deliver_one(sender: Sender, vault: Vault, job: plan.Claimed) -> Finished:
+    """Sign and send one claimed delivery through `sender`; return the attempt, timed.
 
     The Standard Webhooks body and headers, one signature per valid secret, the sender's
-    destination guard, deadline and 16 KiB cap.
+    destination guard, deadline and 16 KiB cap. Never raises but for cancellation: every
+    failure is an outcome, recorded like any other (guarantee 4).
     """
+    started_at = datetime.now(UTC)
+    started = time.monotonic()
+    outcome, body = await _send(sender, vault, job, started_at)
+    return Finished(job, outcome, body, started_at, time.monotonic() - started)
+
+
+async def _send(
+    sender: Sender, vault: Vault, job: plan.Claimed, now: datetime
+) -> tuple[Outcome, bytes]:
     try:
         keys = valid_keys(job.secrets, vault, now)
         # Sealed like the secrets; opened values are cached by the vault, so an endpoint's
@@ -89,9 +112,35 @@ async def send_attempt(
     return outcome, response.body
 
 
+def settle(f: Finished, settings: Settings, now: datetime) -> plan.Settlement:
+    """Return where a finished attempt leaves its delivery, on the configured schedule."""
+    return plan.settle(
+        f.job,
+        f.outcome,
+        now,
+        schedule=settings.retry_schedule,
+        max_age=settings.max_delivery_age,
+        disable_after=settings.disable_after,
+    )
+
+
+def record_params(
+    batch: Sequence[Finished], settled: Sequence[plan.Settlement], reset: Sequence[str]
+) -> dict[str, Any]:
+    """Return the parameters of `queries.RECORD` for finished attempts and their settlements.
+
+    ``reset`` names the endpoints whose failure count a success clears (the caller decides:
+    the engine's health folding, or the endpoint test's own rule).
+    """
+    return {
+        "rows": Jsonb([record_row(f, s) for f, s in zip(batch, settled, strict=True)]),
+        "ids": [f.job.id for f in batch],
+        "reset": list(reset),
+    }
+
+
 def record_row(f: Finished, s: plan.Settlement) -> dict[str, Any]:
     """Return the `queries.RECORD` row of one finished attempt and its settlement."""
-    text = f.body.decode("utf-8", "replace").replace("\x00", "\ufffd")
     return {
         "id": f.job.id,
         "tenant": f.job.tenant_id,
@@ -103,7 +152,7 @@ def record_row(f: Finished, s: plan.Settlement) -> dict[str, Any]:
         "started": iso(f.started_at),
         "duration": f.duration,
         "status_code": f.outcome.status_code,
-        "body": text or None,
+        "body": f.response_text,
         "error_kind": f.outcome.error_kind,
         "error": f.outcome.error,
     }
