@@ -1,4 +1,4 @@
-"""Specify the HTTP edge (`worker.engine.http.Sender`) against real servers on 127.0.0.1.
+"""Specify the HTTP edge (`worker.delivery.http.HttpSender`) against real servers on 127.0.0.1.
 
 The servers speak raw HTTP/1.1 over sockets, each in threads of its own and stopped with
 its test, so that they can misbehave on purpose: trickle, hang, reset, close early,

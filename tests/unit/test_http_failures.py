@@ -1,4 +1,4 @@
-"""Specify how an attempt that raised is classified (`worker.engine.http.classify_failure`).
+"""Specify how an attempt that raised is classified (`worker.delivery.http.classify_failure`).
 
 The exceptions are built the way aiohttp, asyncio and the guard raise them; the real
 network paths that produce them are in tests/integration/test_transport.py.

@@ -120,7 +120,7 @@ def send_blocks(url: str, allowed: tuple[IPNetwork, ...], resolver: Asked) -> bo
 
     The sender's own check, then what aiohttp does with the URL's host: connect to it as it
     is when it takes it for an address (refusing legacy IPv4 forms itself when it has that
-    check), else resolve it through the guard (`worker.engine.dns.resolve`).
+    check), else resolve it through the guard (`worker.delivery.dns.resolve`).
     """
     sender = Sender(
         allowed_networks=allowed,
