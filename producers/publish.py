@@ -31,13 +31,10 @@ from producers.errors import (
     UnsupportedConnection,
 )
 from producers.ids import uuid7
+from producers.names import check_event_type, check_tenant
 
 DEFAULT_MAX_PAYLOAD_BYTES = 262144
-MAX_EVENT_TYPE = 255
-MAX_TENANT = 128
 MAX_IDEMPOTENCY_KEY = 255
-_EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
-_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 CHANNEL = "webhooks_outbox"
 
 # One statement: insert, or on a repeated idempotency key return the first event's id. DO
@@ -98,23 +95,6 @@ def _max_payload_bytes(explicit: int | None) -> int:
     return explicit if explicit is not None else max_payload_bytes_from_env()
 
 
-def _check_name(
-    kind: str, value: object, pattern: re.Pattern[str], limit: int, allowed: str
-) -> str:
-    if not isinstance(value, str):
-        raise InvalidEvent(f"{kind} must be a string, got {type(value).__name__}")
-    if not value:
-        raise InvalidEvent(f"{kind} is empty")
-    if len(value) > limit:
-        raise InvalidEvent(f"{kind} is {len(value)} characters, over the limit of {limit}")
-    if not pattern.fullmatch(value):
-        raise InvalidEvent(
-            f"{kind} {value!r} must start with a letter or digit and use only letters,"
-            f" digits and {allowed}"
-        )
-    return value
-
-
 def _is_utf8(text: str) -> bool:
     try:
         text.encode()
@@ -125,10 +105,8 @@ def _is_utf8(text: str) -> bool:
 
 def prepare(event: Event, max_payload_bytes: int) -> tuple[str, str, str, str | None]:
     """Validate one event; return (tenant, type, payload JSON, key) or raise PublishError."""
-    event_type = _check_name(
-        "event type", event.event_type, _EVENT_TYPE, MAX_EVENT_TYPE, "_ . : / -"
-    )
-    tenant = _check_name("tenant id", event.tenant_id, _TENANT, MAX_TENANT, "_ . : -")
+    event_type = check_event_type(event.event_type)
+    tenant = check_tenant(event.tenant_id)
     key = event.idempotency_key
     if key is not None:
         if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY:

@@ -70,9 +70,9 @@ class ConsumerOutage(logging.Filter):
     #: Longest wait between two reconnects, Dramatiq's own 3 s included.
     MAX_WAIT = 30.0
 
-    def __init__(self, what: str = "the broker", logger: logging.Logger = log) -> None:
+    def __init__(self, what: str) -> None:
         super().__init__()
-        self.outage = Outage(f"{what} (worker consumer)", logger)
+        self.outage = Outage(f"{what} (worker consumer)")
         self.failures = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -112,33 +112,47 @@ class ConsumerOutage(logging.Filter):
 def retrying(
     outage: Outage,
     *,
-    stopping: threading.Event | None = None,
+    stopping: threading.Event,
     on_retry: Callable[[], None] | None = None,
-    max_wait: float = 10.0,
-    max_attempts: int | None = None,
 ) -> tenacity.Retrying:
-    """Return a tenacity policy: exponential backoff with jitter on TRANSIENT errors.
+    """Return the daemons' policy: retry TRANSIENT errors with backoff until ``stopping``.
 
-    It retries until ``stopping`` is set (daemons) or ``max_attempts`` is reached (work
-    inside one delivery), sleeping on the event so a stop request interrupts a backoff.
+    It sleeps on the event, so a stop request interrupts a backoff; ``on_retry`` runs before
+    each sleep (the relay drops its connections there).
     """
+
+    def sleep(seconds: float) -> None:
+        stopping.wait(seconds)
+
+    return tenacity.Retrying(
+        stop=lambda _: stopping.is_set(),
+        sleep=sleep,
+        **_policy(outage, on_retry, max_wait=10.0),
+    )
+
+
+def retrying_for(outage: Outage, patience: float) -> tenacity.AsyncRetrying:
+    """Return the engine's policy: retry TRANSIENT errors with backoff for ``patience`` s.
+
+    It gives up rather than sleep past ``patience`` seconds after the first try.
+    """
+    return tenacity.AsyncRetrying(
+        stop=tenacity.stop_before_delay(patience), **_policy(outage, None, max_wait=5.0)
+    )
+
+
+def _policy(outage: Outage, on_retry: Callable[[], None] | None, max_wait: float) -> dict[str, Any]:
+    """Return what both policies share: which errors, the jittered backoff, the outage log."""
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         outage.failed(state.outcome.exception() if state.outcome else None)
         if on_retry is not None:
             on_retry()
 
-    def should_stop(state: tenacity.RetryCallState) -> bool:
-        if stopping is not None and stopping.is_set():
-            return True
-        return max_attempts is not None and state.attempt_number >= max_attempts
-
-    sleep: Callable[[float], Any] = stopping.wait if stopping is not None else time.sleep
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TRANSIENT),
-        wait=tenacity.wait_exponential(multiplier=0.2, max=max_wait) + tenacity.wait_random(0, 0.2),
-        stop=should_stop,
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+    return {
+        "retry": tenacity.retry_if_exception_type(TRANSIENT),
+        "wait": tenacity.wait_exponential(multiplier=0.2, max=max_wait)
+        + tenacity.wait_random(0, 0.2),
+        "before_sleep": before_sleep,
+        "reraise": True,
+    }

@@ -16,15 +16,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from producers.names import check_tenant
 from producers.publish import DEFAULT_MAX_PAYLOAD_BYTES
 from worker.errors import ConfigError
 from worker.policy.guard import IPNetwork as IPNetwork
+from worker.queue import AMQP_SCHEMES, REDIS_SCHEMES
 from worker.store.vault import check_keys
-
-#: URL schemes of the two brokers WEBHOOKS_BROKER_URL may name.
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-AMQP_SCHEMES = ("amqp://", "amqps://")
-
 
 #: Every environment variable the product reads; `Settings.from_env` is the only reader.
 VARIABLES = (
@@ -184,7 +181,8 @@ def parse_log_format(raw: str) -> str:
 def parse_redis_url(raw: str) -> str:
     """Accept a Redis URL."""
     if not raw.startswith(REDIS_SCHEMES):
-        raise ValueError("must start with redis://, rediss:// or unix://")
+        *others, last = REDIS_SCHEMES
+        raise ValueError(f"must start with {', '.join(others)} or {last}")
     return raw
 
 
@@ -192,7 +190,8 @@ def parse_broker_url(raw: str) -> str:
     """Accept the URL of either broker, Redis or RabbitMQ."""
     if not raw.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
         raise ValueError(
-            "must start with redis://, rediss://, unix:// (Redis) or amqp://, amqps:// (RabbitMQ)"
+            f"must start with {', '.join(REDIS_SCHEMES)} (Redis) or {', '.join(AMQP_SCHEMES)}"
+            " (RabbitMQ)"
         )
     return raw
 
@@ -205,10 +204,11 @@ def parse_database_url(raw: str) -> str:
 
 
 def parse_tenant(raw: str) -> str:
-    """Accept a tenant id an operator can read."""
-    if len(raw) > 100 or not raw.isprintable():
-        raise ValueError("must be printable text of at most 100 characters")
-    return raw
+    """Accept a tenant id endpoints can be registered under (`producers.names`).
+
+    Its InvalidEvent is a ValueError, so `read` names the variable in front of it.
+    """
+    return check_tenant(raw)
 
 
 def parse_accent(raw: str) -> str:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from producers.errors import InvalidEvent
-from producers.publish import MAX_EVENT_TYPE, MAX_TENANT, Event, prepare
+from producers.names import MAX_EVENT_TYPE, MAX_TENANT
+from producers.publish import Event, prepare
 from worker.api import create_app
 from worker.api.models import BIG, RESERVED_HEADER_NAMES, URL_PATTERN, EndpointIn
 from worker.api.openapi import document

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
+from producers.names import EVENT_TYPE, MAX_EVENT_TYPE, MAX_TENANT, TENANT
 from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
 from worker.ops.validation import HEADER_NAME, HEADER_VALUE, MAX_HEADER_VALUE
 from worker.policy.destination import is_local_name, refusal, target
@@ -118,10 +118,10 @@ def _not_ascii(value: str) -> str:
 NO_NUL = r"^[^\x00]*$"
 
 EventType = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_EVENT_TYPE, pattern=whole(_EVENT_TYPE))
+    str, StringConstraints(min_length=1, max_length=MAX_EVENT_TYPE, pattern=whole(EVENT_TYPE))
 ]
 Tenant = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_TENANT, pattern=whole(_TENANT))
+    str, StringConstraints(min_length=1, max_length=MAX_TENANT, pattern=whole(TENANT))
 ]
 HeaderName = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=whole(HEADER_NAME))

@@ -6,9 +6,6 @@ engine's concurrency: claims and writes are group commits, a statement per batch
 
 from __future__ import annotations
 
-import asyncio
-import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -16,7 +13,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from worker.outages import TRANSIENT, Outage
+from worker.outages import Outage, retrying_for
 
 __all__ = ["Database", "Row"]
 
@@ -56,17 +53,9 @@ class Database:
 
     async def run(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]], patience: float) -> T:
         """Run `work` on a pooled connection; retry it through short outages."""
-        give_up = time.monotonic() + patience
-        delay = 0.1
-        while True:
-            try:
+        async for attempt in retrying_for(self.outage, patience):
+            with attempt:
                 async with self.pool.connection() as conn:
                     result = await work(conn)
-                self.outage.recovered()
-                return result
-            except TRANSIENT as exc:
-                self.outage.failed(exc)
-                if time.monotonic() + delay > give_up:
-                    raise
-            await asyncio.sleep(delay + random.uniform(0, delay / 2))
-            delay = min(delay * 2, 5.0)
+        self.outage.recovered()
+        return result

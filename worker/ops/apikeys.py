@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from producers.publish import _TENANT, MAX_TENANT
 from worker.errors import InvalidEndpoint, NotFound
+from worker.ops.validation import check_tenant
 from worker.store import queries
 from worker.store.db import wrapped_errors
 
@@ -54,8 +54,8 @@ def create(
     """Make a key for one tenant (or, with None, an admin key); return it and the key text."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
         raise InvalidEndpoint(f"key name must be 1 to {MAX_NAME} characters")
-    if tenant_id is not None and (not _TENANT.fullmatch(tenant_id) or len(tenant_id) > MAX_TENANT):
-        raise InvalidEndpoint(f"tenant id {tenant_id!r} is not valid")
+    if tenant_id is not None:
+        check_tenant(tenant_id)
     key = PREFIX + secrets.token_urlsafe(32)
     with wrapped_errors():
         row = conn.execute(

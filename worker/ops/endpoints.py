@@ -12,7 +12,6 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from producers import publish
 from producers.ids import uuid7
 from worker.errors import ConfigError, InvalidEndpoint, NotFound
 from worker.ops.endpoint import UNCHANGED, Dependents, Endpoint, Unchanged
@@ -38,6 +37,7 @@ from worker.policy.redaction import MARKER, redact
 from worker.policy.signing import generate_secret
 from worker.settings import IPNetwork
 from worker.store import queries
+from worker.store.announce import announce
 from worker.store.db import wrapped_errors
 from worker.store.vault import PREFIX, Vault
 
@@ -254,22 +254,9 @@ class Endpoints:
                 queries.DISABLE_ENDPOINT,
                 {"id": endpoint_uuid(endpoint_id), "tenant": tenant_id, "reason": reason},
             ).fetchone()
-            if (
-                row is not None
-                and operations.concerns(row["tenant_id"], self.operations_tenant)
-                and self.conn.execute(
-                    queries.SUBSCRIBED,
-                    {"tenant": self.operations_tenant, "type": operations.ENDPOINT_DISABLED},
-                ).fetchone()
-            ):
+            if row is not None and operations.concerns(row["tenant_id"], self.operations_tenant):
                 event = operations.endpoint_disabled(row, reason, int(row["dead_lettered"]))
-                publish(
-                    self.conn,
-                    event.event_type,
-                    event.payload,
-                    tenant_id=self.operations_tenant,
-                    max_payload_bytes=operations.MAX_PAYLOAD_BYTES,
-                )
+                announce(self.conn, [event], self.operations_tenant)
         if row is None:
             raise NotFound("endpoint", endpoint_id)
         return self._endpoint(row), int(row["dead_lettered"])

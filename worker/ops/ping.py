@@ -31,14 +31,13 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from producers.errors import InvalidEvent
 from producers.ids import uuid7
-from producers.publish import _EVENT_TYPE, MAX_EVENT_TYPE
 from worker.delivery.attempt import LOCK_MARGIN, Finished, deliver_one, record_params, settle
 from worker.delivery.http import HttpSender
 from worker.delivery.request import USER_AGENT
 from worker.errors import WrongState
 from worker.ops.endpoints import Endpoints
+from worker.ops.validation import check_test_event_type
 from worker.policy import plan
 from worker.policy.outcome import Kind
 from worker.queue import LEASE_SECONDS
@@ -93,13 +92,7 @@ def send_test_event(
     ``connect`` lends a connection for each write (`worker.app.App.connection`); none is
     held during the attempt itself.
     """
-    if (
-        not isinstance(event_type, str)
-        or not event_type
-        or len(event_type) > MAX_EVENT_TYPE
-        or not _EVENT_TYPE.fullmatch(event_type)
-    ):
-        raise InvalidEvent(f"event type {event_type!r} is not valid")
+    check_test_event_type(event_type)
     vault = vault or Vault(settings.secret_key)
     with connect() as conn:
         job = _claim(conn, settings, vault, endpoint_id, event_type, tenant_id)

@@ -20,8 +20,8 @@ from urllib.parse import urlencode
 
 import psycopg
 
-from producers.publish import _TENANT, MAX_TENANT
 from worker.errors import InvalidEndpoint, NotFound
+from worker.ops.validation import check_tenant
 from worker.store import queries
 from worker.store.db import wrapped_errors
 
@@ -107,12 +107,8 @@ def create_link(
     created_by: str = "",
 ) -> tuple[Link, str]:
     """Make a link for one tenant (or, with None, an admin link); return it and its token."""
-    if tenant_id is not None and (
-        not isinstance(tenant_id, str)
-        or not _TENANT.fullmatch(tenant_id)
-        or len(tenant_id) > MAX_TENANT
-    ):
-        raise InvalidEndpoint(f"tenant id {tenant_id!r} is not valid")
+    if tenant_id is not None:
+        check_tenant(tenant_id)
     if not 0 < ttl <= MAX_LINK_TTL:
         raise InvalidEndpoint(f"a link's lifetime must be over 0s and at most {MAX_LINK_TTL:g}s")
     token = LINK_PREFIX + secrets.token_urlsafe(32)

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import urlsplit
 
-from producers.publish import _EVENT_TYPE, _TENANT, MAX_EVENT_TYPE, MAX_TENANT
+from producers import names
+from producers.errors import InvalidEvent
 from worker.errors import BlockedDestination, InvalidEndpoint, NotFound
 from worker.policy.destination import (
     NOT_AN_ADDRESS,
@@ -183,16 +184,21 @@ def check_event_types(types: Iterable[str] | None) -> list[str] | None:
         return None
     out = []
     for t in types:
-        if (
-            not isinstance(t, str)
-            or not t
-            or len(t) > MAX_EVENT_TYPE
-            or not _EVENT_TYPE.fullmatch(t)
-        ):
-            raise InvalidEndpoint(f"event type filter {t!r} is not a valid event type")
+        try:
+            names.check_event_type(t)
+        except InvalidEvent:
+            raise InvalidEndpoint(f"event type filter {t!r} is not a valid event type") from None
         if t not in out:
             out.append(t)
     return out or None
+
+
+def check_test_event_type(event_type: str) -> str:
+    """Return the event type of an endpoint test, else raise InvalidEvent (a usage error)."""
+    try:
+        return names.check_event_type(event_type)
+    except InvalidEvent:
+        raise InvalidEvent(f"event type {event_type!r} is not valid") from None
 
 
 def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -221,13 +227,10 @@ def check_description(description: str) -> str:
 
 def check_tenant(tenant_id: str) -> str:
     """Return the tenant id if it is one a producer could publish under."""
-    if (
-        not isinstance(tenant_id, str)
-        or not _TENANT.fullmatch(tenant_id)
-        or len(tenant_id) > MAX_TENANT
-    ):
-        raise InvalidEndpoint(f"tenant id {tenant_id!r} is not valid")
-    return tenant_id
+    try:
+        return names.check_tenant(tenant_id)
+    except InvalidEvent:
+        raise InvalidEndpoint(f"tenant id {tenant_id!r} is not valid") from None
 
 
 def endpoint_uuid(endpoint_id: str) -> uuid.UUID:

@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from producers.names import MAX_TENANT
 from worker.api.auth import Services
 from worker.ops import portal
 
 #: The session cookie (HttpOnly) and the admin's chosen tenant (a preference, no secret).
 COOKIE = "webhooks_portal"
 TENANT_COOKIE = "webhooks_portal_tenant"
-MAX_TENANT = 128
 
 
 class Refused(Exception):

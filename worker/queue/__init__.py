@@ -32,6 +32,10 @@ from worker.errors import ConfigError, WebhooksError
 ACTOR = "deliver"
 #: Seconds a queued delivery is left to its message before the scheduler checks on it.
 LEASE_SECONDS = 30.0
+#: The URL schemes of each broker (WEBHOOKS_BROKER_URL); memory:// only in tests.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+AMQP_SCHEMES = ("amqp://", "amqps://")
+MEMORY_SCHEME = "memory://"
 
 Item = tuple[int, str]
 
@@ -111,16 +115,15 @@ def as_queue(broker: object, queue_name: str = "webhooks") -> Queue:
 
 
 def kind(url: str) -> str:
-    """Return ``redis`` or ``rabbitmq`` for a broker URL; ConfigError for anything else."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    """Return ``redis``, ``rabbitmq`` or ``memory`` for a broker URL; else ConfigError."""
+    if url.startswith(REDIS_SCHEMES):
         return "redis"
-    if url.startswith(("amqp://", "amqps://")):
+    if url.startswith(AMQP_SCHEMES):
         return "rabbitmq"
-    if url.startswith("memory://"):
+    if url.startswith(MEMORY_SCHEME):
         return "memory"
-    raise ConfigError(
-        "WEBHOOKS_BROKER_URL", "must start with redis://, rediss://, unix://, amqp:// or amqps://"
-    )
+    *others, last = REDIS_SCHEMES + AMQP_SCHEMES
+    raise ConfigError("WEBHOOKS_BROKER_URL", f"must start with {', '.join(others)} or {last}")
 
 
 def from_url(url: str, queue_name: str = "webhooks") -> Queue:

@@ -6,9 +6,7 @@ the messages, while a whole batch costs one pipelined round trip instead of one 
 per message. Whether a message still exists is one HMGET, so the scheduler re-enqueues only
 what Redis really lost.
 
-Consumers:
-A Dramatiq Redis broker whose consumers wake when the relay enqueues and ack in batches.
-
+Consumers (`WakefulRedisBroker`) wake when the relay enqueues and acknowledge in batches.
 Stock Dramatiq consumers poll an empty queue with a backoff (5-10 ms after one empty poll,
 doubling up to the worker timeout), and that sleep is most of a delivery's latency at low
 load. These consumers wait on the Redis channel `RedisQueue.enqueue` publishes to with each

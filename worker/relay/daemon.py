@@ -31,12 +31,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from producers import publish_many
-from producers.publish import Event
 from worker.outages import TRANSIENT, Outage, retrying
 from worker.policy import operations
 from worker.queue import LEASE_SECONDS, Queue, from_url
 from worker.store import queries
+from worker.store.announce import announce
 
 log = logging.getLogger("webhooks.relay")
 
@@ -293,20 +292,8 @@ class Relay:
         with conn.transaction():
             rows = conn.execute(queries.ANNOUNCE, {"batch": self.config.batch_size}).fetchall()
             announced = [r for r in rows if operations.concerns(r["tenant_id"], tenant)]
-            if (
-                announced
-                and conn.execute(
-                    queries.SUBSCRIBED, {"tenant": tenant, "type": operations.DELIVERY_DEAD}
-                ).fetchone()
-            ):
-                publish_many(
-                    conn,
-                    [
-                        Event(a.event_type, a.payload, tenant)
-                        for a in operations.deliveries_dead(announced)
-                    ],
-                    max_payload_bytes=operations.MAX_PAYLOAD_BYTES,
-                )
+            if announced:
+                announce(conn, operations.deliveries_dead(announced), tenant)
         for r in rows:
             reason = r["reason"]
             self.stats.dead_letters[reason] = self.stats.dead_letters.get(reason, 0) + 1

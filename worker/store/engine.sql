@@ -157,3 +157,7 @@ insert into webhooks.rate_counts as r (endpoint_id, second, count)
 select e, %(second)s, n from unnest(%(endpoints)s::uuid[], %(added)s::int[]) as t(e, n)
 on conflict (endpoint_id, second) do update set count = r.count + excluded.count
 returning endpoint_id::text as endpoint_id, count;
+
+-- name: rate_prune
+-- Forget counts older than the window (run now and then by each worker process).
+delete from webhooks.rate_counts where second < %(before)s;

@@ -107,7 +107,6 @@ PROBE = _sql("probe")
 CLOSE_IDLE = _sql("close_idle")
 SWEEP_PARKED = _sql("sweep_parked")
 ANNOUNCE = _sql("announce")
-RATE_PRUNE = _sql("rate_prune")
 
 # engine.sql: claim, record, release a batch; endpoint health; the Postgres rate limit.
 CLAIM = _sql("claim")
@@ -117,6 +116,7 @@ HEALTH_LOCK = _sql("health_lock")
 HEALTH_WRITE = _sql("health_write")
 UNPARK = _sql("unpark")
 RATE_COUNT = _sql("rate_count")
+RATE_PRUNE = _sql("rate_prune")
 
 # endpoints.sql: the endpoint registry, its secrets, disabling and closing circuits.
 DISABLE_ENDPOINT = _sql("disable_endpoint")

@@ -163,10 +163,6 @@ where dl.delivery_id = batch.delivery_id and e.id = dl.endpoint_id
 returning dl.delivery_id, dl.tenant_id, dl.event_id, dl.endpoint_id, dl.event_type,
           dl.reason, dl.attempts, dl.died_at, e.url;
 
--- name: rate_prune
--- Forget counts older than the window (run now and then by each worker process).
-delete from webhooks.rate_counts where second < %(before)s;
-
 -- name: clock
 -- Postgres's clock when a relay first connects: its first Redis check rechecks only the
 -- deliveries fanned out since then, and does not report them lost (`Relay.check_redis`).
