@@ -15,14 +15,63 @@ import psycopg
 from psycopg.rows import dict_row
 
 from producers import publish
+from worker.app import App
 from worker.engine.actors import build_broker, build_engine, queue_prefetch, register
 from worker.ops.endpoints import Endpoints
 from worker.queue import Queue, from_url
-from worker.relay.daemon import Relay, RelayConfig
+from worker.relay import daemon
 from worker.settings import Settings
 from worker.store.vault import Vault
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@dataclasses.dataclass
+class RelayConfig:
+    """A relay's settings as the tests give them: two URLs and whatever they tune."""
+
+    database_url: str
+    redis_url: str
+    queue: str = Settings.queue_name
+    batch_size: int = Settings.relay_batch_size
+    lease: float = Settings.relay_lease
+    max_age: float = Settings.max_delivery_age
+    operations_tenant: str = Settings.operations_tenant
+    broker_url: str | None = None
+    #: The relay's own intervals (`worker.relay.daemon.RelayConfig`) a test overrides.
+    recheck: float | None = None
+    poll_interval: float | None = None
+    announce_interval: float | None = None
+    sweep_interval: float | None = None
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            broker_url=self.broker_url or "",
+            queue_name=self.queue,
+            relay_batch_size=self.batch_size,
+            relay_lease=self.lease,
+            max_delivery_age=self.max_age,
+            operations_tenant=self.operations_tenant,
+        )
+
+    def timing(self) -> dict[str, float]:
+        return {
+            name: value
+            for name in ("recheck", "poll_interval", "announce_interval", "sweep_interval")
+            if (value := getattr(self, name)) is not None
+        }
+
+
+class Relay(daemon.Relay):
+    """The relay `webhooks relay` runs, built by an App from a test's `RelayConfig`."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        app = App(config.settings())
+        super().__init__(
+            daemon.RelayConfig.of(app.settings, **config.timing()), app.open, app.queue()
+        )
 
 
 class Pipeline:

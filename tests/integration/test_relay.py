@@ -12,9 +12,8 @@ import pytest
 import redis
 
 from producers import Event, publish_many
-from tests.pipeline import Pipeline, lose_messages, queued_messages
+from tests.pipeline import Pipeline, Relay, RelayConfig, lose_messages, queued_messages
 from worker.queue import redis as queue
-from worker.relay.daemon import Relay, RelayConfig
 
 
 def queued(p: Pipeline) -> list[tuple[int, str]]:

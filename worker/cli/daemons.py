@@ -1,30 +1,39 @@
 """The long-running commands: `webhooks relay`, `webhooks worker` and `webhooks api`.
 
 Each checks the settings and the schema first, so a mistake is one line before anything
-starts, then hands the settings to the daemon, which builds what it needs from them.
+starts. The relay is built by the command's `worker.app.App`; the workers and the API are
+processes of their own, which build theirs from the same settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 
 import click
 
+from worker.app import App
 from worker.cli.common import DURATION, json_option, require_broker, require_schema, settings
 from worker.errors import ConfigError
 from worker.observe import logs
+from worker.settings import Settings, format_duration
 
 log = logging.getLogger("webhooks")
 
 
 @click.command()
-@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--batch-size",
+    default=Settings.relay_batch_size,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+)
 @click.option(
     "--lease",
     type=DURATION,
-    default="30s",
+    default=format_duration(Settings.relay_lease),
     show_default=True,
     help="How long a queued delivery is left to its message before the scheduler checks on it.",
 )
@@ -35,30 +44,20 @@ def relay(batch_size: int, lease: float, as_json: bool) -> None:
     Serves /metrics, /healthz and /readyz on WEBHOOKS_RELAY_METRICS_PORT.
     """
     from worker.observe.health import start_relay_endpoint
-    from worker.relay.daemon import Relay, RelayConfig
 
     conf = settings()
     require_schema(conf)
     require_broker(conf)
     logs.configure("json" if as_json else conf.log_format)
-    daemon = Relay(
-        RelayConfig(
-            database_url=conf.require_database_url(),
-            redis_url=conf.redis_url,
-            broker_url=conf.broker_url,
-            queue=conf.queue_name,
-            batch_size=batch_size,
-            lease=lease,
-            max_age=conf.max_delivery_age,
-            operations_tenant=conf.operations_tenant,
-        )
-    )
+    built = App(dataclasses.replace(conf, relay_batch_size=batch_size, relay_lease=lease))
+    daemon = built.relay()
     endpoint = start_relay_endpoint(conf, daemon.stats)
     daemon.install_signal_handlers()
     try:
         daemon.run()
     finally:
         endpoint.close()
+        built.close()
 
 
 @click.command()
@@ -69,11 +68,17 @@ def relay(batch_size: int, lease: float, as_json: bool) -> None:
     type=click.IntRange(1, 256),
     show_default="CPU count",
 )
-@click.option("--threads", "-t", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--threads",
+    "-t",
+    default=Settings.worker_threads,
+    show_default=True,
+    type=click.IntRange(1, 256),
+)
 @click.option(
     "--concurrency",
     "-c",
-    default=256,
+    default=Settings.worker_concurrency,
     show_default=True,
     type=click.IntRange(1, 10_000),
     help="Requests in flight per process (size it as rate x receiver latency).",
