@@ -28,21 +28,20 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 @dataclasses.dataclass
 class RelayConfig:
-    """A relay's settings as the tests give them: two URLs and whatever they tune."""
+    """A relay as the tests describe it: two URLs, and whatever they tune (None: as deployed)."""
 
     database_url: str
     redis_url: str
     queue: str = Settings.queue_name
-    batch_size: int = Settings.relay_batch_size
-    lease: float = Settings.relay_lease
-    max_age: float = Settings.max_delivery_age
-    operations_tenant: str = Settings.operations_tenant
-    broker_url: str | None = None
-    #: The relay's own intervals (`worker.relay.daemon.RelayConfig`) a test overrides.
+    batch_size: int | None = None
+    lease: float | None = None
     recheck: float | None = None
     poll_interval: float | None = None
+    max_age: float | None = None
+    operations_tenant: str | None = None
     announce_interval: float | None = None
     sweep_interval: float | None = None
+    broker_url: str | None = None
 
     def settings(self) -> Settings:
         return Settings(
@@ -50,17 +49,15 @@ class RelayConfig:
             redis_url=self.redis_url,
             broker_url=self.broker_url or "",
             queue_name=self.queue,
-            relay_batch_size=self.batch_size,
-            relay_lease=self.lease,
-            max_delivery_age=self.max_age,
-            operations_tenant=self.operations_tenant,
         )
 
-    def timing(self) -> dict[str, float]:
+    def overrides(self) -> dict[str, Any]:
+        """Return the fields of `worker.relay.daemon.RelayConfig` this test sets."""
+        skip = {"database_url", "redis_url", "broker_url"}
         return {
-            name: value
-            for name in ("recheck", "poll_interval", "announce_interval", "sweep_interval")
-            if (value := getattr(self, name)) is not None
+            f.name: value
+            for f in dataclasses.fields(self)
+            if f.name not in skip and (value := getattr(self, f.name)) is not None
         }
 
 
@@ -69,9 +66,8 @@ class Relay(daemon.Relay):
 
     def __init__(self, config: RelayConfig) -> None:
         app = App(config.settings())
-        super().__init__(
-            daemon.RelayConfig.of(app.settings, **config.timing()), app.open, app.queue()
-        )
+        built = dataclasses.replace(daemon.RelayConfig.of(app.settings), **config.overrides())
+        super().__init__(built, app.open, app.queue())
 
 
 class Pipeline:

@@ -13,6 +13,7 @@ OpenAPI document and a mounted application's startup need no database.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -191,14 +192,16 @@ class App:
             observer=observer,
         )
 
-    def relay(self, **timing: float) -> Relay:
+    def relay(self, **overrides: Any) -> Relay:
         """Return the outbox relay and scheduler over this App's connections and queue.
 
-        ``timing`` overrides the relay's own intervals (`RelayConfig`), for tests.
+        ``overrides`` replace fields of its `RelayConfig` (the CLI's --batch-size and
+        --lease; a test's intervals).
         """
         from worker.relay.daemon import Relay, RelayConfig
 
-        return Relay(RelayConfig.of(self.settings, **timing), self.open, self.queue())
+        config = dataclasses.replace(RelayConfig.of(self.settings), **overrides)
+        return Relay(config, self.open, self.queue())
 
     def endpoints(
         self, conn: psycopg.Connection[Any], *, resolver: Resolver | None = None

@@ -1,21 +1,26 @@
 """The long-running commands: `webhooks relay`, `webhooks worker` and `webhooks api`.
 
 Each checks the settings and the schema first, so a mistake is one line before anything
-starts. The relay is built by the command's `worker.app.App`; the workers and the API are
-processes of their own, which build theirs from the same settings.
+starts. The relay is built by the command's `worker.app.App`; the workers and the API build
+theirs, in processes of their own, from the same settings.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
 
 import click
 
-from worker.app import App
-from worker.cli.common import DURATION, json_option, require_broker, require_schema, settings
+from worker.cli.common import (
+    DURATION,
+    app,
+    json_option,
+    require_broker,
+    require_schema,
+    settings,
+)
 from worker.errors import ConfigError
 from worker.observe import logs
 from worker.settings import Settings, format_duration
@@ -46,18 +51,16 @@ def relay(batch_size: int, lease: float, as_json: bool) -> None:
     from worker.observe.health import start_relay_endpoint
 
     conf = settings()
-    require_schema(conf)
-    require_broker(conf)
+    require_schema()
+    require_broker()
     logs.configure("json" if as_json else conf.log_format)
-    built = App(dataclasses.replace(conf, relay_batch_size=batch_size, relay_lease=lease))
-    daemon = built.relay()
+    daemon = app().relay(batch_size=batch_size, lease=lease)
     endpoint = start_relay_endpoint(conf, daemon.stats)
     daemon.install_signal_handlers()
     try:
         daemon.run()
     finally:
         endpoint.close()
-        built.close()
 
 
 @click.command()
@@ -96,8 +99,8 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     from worker.observe import health, metrics
 
     conf = settings()
-    require_schema(conf)  # fail here, in one line, not in every child process
-    require_broker(conf)
+    require_schema()  # fail here, in one line, not in every child process
+    require_broker()
     health.ensure_port_free(conf.metrics_port, "WEBHOOKS_METRICS_PORT")
     # The children read their settings from this environment (worker.settings).
     env = dict(os.environ)
@@ -142,7 +145,7 @@ def api(host: str, port: int, as_json: bool) -> None:
     conf.require_database_url()
     # Unlike the relay's and the workers', an API with no database answers nothing: each
     # request would wait for a connection and fail. Say so now, in one line.
-    require_schema(conf, reachable=True)
+    require_schema(reachable=True)
     try:
         from worker.api.server import listen, serve
     except ImportError as exc:

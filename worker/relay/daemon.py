@@ -74,15 +74,14 @@ class RelayConfig:
     sweep_interval: float = 30.0
 
     @classmethod
-    def of(cls, settings: Settings, **timing: float) -> RelayConfig:
-        """Return the relay's configuration from ``settings``, with ``timing`` overridden."""
+    def of(cls, settings: Settings) -> RelayConfig:
+        """Return the relay's configuration from ``settings``, with its own intervals."""
         return cls(
             queue=settings.queue_name,
             batch_size=settings.relay_batch_size,
             lease=settings.relay_lease,
             max_age=settings.max_delivery_age,
             operations_tenant=settings.operations_tenant,
-            **timing,
         )
 
 
