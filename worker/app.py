@@ -109,21 +109,18 @@ class App:
                 self._pool.open(wait=False)
             return self._pool
 
-    def open(
-        self, role: str, *, dict_rows: bool = True, connect_timeout: int = 10, **options: Any
-    ) -> psycopg.Connection[Any]:
+    def open(self, role: str, *, dict_rows: bool = True) -> psycopg.Connection[Any]:
         """Open a new autocommit connection a daemon keeps, named ``role`` in pg_stat_activity.
 
-        Errors are psycopg's own (transient ones are retried by the daemon's outage policy).
+        Errors are psycopg's own: the daemon's outage policy retries the transient ones.
         """
         return psycopg.connect(
             self.settings.require_database_url(),
             autocommit=True,
             row_factory=dict_row if dict_rows else tuple_row,
-            connect_timeout=connect_timeout,
+            connect_timeout=10,
             # Shown in pg_stat_activity unless the DSN names the application itself.
             fallback_application_name=role,
-            **options,
         )
 
     def queue(self) -> Queue:
