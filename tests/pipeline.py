@@ -15,16 +15,61 @@ import psycopg
 from psycopg.rows import dict_row
 
 from producers import publish
+from worker.app import App
 from worker.engine.actors import build_broker, build_engine, queue_prefetch, register
 from worker.engine.engine import Engine
 from worker.ops.endpoints import Endpoints
 from worker.queue import Queue, from_url
-from worker.relay.daemon import Relay, RelayConfig
+from worker.relay import daemon
 from worker.settings import Settings
 from worker.store import queries
 from worker.store.vault import Vault
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@dataclasses.dataclass
+class RelayConfig:
+    """A relay as the tests describe it: two URLs, and whatever they tune (None: as deployed)."""
+
+    database_url: str
+    redis_url: str
+    queue: str = Settings.queue_name
+    batch_size: int | None = None
+    lease: float | None = None
+    recheck: float | None = None
+    poll_interval: float | None = None
+    max_age: float | None = None
+    operations_tenant: str | None = None
+    announce_interval: float | None = None
+    sweep_interval: float | None = None
+    broker_url: str | None = None
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            broker_url=self.broker_url or "",
+            queue_name=self.queue,
+        )
+
+    def overrides(self) -> dict[str, Any]:
+        """Return the fields of `worker.relay.daemon.RelayConfig` this test sets."""
+        skip = {"database_url", "redis_url", "broker_url"}
+        return {
+            f.name: value
+            for f in dataclasses.fields(self)
+            if f.name not in skip and (value := getattr(self, f.name)) is not None
+        }
+
+
+class Relay(daemon.Relay):
+    """The relay `webhooks relay` runs, built by an App from a test's `RelayConfig`."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        app = App(config.settings())
+        built = dataclasses.replace(daemon.RelayConfig.of(app.settings), **config.overrides())
+        super().__init__(built, app.open, app.queue())
 
 
 class Pipeline:

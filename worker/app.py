@@ -1,9 +1,11 @@
 """The composition root: build, once, what every entry point shares from one `Settings`.
 
-The CLI, the HTTP API, the workers' actors and their health endpoint all start here rather
-than reading the environment or opening clients of their own: Postgres connections (one per
-command, or a pool for a long-lived server), the queue the configured broker offers, the
-vault that opens endpoint secrets, and the endpoint registry over a connection.
+The CLI, the HTTP API, the portal and the workers' actors all start here rather than reading
+the environment or opening clients of their own: Postgres connections (one per command, a
+pool for a long-lived server, or a connection a daemon keeps), the queue the configured
+broker offers, the rate store, the vault that opens endpoint secrets, the endpoint registry
+over a connection, and the two daemons built from them: the delivery engine (its async pool
+and HTTP sender) and the relay. Nothing below this module builds a pool or a client.
 
 Everything is opened on first use, not when the `App` is built: the CLI's `--help`, the API's
 OpenAPI document and a mounted application's startup need no database.
@@ -11,6 +13,7 @@ OpenAPI document and a mounted application's startup need no database.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from worker.errors import DatabaseError
@@ -32,8 +35,14 @@ from worker.store.db import connect
 from worker.store.vault import Vault
 
 if TYPE_CHECKING:
+    import redis
+
+    from worker.delivery.sender import Sender
+    from worker.engine.engine import Engine
+    from worker.engine.observer import Observer
     from worker.ops.ping import TestAttempt
     from worker.ops.portal import Made
+    from worker.relay.daemon import Relay
 
 log = logging.getLogger("webhooks")
 
@@ -67,6 +76,7 @@ class App:
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Any] | None = None
         self._queue: Queue | None = None
+        self._rate_store: redis.Redis | None = None
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -100,12 +110,103 @@ class App:
                 self._pool.open(wait=False)
             return self._pool
 
+    def open(self, role: str, *, dict_rows: bool = True) -> psycopg.Connection[Any]:
+        """Open a new autocommit connection a daemon keeps, named ``role`` in pg_stat_activity.
+
+        Errors are psycopg's own: the daemon's outage policy retries the transient ones.
+        """
+        return psycopg.connect(
+            self.settings.require_database_url(),
+            autocommit=True,
+            row_factory=dict_row if dict_rows else tuple_row,
+            connect_timeout=10,
+            # Shown in pg_stat_activity unless the DSN names the application itself.
+            fallback_application_name=role,
+        )
+
     def queue(self) -> Queue:
         """Return the queue of the configured broker (WEBHOOKS_BROKER_URL, else REDIS_URL)."""
         with self._lock:
             if self._queue is None:
                 self._queue = from_url(self.settings.broker_url, self.settings.queue_name)
             return self._queue
+
+    def rate_store(self) -> redis.Redis | None:
+        """Return the Redis that counts rate limits, or None to count them in Postgres.
+
+        The per-endpoint rate limit is counted where the broker is: Redis when the queue is
+        in Redis, else Postgres (a RabbitMQ deployment runs no Redis at all).
+        """
+        if not self.settings.broker_is_redis:
+            return None
+        import redis
+
+        with self._lock:
+            if self._rate_store is None:
+                self._rate_store = redis.Redis.from_url(self.settings.broker_url, socket_timeout=10)
+            return self._rate_store
+
+    def engine(
+        self,
+        *,
+        concurrency: int | None = None,
+        observer: Observer | None = None,
+        sender: Sender | None = None,
+    ) -> Engine:
+        """Return a delivery engine (not started) with its own async pool and HTTP sender.
+
+        ``concurrency`` (requests in flight) defaults to WEBHOOKS_WORKER_CONCURRENCY. The
+        engine opens its pool when it starts and closes it, and its sender, when it stops.
+        ``sender`` replaces the HTTP sender (a test's fake).
+        """
+        # Imported here: aiohttp and the engine are needed by the workers only.
+        from psycopg_pool import AsyncConnectionPool
+
+        from worker.delivery.http import HttpSender
+        from worker.delivery.request import USER_AGENT
+        from worker.engine.database import Database
+        from worker.engine.engine import Engine, log
+        from worker.outages import Outage
+
+        settings = self.settings
+        slots = concurrency if concurrency is not None else settings.worker_concurrency
+        role = "webhooks-worker"
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.require_database_url(),
+            min_size=1,
+            max_size=3,  # claims, writes, endpoint disables: see worker.engine.database
+            kwargs={"autocommit": True, "row_factory": dict_row, "fallback_application_name": role},
+            open=False,
+            name=role,
+            timeout=10.0,
+        )
+        sender = sender or HttpSender(
+            allowed_networks=settings.allowed_networks,
+            connect_timeout=settings.connect_timeout,
+            request_timeout=settings.request_timeout,
+            user_agent=USER_AGENT,
+            max_connections=slots,  # one pooled connection per slot
+        )
+        return Engine(
+            settings,
+            db=Database(pool, Outage("Postgres or Redis", log)),
+            sender=sender,
+            vault=self.vault,
+            rate_store=self.rate_store(),
+            concurrency=slots,
+            observer=observer,
+        )
+
+    def relay(self, **overrides: Any) -> Relay:
+        """Return the outbox relay and scheduler over this App's connections and queue.
+
+        ``overrides`` replace fields of its `RelayConfig` (the CLI's --batch-size and
+        --lease; a test's intervals).
+        """
+        from worker.relay.daemon import Relay, RelayConfig
+
+        config = dataclasses.replace(RelayConfig.of(self.settings), **overrides)
+        return Relay(config, self.open, self.queue())
 
     def endpoints(
         self, conn: psycopg.Connection[Any], *, resolver: Resolver | None = None
@@ -182,7 +283,7 @@ class App:
         )
 
     def close(self) -> None:
-        """Close the pool and the broker connection, if they were opened."""
+        """Close the pool, the broker connection and the rate store, if they were opened."""
         with self._lock:
             if self._pool is not None:
                 self._pool.close()
@@ -190,3 +291,6 @@ class App:
             if self._queue is not None:
                 self._queue.close()
                 self._queue = None
+            if self._rate_store is not None:
+                self._rate_store.close()
+                self._rate_store = None

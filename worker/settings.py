@@ -20,7 +20,7 @@ from producers.names import check_tenant
 from producers.publish import DEFAULT_MAX_PAYLOAD_BYTES
 from worker.errors import ConfigError
 from worker.policy.guard import IPNetwork as IPNetwork
-from worker.queue import AMQP_SCHEMES, REDIS_SCHEMES
+from worker.queue import AMQP_SCHEMES, LEASE_SECONDS, REDIS_SCHEMES
 from worker.store.vault import check_keys
 
 #: Every environment variable the product reads; `Settings.from_env` is the only reader.
@@ -295,9 +295,17 @@ class Settings:
     portal_frame_ancestors: tuple[str, ...] = ()
     #: WEBHOOKS_PORTAL_URL: the portal's public base URL, which links are made with.
     portal_url: str = "http://127.0.0.1:8080/portal"
-    #: WEBHOOKS_WORKER_CONCURRENCY, set by `webhooks worker` for its processes; None means
-    #: the engine's default.
-    worker_concurrency: int | None = None
+    #: WEBHOOKS_WORKER_CONCURRENCY, set by `webhooks worker` (--concurrency) for its
+    #: processes: requests in flight per process, ~1,000 deliveries/s per process at 250 ms.
+    worker_concurrency: int = 256
+    #: Dramatiq threads per worker process (`webhooks worker --threads`); they only hand
+    #: messages over to the engine.
+    worker_threads: int = 8
+    #: Events the relay fans out per statement (`webhooks relay --batch-size`).
+    relay_batch_size: int = 1000
+    #: Seconds a queued delivery is left to its message before the relay's scheduler checks
+    #: on it (`webhooks relay --lease`).
+    relay_lease: float = LEASE_SECONDS
     #: PROMETHEUS_MULTIPROC_DIR, where worker processes write their metric files (set by
     #: `webhooks worker`; prometheus_client reads it too).
     metrics_multiproc_dir: str | None = None
@@ -353,7 +361,10 @@ class Settings:
             ),
             log_format=read(env, "WEBHOOKS_LOG_FORMAT", parse_log_format, defaults.log_format),
             worker_concurrency=read(
-                env, "WEBHOOKS_WORKER_CONCURRENCY", positive(parse_integer), None
+                env,
+                "WEBHOOKS_WORKER_CONCURRENCY",
+                positive(parse_integer),
+                defaults.worker_concurrency,
             ),
             metrics_multiproc_dir=read(env, "PROMETHEUS_MULTIPROC_DIR", str, None),
             portal_session_ttl=read(

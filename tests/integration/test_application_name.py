@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tests.pipeline import Relay, RelayConfig
 from worker.engine import actors
-from worker.relay.daemon import Relay, RelayConfig
 from worker.settings import Settings
 from worker.store import db
 

@@ -15,6 +15,7 @@ import standardwebhooks
 
 from tests.fakes import FakeSender, Reply
 from tests.pipeline import Pipeline, fan_out, wait_idle
+from worker.app import App
 from worker.engine.engine import Engine
 from worker.settings import Settings
 
@@ -37,7 +38,7 @@ def p(db_url: str) -> Iterator[Pipeline]:
 
 def engine_over(settings: Settings, sender: FakeSender, concurrency: int = 64) -> Engine:
     """Return a started engine that sends through `sender`."""
-    engine = Engine(settings, concurrency=concurrency, sender=sender)
+    engine = App(settings).engine(concurrency=concurrency, sender=sender)
     engine.start()
     return engine
 

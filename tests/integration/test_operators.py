@@ -15,10 +15,9 @@ import redis
 from producers import Event, publish_many
 from tests.helpers import run_cli
 from tests.integration.test_delivery import verify
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, Relay, RelayConfig
 from tests.receiver import Receiver
 from worker.ops import dlq
-from worker.relay.daemon import Relay, RelayConfig
 
 
 def env(p: Pipeline) -> dict[str, str]:

@@ -206,7 +206,7 @@ def when(text: str | None) -> datetime | None:
 # -- daemons ------------------------------------------------------------------------------
 
 
-def require_schema(conf: Settings, *, reachable: bool = False) -> None:
+def require_schema(*, reachable: bool = False) -> None:
     """Refuse to start a daemon on a schema older than the code; wait out an absent Postgres.
 
     A database that cannot be reached is left to the daemon, which retries until it can,
@@ -215,36 +215,31 @@ def require_schema(conf: Settings, *, reachable: bool = False) -> None:
     line before anything starts.
     """
     try:
-        conn = db.connect(conf.require_database_url())
-    except WebhooksError:
-        if reachable:
-            raise
-        return
-    try:
-        with db.wrapped_errors():
+        with app().connection() as conn, db.wrapped_errors():
             current = migrations.current_version(conn)
     except MigrationError:
         raise
     except WebhooksError:
+        # Unreachable, or the connection lost at this moment: the daemon's own retries
+        # deal with it.
         if reachable:
             raise
-        return  # a connection lost at this moment: the daemon's own retries deal with it
-    finally:
-        conn.close()
+        return
     if current < migrations.expected_version():
         raise MigrationError("the webhooks schema is missing or behind: run `webhooks migrate`")
 
 
-def require_broker(conf: Settings) -> None:
+def require_broker() -> None:
     """Refuse to start a daemon on a broker URL the broker refuses; wait out an absent one.
 
     A broker that cannot be reached is an outage the daemon waits out; one that answers and
     refuses (a Redis database it does not have, RabbitMQ credentials or vhost) will refuse
     for ever: one line naming the variable, before anything starts.
     """
-    from worker.queue import BrokerError, BrokerRefused, from_url
+    from worker.queue import BrokerError, BrokerRefused
 
-    broker = from_url(conf.broker_url, conf.queue_name)
+    conf = app().settings
+    broker = app().queue()
     try:
         broker.ping()
     except BrokerRefused as exc:
@@ -253,4 +248,4 @@ def require_broker(conf: Settings) -> None:
     except BrokerError:
         return
     finally:
-        broker.close()
+        broker.close()  # it reconnects on next use

@@ -1,7 +1,8 @@
 """The long-running commands: `webhooks relay`, `webhooks worker` and `webhooks api`.
 
 Each checks the settings and the schema first, so a mistake is one line before anything
-starts, then hands the settings to the daemon, which builds what it needs from them.
+starts. The relay is built by the command's `worker.app.App`; the workers and the API build
+theirs, in processes of their own, from the same settings.
 """
 
 from __future__ import annotations
@@ -12,19 +13,32 @@ import sys
 
 import click
 
-from worker.cli.common import DURATION, json_option, require_broker, require_schema, settings
+from worker.cli.common import (
+    DURATION,
+    app,
+    json_option,
+    require_broker,
+    require_schema,
+    settings,
+)
 from worker.errors import ConfigError
 from worker.observe import logs
+from worker.settings import Settings, format_duration
 
 log = logging.getLogger("webhooks")
 
 
 @click.command()
-@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--batch-size",
+    default=Settings.relay_batch_size,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+)
 @click.option(
     "--lease",
     type=DURATION,
-    default="30s",
+    default=format_duration(Settings.relay_lease),
     show_default=True,
     help="How long a queued delivery is left to its message before the scheduler checks on it.",
 )
@@ -35,24 +49,12 @@ def relay(batch_size: int, lease: float, as_json: bool) -> None:
     Serves /metrics, /healthz and /readyz on WEBHOOKS_RELAY_METRICS_PORT.
     """
     from worker.observe.health import start_relay_endpoint
-    from worker.relay.daemon import Relay, RelayConfig
 
     conf = settings()
-    require_schema(conf)
-    require_broker(conf)
+    require_schema()
+    require_broker()
     logs.configure("json" if as_json else conf.log_format)
-    daemon = Relay(
-        RelayConfig(
-            database_url=conf.require_database_url(),
-            redis_url=conf.redis_url,
-            broker_url=conf.broker_url,
-            queue=conf.queue_name,
-            batch_size=batch_size,
-            lease=lease,
-            max_age=conf.max_delivery_age,
-            operations_tenant=conf.operations_tenant,
-        )
-    )
+    daemon = app().relay(batch_size=batch_size, lease=lease)
     endpoint = start_relay_endpoint(conf, daemon.stats)
     daemon.install_signal_handlers()
     try:
@@ -69,11 +71,17 @@ def relay(batch_size: int, lease: float, as_json: bool) -> None:
     type=click.IntRange(1, 256),
     show_default="CPU count",
 )
-@click.option("--threads", "-t", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--threads",
+    "-t",
+    default=Settings.worker_threads,
+    show_default=True,
+    type=click.IntRange(1, 256),
+)
 @click.option(
     "--concurrency",
     "-c",
-    default=256,
+    default=Settings.worker_concurrency,
     show_default=True,
     type=click.IntRange(1, 10_000),
     help="Requests in flight per process (size it as rate x receiver latency).",
@@ -91,8 +99,8 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     from worker.observe import health, metrics
 
     conf = settings()
-    require_schema(conf)  # fail here, in one line, not in every child process
-    require_broker(conf)
+    require_schema()  # fail here, in one line, not in every child process
+    require_broker()
     health.ensure_port_free(conf.metrics_port, "WEBHOOKS_METRICS_PORT")
     # The children read their settings from this environment (worker.settings).
     env = dict(os.environ)
@@ -137,7 +145,7 @@ def api(host: str, port: int, as_json: bool) -> None:
     conf.require_database_url()
     # Unlike the relay's and the workers', an API with no database answers nothing: each
     # request would wait for a connection and fail. Say so now, in one line.
-    require_schema(conf, reachable=True)
+    require_schema(reachable=True)
     try:
         from worker.api.server import listen, serve
     except ImportError as exc:

@@ -8,6 +8,7 @@ import click
 
 from worker.cli.common import DURATION, app, as_dict, connection, emit, json_option
 from worker.cli.output import moment
+from worker.settings import Settings, format_duration
 
 
 @click.group("portal-link", invoke_without_command=True)
@@ -17,7 +18,8 @@ from worker.cli.output import moment
     "--ttl",
     type=DURATION,
     default=None,
-    help="How long the link may wait to be opened [default: WEBHOOKS_PORTAL_LINK_TTL, 15m].",
+    help="How long the link may wait to be opened [default: WEBHOOKS_PORTAL_LINK_TTL,"
+    f" {format_duration(Settings.portal_link_ttl)}].",
 )
 @click.option("--read-only", is_flag=True, help="The session may look but change nothing.")
 @click.option("--no-secrets", is_flag=True, help="The session may not reveal or rotate secrets.")

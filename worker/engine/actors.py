@@ -2,7 +2,8 @@
 
 Nothing happens at import time. `webhooks worker` runs Dramatiq's own CLI with
 ``worker.engine.actors:setup``, which Dramatiq calls in each worker process to build the broker
-and the delivery engine (`worker.engine`) of that process.
+and the delivery engine (`worker.engine`) of that process: it is a process's entry point,
+the one place here that reads the settings, and the engine is built by a `worker.app.App`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 
 import dramatiq
 
-from worker.app import App
-from worker.engine.engine import DEFAULT_CONCURRENCY, Engine, Observer
+from worker.engine.engine import Engine
+from worker.engine.observer import Observer
 from worker.observe import logs, metrics
 from worker.queue import ACTOR
 from worker.settings import Settings
@@ -77,20 +78,24 @@ def queue_prefetch(threads: int, concurrency: int) -> int:
 
 
 def build_engine(
-    settings: Settings, concurrency: int = DEFAULT_CONCURRENCY, observer: Observer | None = None
+    settings: Settings, concurrency: int | None = None, observer: Observer | None = None
 ) -> Engine:
-    """Return this process's delivery engine (not started: the Dramatiq worker starts it)."""
-    return Engine(settings, concurrency=concurrency, observer=observer)
+    """Return this process's delivery engine (not started: the Dramatiq worker starts it).
+
+    ``concurrency`` defaults to WEBHOOKS_WORKER_CONCURRENCY.
+    """
+    from worker.app import App  # a process's entry point: the App builds what the engine uses
+
+    return App(settings).engine(concurrency=concurrency, observer=observer)
 
 
 def setup() -> None:
     """Build this worker process's broker and actor (Dramatiq calls it per process)."""
-    settings = App().settings
+    settings = Settings.from_env()
     logs.configure(settings.log_format)
-    concurrency = settings.worker_concurrency or DEFAULT_CONCURRENCY
     broker = build_broker(settings)
     # Set by `webhooks worker`: this process writes its metric files there, and the endpoint
     # process (worker.observe.health.serve_workers) sums every process's files.
     observer = metrics.worker_process_metrics(broker, settings.metrics_multiproc_dir)
     dramatiq.set_broker(broker)
-    register(broker, build_engine(settings, concurrency, observer=observer), settings)
+    register(broker, build_engine(settings, observer=observer), settings)

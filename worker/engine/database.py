@@ -1,7 +1,8 @@
 """The engine's Postgres: a small pool, each call one statement retried through outages.
 
-The pool holds at most three connections (claims, writes, endpoint disables), whatever the
-engine's concurrency: claims and writes are group commits, a statement per batch.
+The pool (built by `worker.app.App.engine`) holds at most three connections (claims, writes,
+endpoint disables), whatever the engine's concurrency: claims and writes are group commits,
+a statement per batch.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from worker.outages import Outage, retrying_for
@@ -23,24 +23,11 @@ Row = dict[str, Any]
 
 
 class Database:
-    """Run the engine's statements on a pool of autocommit connections."""
+    """Run the engine's statements on a pool of autocommit connections returning dict rows."""
 
-    def __init__(self, url: str, application_name: str, outage: Outage) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], outage: Outage) -> None:
         self.outage = outage
-        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=3,
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                # Shown in pg_stat_activity unless the DSN names the application itself.
-                "fallback_application_name": application_name,
-            },
-            open=False,
-            name=application_name,
-            timeout=10.0,
-        )
+        self.pool = pool
 
     async def execute(self, sql: str, params: Mapping[str, Any], patience: float) -> list[Row]:
         """Run one statement and return its rows; retry it for up to `patience` seconds."""

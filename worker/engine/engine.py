@@ -36,26 +36,21 @@ import redis
 from psycopg_pool import AsyncConnectionPool
 
 from worker.delivery.attempt import LOCK_MARGIN, deliver_one
-from worker.delivery.http import HttpSender
-from worker.delivery.request import USER_AGENT
 from worker.delivery.sender import Sender
 from worker.engine.database import Database
 from worker.engine.observer import Observer, Quiet
 from worker.engine.rates import RateLimits
 from worker.engine.writer import MAX_BATCH, Writer
-from worker.outages import Outage
 from worker.policy import breaker, plan
 from worker.policy.outcome import ErrorKind
 from worker.settings import Settings
 from worker.store import queries
 from worker.store.vault import Vault
 
-__all__ = ["DEFAULT_CONCURRENCY", "Engine", "Observer"]
+__all__ = ["Engine", "Observer"]
 
 log = logging.getLogger("webhooks.worker")
 
-#: Requests in flight per process by default: ~1,000 deliveries/s per process at 250 ms.
-DEFAULT_CONCURRENCY = 256
 #: An endpoint whose attempts take longer than this on average (or that has not answered
 #: yet) may hold at most half of a process's slots, so it cannot starve the others.
 SLOW_SECONDS = 2.0
@@ -65,34 +60,38 @@ CLAIM_PATIENCE = 10.0
 
 
 class Engine:
-    """Claim, send and record deliveries for one worker process; thread-safe `submit`."""
+    """Claim, send and record deliveries for one worker process; thread-safe `submit`.
+
+    It receives what it talks to (`worker.app.App.engine` builds them): ``db`` (its pool,
+    opened and closed by the engine), ``sender``, ``vault`` and ``rate_store`` (the Redis that
+    counts rate limits, or None to count them in Postgres).
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        redis_client: redis.Redis | None = None,
-        sender: Sender | None = None,
-        vault: Vault | None = None,
+        db: Database,
+        sender: Sender,
+        vault: Vault,
+        rate_store: redis.Redis | None,
+        concurrency: int,
         observer: Observer | None = None,
-        application_name: str = "webhooks-worker",
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.settings = settings
         self.concurrency = concurrency
-        self.sender = sender or _sender(settings, concurrency)
-        self.vault = vault or Vault(settings.secret_key)
+        self.sender = sender
+        self.vault = vault
         self.policy = breaker.CircuitPolicy(
             settings.circuit_failures, settings.circuit_cooldown, settings.circuit_max_cooldown
         )
         self.busy = breaker.InFlightLimiter(max(1, concurrency // 2))
         self.observer: Observer = observer or Quiet()
-        self.outage = Outage("Postgres or Redis", log)
-        self.db = Database(settings.require_database_url(), application_name, self.outage)
-        self.pool: AsyncConnectionPool[Any] = self.db.pool
-        self.rates = RateLimits(_rate_store(settings, redis_client), self.db)
+        self.db = db
+        self.pool: AsyncConnectionPool[Any] = db.pool
+        self.rates = RateLimits(rate_store, db)
         self._lock_seconds = settings.request_timeout + LOCK_MARGIN
         self.writer = Writer(
             self.db,
@@ -303,27 +302,3 @@ class Engine:
             self.observer.secret_failed()
         self._observe_latency(job.endpoint_id, finished.duration)
         self.writer.finished(finished)
-
-
-def _sender(settings: Settings, concurrency: int) -> HttpSender:
-    """Return the HTTP sender the settings describe, one pooled connection per slot."""
-    return HttpSender(
-        allowed_networks=settings.allowed_networks,
-        connect_timeout=settings.connect_timeout,
-        request_timeout=settings.request_timeout,
-        user_agent=USER_AGENT,
-        max_connections=concurrency,
-    )
-
-
-def _rate_store(settings: Settings, client: redis.Redis | None) -> redis.Redis | None:
-    """Return the Redis that counts rate limits, or None to count them in Postgres.
-
-    The per-endpoint rate limit is counted where the broker is: Redis when the queue is in
-    Redis, else Postgres (a RabbitMQ deployment runs no Redis at all).
-    """
-    if client is not None:
-        return client
-    if settings.broker_is_redis:
-        return redis.Redis.from_url(settings.broker_url, socket_timeout=10)
-    return None

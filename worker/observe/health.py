@@ -27,13 +27,11 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from worker.app import App
 from worker.errors import WebhooksError
 from worker.observe import logs, metrics
 from worker.outages import first_line
 from worker.queue import BrokerError
 from worker.queue import from_url as broker_from_url
-from worker.relay.daemon import Stats
 from worker.settings import Settings
 from worker.store import migrate as migrations
 from worker.store import queries
@@ -275,7 +273,7 @@ class RelayEndpoint:
         self.backlog.close()
 
 
-def start_relay_endpoint(settings: Settings, stats: Stats) -> RelayEndpoint:
+def start_relay_endpoint(settings: Settings, stats: metrics.RelayCounts) -> RelayEndpoint:
     """Serve the relay's metrics (its counts, the backlog gauges) and probes from a thread."""
     database_url = settings.require_database_url()
     backlog = metrics.PostgresBacklog(database_url)
@@ -323,7 +321,7 @@ def serve_workers() -> int:
     processes; it sums their metric files in PROMETHEUS_MULTIPROC_DIR (set by
     `webhooks worker`) and deletes them when it stops.
     """
-    settings = App().settings
+    settings = Settings.from_env()  # a process's entry point: Dramatiq forks it bare
     logs.configure(settings.log_format)
     path = settings.metrics_multiproc_dir
     if not path:

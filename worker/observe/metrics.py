@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import dramatiq
 from prometheus_client import (
@@ -39,7 +40,6 @@ from worker.observe.processes import (
 )
 from worker.policy.outcome import Kind
 from worker.policy.retry import DEAD_REASONS
-from worker.relay.daemon import Stats
 
 # The backlog and the worker processes have modules of their own; their names stay reachable
 # here, where the entry points and the tests look for every metric.
@@ -57,6 +57,7 @@ __all__ = [
     "PostgresBacklog",
     "ProcessGroupCollector",
     "RelayCollector",
+    "RelayCounts",
     "children",
     "clear_multiproc_dir",
     "prepare_multiproc_dir",
@@ -178,10 +179,22 @@ def worker_registry(path: str, root_pid: int) -> CollectorRegistry:
 # -- relay --------------------------------------------------------------------------------
 
 
+class RelayCounts(Protocol):
+    """What one relay has counted (`worker.relay.daemon.Stats`)."""
+
+    events: int
+    deliveries: int
+    scheduled: int
+    reenqueued: int
+    probes: int
+    #: dead letters counted, by reason, whoever filed them
+    dead_letters: dict[str, int]
+
+
 class RelayCollector(Collector):
     """Export the counts of one relay (`Relay.stats`) as counters."""
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: RelayCounts) -> None:
         self.stats = stats
 
     def collect(self) -> Iterable[Metric]:
@@ -226,7 +239,7 @@ class RelayCollector(Collector):
         return family
 
 
-def relay_registry(stats: Stats, backlog: BacklogCollector) -> CollectorRegistry:
+def relay_registry(stats: RelayCounts, backlog: BacklogCollector) -> CollectorRegistry:
     """Return the registry of the relay's endpoint."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RelayCollector(stats))

@@ -29,28 +29,34 @@ from types import FrameType
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from worker.outages import TRANSIENT, Outage, retrying
 from worker.policy import operations
-from worker.queue import LEASE_SECONDS, Queue, from_url
+from worker.queue import Queue
+from worker.settings import Settings
 from worker.store import queries
 from worker.store.announce import announce
+from worker.store.db import Opener
 
 log = logging.getLogger("webhooks.relay")
 
+#: How the relay's connections are named in pg_stat_activity.
+ROLE = "webhooks-relay"
 
-@dataclass
+
+@dataclass(frozen=True)
 class RelayConfig:
-    """Tune the relay; the defaults suit most deployments."""
+    """What the relay runs by: the deployment's settings (`of`), and its own timing."""
 
-    database_url: str
-    #: REDIS_URL, the broker when ``broker_url`` is unset.
-    redis_url: str
-    queue: str = "webhooks"
-    batch_size: int = 1000
+    queue: str
+    #: Events fanned out per statement (`Settings.relay_batch_size`).
+    batch_size: int
     #: Seconds a queued delivery is left to its message before the scheduler checks on it.
-    lease: float = LEASE_SECONDS
+    lease: float
+    #: WEBHOOKS_MAX_DELIVERY_AGE: deliveries created behind an open circuit wait that long.
+    max_age: float
+    #: WEBHOOKS_OPERATIONS_TENANT: where operational events are published.
+    operations_tenant: str
     #: Seconds to wait before checking again on a message Redis still holds (long queue).
     #: Short enough that a message a worker had to drop (its claim failed while Postgres
     #: was down) is replaced within a minute; long enough that a long queue is not rechecked
@@ -60,17 +66,22 @@ class RelayConfig:
     #: and between scheduler passes: fan-out runs on every notification, the scheduler's
     #: two queries at most once per interval however busy the outbox is.
     poll_interval: float = 1.0
-    #: WEBHOOKS_MAX_DELIVERY_AGE: deliveries created behind an open circuit wait that long.
-    max_age: float = 4 * 86400.0
-    #: WEBHOOKS_OPERATIONS_TENANT: where operational events are published.
-    operations_tenant: str = "operations"
     #: Seconds between passes over new dead letters: at most one webhooks.delivery.dead
     #: event per endpoint and reason per pass.
     announce_interval: float = 10.0
     #: Seconds between sweeps for deliveries parked behind a circuit that has closed.
     sweep_interval: float = 30.0
-    #: WEBHOOKS_BROKER_URL: Redis or RabbitMQ (``redis_url`` when None).
-    broker_url: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> RelayConfig:
+        """Return the relay's configuration from ``settings``, with its own intervals."""
+        return cls(
+            queue=settings.queue_name,
+            batch_size=settings.relay_batch_size,
+            lease=settings.relay_lease,
+            max_age=settings.max_delivery_age,
+            operations_tenant=settings.operations_tenant,
+        )
 
 
 @dataclass
@@ -85,19 +96,24 @@ class Stats:
     batches: int = 0
     #: dead letters counted, by reason, whoever filed them
     dead_letters: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Relay:
-    """Run fan-out and scheduling until stopped."""
+    """Run fan-out and scheduling until stopped.
 
-    def __init__(self, config: RelayConfig) -> None:
+    It receives what it talks to (`worker.app.App.relay` builds them): ``open`` opens its
+    Postgres connections (again after an outage), ``queue`` is the broker's queue, closed
+    after an outage too (it reconnects on next use).
+    """
+
+    def __init__(self, config: RelayConfig, open: Opener, queue: Queue) -> None:
         self.config = config
         self.stats = Stats()
         self.stopping = threading.Event()
+        self._open = open
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._listener: psycopg.Connection[Any] | None = None
-        self._queue: Queue | None = None
+        self.queue = queue
         self._outage = Outage("Postgres or the broker")
         self._schedule_at = 0.0  # time.monotonic() when the scheduler is next due
         self._announce_at = 0.0
@@ -112,33 +128,15 @@ class Relay:
 
     def _db(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self.config.database_url,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=10,
-                fallback_application_name="webhooks-relay",
-            )
+            self._conn = self._open(ROLE)
             if not self._redis_checked and self._first_seen is None:
                 row = self._conn.execute(queries.CLOCK).fetchone()
                 self._first_seen = row["now"] if row else None
         return self._conn
 
-    def _broker(self) -> Queue:
-        if self._queue is None:
-            self._queue = from_url(
-                self.config.broker_url or self.config.redis_url, self.config.queue
-            )
-        return self._queue
-
     def _listen(self) -> psycopg.Connection[Any]:
         if self._listener is None or self._listener.closed:
-            self._listener = psycopg.connect(
-                self.config.database_url,
-                autocommit=True,
-                connect_timeout=10,
-                fallback_application_name="webhooks-relay",
-            )
+            self._listener = self._open(ROLE, dict_rows=False)
             self._listener.execute(queries.LISTEN)
         return self._listener
 
@@ -149,9 +147,7 @@ class Relay:
                 with contextlib.suppress(Exception):  # closing a broken connection
                     conn.close()
         self._conn = self._listener = None
-        if self._queue is not None:
-            self._queue.close()
-            self._queue = None
+        self.queue.close()
 
     # -- one step of each job -------------------------------------------------------------
 
@@ -178,7 +174,7 @@ class Relay:
         items = [(int(r["id"]), r["message_id"]) for r in created if r["message_id"]]
         # Committed: the deliveries exist. If the push below fails or this process dies here,
         # the scheduler re-enqueues them once their lease has passed.
-        self._broker().enqueue(items)
+        self.queue.enqueue(items)
         if events:
             self.stats.events += events
             self.stats.deliveries += len(created)
@@ -208,7 +204,7 @@ class Relay:
         """
         first, self._redis_checked = not self._redis_checked, True
         before, self._first_seen = (self._first_seen if first else None), None
-        if not self._broker().lost_data():
+        if not self.queue.lost_data():
             return 0
         row = self._db().execute(queries.RECHECK_QUEUED, {"before": before}).fetchone()
         lost = int(row["lost"]) if row else 0
@@ -234,7 +230,7 @@ class Relay:
         checked = [r for r in rows if r["had_message"]]
         # On RabbitMQ every answer is False: whatever outlived its lease is enqueued again
         # (a duplicate makes no second attempt, guarantee 5; see worker.queue.rabbitmq).
-        alive = self._broker().may_be_pending([r["message_id"] for r in checked])
+        alive = self.queue.may_be_pending([r["message_id"] for r in checked])
         still_queued = [int(r["id"]) for r, ok in zip(checked, alive, strict=True) if ok]
         if still_queued:
             self._db().execute(
@@ -242,11 +238,11 @@ class Relay:
             )
         keep = set(still_queued)
         items = [(int(r["id"]), r["message_id"]) for r in rows if int(r["id"]) not in keep]
-        self._broker().enqueue(items)
+        self.queue.enqueue(items)
         lost = len(checked) - len(still_queued)
         self.stats.scheduled += len(items) - lost
         self.stats.reenqueued += lost
-        if lost and self._broker().can_tell_pending:
+        if lost and self.queue.can_tell_pending:
             log.warning(
                 "re-enqueued deliveries whose queue message was lost", extra={"deliveries": lost}
             )
@@ -267,7 +263,7 @@ class Relay:
             .fetchall()
         )
         if rows:
-            self._broker().enqueue([(int(r["id"]), r["message_id"]) for r in rows])
+            self.queue.enqueue([(int(r["id"]), r["message_id"]) for r in rows])
             self.stats.probes += len(rows)
             for r in rows:
                 log.info(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
@@ -14,6 +14,16 @@ from worker.errors import DatabaseError, MigrationError
 #: What lends a connection for the length of a ``with`` block (`worker.app.App.connection`):
 #: given to a service that must not hold one across a slow call.
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+
+
+class Opener(Protocol):
+    """Open a new autocommit connection a daemon keeps (`worker.app.App.open`).
+
+    ``role`` names it in pg_stat_activity; rows are dicts unless ``dict_rows`` is False.
+    """
+
+    def __call__(self, role: str, *, dict_rows: bool = True) -> psycopg.Connection[Any]: ...
+
 
 #: Raised by Postgres when a relation is missing: the schema is not migrated.
 UNDEFINED_TABLE = "42P01"
