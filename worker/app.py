@@ -162,8 +162,6 @@ class App:
         # Imported here: aiohttp and the engine are needed by the workers only.
         from psycopg_pool import AsyncConnectionPool
 
-        from worker.delivery.http import HttpSender
-        from worker.delivery.request import USER_AGENT
         from worker.engine.database import Database
         from worker.engine.engine import Engine, log
         from worker.outages import Outage
@@ -180,13 +178,7 @@ class App:
             name=role,
             timeout=10.0,
         )
-        sender = sender or HttpSender(
-            allowed_networks=settings.allowed_networks,
-            connect_timeout=settings.connect_timeout,
-            request_timeout=settings.request_timeout,
-            user_agent=USER_AGENT,
-            max_connections=slots,  # one pooled connection per slot
-        )
+        sender = sender or self.sender(slots)  # one pooled connection per slot
         return Engine(
             settings,
             db=Database(pool, Outage("Postgres or Redis", log)),
@@ -195,6 +187,21 @@ class App:
             rate_store=self.rate_store(),
             concurrency=slots,
             observer=observer,
+        )
+
+    def sender(self, connections: int) -> Sender:
+        """Return an HTTP sender with the settings' destination guard and deadlines, holding
+        at most ``connections`` pooled connections; its session opens on its first request."""
+        from worker.delivery.http import HttpSender
+        from worker.delivery.request import USER_AGENT
+
+        settings = self.settings
+        return HttpSender(
+            allowed_networks=settings.allowed_networks,
+            connect_timeout=settings.connect_timeout,
+            request_timeout=settings.request_timeout,
+            user_agent=USER_AGENT,
+            max_connections=connections,
         )
 
     def relay(self, **overrides: Any) -> Relay:
@@ -242,7 +249,7 @@ class App:
         A connection is taken for the write before the attempt and for the record after it,
         none while the receiver answers.
         """
-        # Imported here: the sender (aiohttp) is not needed by anything else the App builds.
+        # Imported here: the sender (aiohttp) is needed by workers and endpoint tests only.
         from worker.ops import ping
 
         return ping.send_test_event(
@@ -252,6 +259,8 @@ class App:
             event_type=event_type,
             tenant_id=tenant_id,
             vault=self.vault,
+            # One connection: the test sends one request and closes its sender after it.
+            sender=lambda: self.sender(1),
         )
 
     def portal_link(

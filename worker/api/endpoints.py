@@ -176,13 +176,10 @@ def _actions(v1: APIRouter, services: Services, principal: CallerDependency) -> 
         try:
             with services.tests.taken(caller.key):
                 # No connection is held while the receiver answers (worker.ops.ping).
-                attempt = ping.send_test_event(
-                    services.connection,
-                    services.settings,
+                attempt = services.send_test_event(
                     endpoint_id,
                     event_type=body.event_type if body is not None else ping.TEST_EVENT_TYPE,
                     tenant_id=scope,
-                    vault=services.vault,
                 )
         except Full as exc:
             raise Problem(

@@ -24,6 +24,7 @@ once, the same webhook-id (guarantee 5).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,8 +34,7 @@ from psycopg.types.json import Jsonb
 
 from producers.ids import uuid7
 from worker.delivery.attempt import LOCK_MARGIN, Finished, deliver_one, record_params, settle
-from worker.delivery.http import HttpSender
-from worker.delivery.request import USER_AGENT
+from worker.delivery.sender import Sender
 from worker.errors import WrongState
 from worker.ops.endpoints import Endpoints
 from worker.ops.validation import check_test_event_type
@@ -85,21 +85,22 @@ def send_test_event(
     *,
     event_type: str = TEST_EVENT_TYPE,
     tenant_id: str | None = None,
-    vault: Vault | None = None,
+    vault: Vault,
+    sender: Callable[[], Sender],
 ) -> TestAttempt:
     """Publish a test event to one endpoint, attempt it now and return the attempt.
 
     ``connect`` lends a connection for each write (`worker.app.App.connection`); none is
-    held during the attempt itself.
+    held during the attempt itself, made through a new ``sender`` (`worker.app.App.sender`)
+    closed after it.
     """
     check_test_event_type(event_type)
-    vault = vault or Vault(settings.secret_key)
     with connect() as conn:
         job = _claim(conn, settings, vault, endpoint_id, event_type, tenant_id)
     # The receiver may take the whole request timeout: no connection is held meanwhile.
-    finished = asyncio.run(_attempt(settings, vault, job))
+    finished = asyncio.run(_attempt(sender(), vault, job))
     with connect() as conn:
-        return _record(conn, settings, finished)
+        return _record(conn, settings, vault, finished)
 
 
 def _claim(
@@ -148,22 +149,16 @@ def _claim(
     return plan.Claimed.from_row(claimed)
 
 
-async def _attempt(settings: Settings, vault: Vault, job: plan.Claimed) -> Finished:
-    # One connection: the test sends one request and closes its sender after it.
-    sender = HttpSender(
-        allowed_networks=settings.allowed_networks,
-        connect_timeout=settings.connect_timeout,
-        request_timeout=settings.request_timeout,
-        user_agent=USER_AGENT,
-        max_connections=1,
-    )
+async def _attempt(sender: Sender, vault: Vault, job: plan.Claimed) -> Finished:
     try:
         return await deliver_one(sender, vault, job)
     finally:
         await sender.close()
 
 
-def _record(conn: psycopg.Connection[Any], settings: Settings, finished: Finished) -> TestAttempt:
+def _record(
+    conn: psycopg.Connection[Any], settings: Settings, vault: Vault, finished: Finished
+) -> TestAttempt:
     job, outcome = finished.job, finished.outcome
     settled = settle(finished, settings, _now())
     # A success clears the endpoint's failure count (not an open circuit: its probe or an
@@ -174,9 +169,9 @@ def _record(conn: psycopg.Connection[Any], settings: Settings, finished: Finishe
     if settled.disable_reason:
         # What the receiver said holds for every delivery (410 Gone): as in the engine, and
         # announced like any disable.
-        Endpoints(
-            conn, Vault(settings.secret_key), operations_tenant=settings.operations_tenant
-        ).disable(job.endpoint_id, settled.disable_reason)
+        Endpoints(conn, vault, operations_tenant=settings.operations_tenant).disable(
+            job.endpoint_id, settled.disable_reason
+        )
     return TestAttempt(
         delivery_id=job.id,
         event_id=job.event_id,

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from worker.api.auth import Services
 from worker.api.slots import Full
 from worker.errors import InvalidEndpoint
-from worker.ops import ping, portal
+from worker.ops import portal
 from worker.ops.endpoint import Endpoint
 from worker.ops.endpoints import UNCHANGED
 from worker.ops.validation import endpoint_uuid, parse_header
@@ -246,12 +246,9 @@ def _actions(router: APIRouter, services: Services, pages: Pages, viewer: Viewer
             with services.tests.taken(("tenant", v.tenant)):
                 # The same function as POST /v1/endpoints/{id}/test: no connection is held
                 # while the receiver answers (worker.ops.ping).
-                attempt = ping.send_test_event(
-                    services.connection,
-                    services.settings,
+                attempt = services.send_test_event(
                     endpoint_id,
                     tenant_id=v.tenant,
-                    vault=services.vault,
                 )
         except Full as exc:
             raise Refused(
