@@ -48,7 +48,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                 limit=limit + 1,
                 after=after[0] if after else None,
             )
-        return fast(page(rows, limit, lambda r: [r["id"]]))
+        return fast(page(rows, limit, lambda r: [r.id]))
 
     @v1.get("/deliveries/{delivery_id}", tags=["deliveries"], response_model=dict[str, Any])
     def get_delivery(

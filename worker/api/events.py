@@ -75,7 +75,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                 after=after[0] if after else None,
                 limit=limit + 1,
             )
-        return fast(page(rows, limit, lambda r: [r["id"]]))
+        return fast(page(rows, limit, lambda r: [r.id]))
 
     @v1.get("/events/{event_id}", tags=["events"], response_model=dict[str, Any])
     def get_event(event_id: EndpointId, caller: Caller, tenant: TenantQuery = None) -> Response:

@@ -53,7 +53,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                 history=history,
                 after=(after[0], after[1]) if after else None,
             )
-        return fast(page(rows, limit, lambda r: [r["died_at"], r["delivery_id"]]))
+        return fast(page(rows, limit, lambda r: [r.died_at, r.delivery_id]))
 
     @v1.post("/dead-letters/replay", tags=["dead-letters"])
     def replay_dead_letters(body: ReplayIn, caller: Caller) -> dict[str, Any]:

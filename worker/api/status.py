@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Caller` is local to the builder, where only evaluated annotations can see it.
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -25,7 +26,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         with services.connection() as conn:
             found = state.status(conn, None, conf.queue_name, tenant_id=caller.scope(tenant))
         # The broker is asked once the connection is given back.
-        found["queue_depth"] = state.queue_depth(services.broker(), conf.queue_name)
+        found = replace(found, queue_depth=state.queue_depth(services.broker(), conf.queue_name))
         return fast(found)
 
     return v1

@@ -21,7 +21,7 @@ from worker.bench.figures import (
 )
 from worker.bench.options import CEILING_THREADS, CPU_ROLES, EVENT_TYPE
 from worker.bench.system import CpuMeter, Daemon, Sampler, peak_rss_mib, worker_connections
-from worker.store import queries
+from worker.store import bench
 
 
 class Bench(Ceiling):
@@ -194,14 +194,14 @@ class Bench(Ceiling):
     ) -> dict[str, dict[str, float]]:
         """Split each latency: commit -> delivery row, -> attempt start, -> received."""
         stages: dict[str, list[float]] = {"relay": [], "queue": [], "http": []}
-        for row in self.conn.execute(queries.BENCH_STAGES).fetchall():
-            at = first.get((row["event_id"], self.endpoint_paths.get(row["endpoint_id"], "")))
-            commit = committed.get(row["event_id"])
+        for row in bench.stages(self.conn):
+            at = first.get((row.event_id, self.endpoint_paths.get(row.endpoint_id, "")))
+            commit = committed.get(row.event_id)
             if at is None or commit is None:
                 continue
-            stages["relay"].append(row["created"] - commit)
-            stages["queue"].append(row["started"] - row["created"])
-            stages["http"].append(at - row["started"])
+            stages["relay"].append(row.created - commit)
+            stages["queue"].append(row.started - row.created)
+            stages["http"].append(at - row.started)
         out = {}
         for name, values in stages.items():
             values.sort()

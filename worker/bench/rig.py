@@ -20,7 +20,6 @@ import psycopg
 import redis
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from psycopg.rows import dict_row
 
 from worker.bench.options import (
     CLAIM_KEY,
@@ -38,7 +37,7 @@ from worker.dev.embedded import EmbeddedServices, port_open
 from worker.ops.endpoints import Endpoints
 from worker.queue import Queue
 from worker.settings import parse_networks
-from worker.store import migrate, queries
+from worker.store import bench, migrate
 from worker.store.vault import Vault
 
 
@@ -137,7 +136,7 @@ class Rig:
             raise BenchError(f"cannot create the bench database: {exc}".strip()) from exc
         self._db_created = True
         self.db_url = make_conninfo(self.services.admin_url, dbname=self.db_name)
-        self._conn = psycopg.connect(self.db_url, autocommit=True, row_factory=dict_row)
+        self._conn = psycopg.connect(self.db_url, autocommit=True)
         migrate.migrate(self.conn)
         self._claim_redis_db()
         self.receiver = ReceiverProcess(self.opts.fail_rate, self.opts.receiver_delay)
@@ -241,17 +240,16 @@ class Rig:
                 if line.startswith("model name"):
                     model = line.split(":", 1)[1].strip()
                     break
-        pg = self.conn.execute(queries.BENCH_SERVER).fetchone()
-        assert pg is not None
+        pg = bench.server(self.conn)
         info = self.rds.info("server")
         return {
             "cpus": os.cpu_count(),
             "cpu_model": model,
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
-            "postgres": pg["v"],
-            "postgres_synchronous_commit": pg["sc"],
-            "postgres_fsync": pg["f"],
+            "postgres": pg.v,
+            "postgres_synchronous_commit": pg.sc,
+            "postgres_fsync": pg.f,
             "redis": info.get("redis_version"),
             "services": self.services.source,
             "redis_db": self.redis_db,

@@ -13,7 +13,8 @@ from worker.bench.rig import Records, Rig
 from worker.bench.system import Daemon
 from worker.queue import from_url as broker_from_url
 from worker.queue import redis as queue
-from worker.store import queries
+from worker.store import bench
+from worker.store.bench import State
 
 
 def stall_seconds() -> float:
@@ -36,7 +37,7 @@ class Steps(Rig):
 
     def reset(self) -> None:
         """Empty the tables and the queue (the endpoints stay)."""
-        self.conn.execute(queries.BENCH_TRUNCATE)
+        bench.truncate(self.conn)
         self.rds.delete(queue.queue_key(QUEUE), queue.messages_key(QUEUE))
         if self.rabbit:
             if self._queue is not None:
@@ -44,11 +45,9 @@ class Steps(Rig):
                 self._queue = None
             self._purge_rabbit()
 
-    def state(self) -> dict[str, int]:
+    def state(self) -> State:
         """Return counts of unrelayed events and of deliveries by status."""
-        row = self.conn.execute(queries.BENCH_STATE).fetchone()
-        assert row is not None
-        return {k: int(v) for k, v in row.items()}
+        return bench.state(self.conn)
 
     def publish_batches(self, count: int, first: int = 0) -> list[str]:
         """Publish `count` events with publish_many, PUBLISH_BATCH per transaction."""
@@ -77,25 +76,25 @@ class Steps(Rig):
             elif time.monotonic() - last_change > (window := stall_seconds()):
                 raise BenchError(
                     f"stalled: {summary['ok_pairs']} of {expected} deliveries received,"
-                    f" none new for {window:.0f}s ({self.state()})"
+                    f" none new for {window:.0f}s ({vars(self.state())})"
                 )
             time.sleep(0.01)
 
-    def wait_settled(self, watch: Sequence[Daemon], timeout: float = 60.0) -> dict[str, int]:
+    def wait_settled(self, watch: Sequence[Daemon], timeout: float = 60.0) -> State:
         """Wait until every event is relayed and no delivery is pending."""
         deadline = time.monotonic() + timeout
         while True:
             state = self.state()
-            if state["unrelayed"] == 0 and state["pending"] == 0:
+            if state.unrelayed == 0 and state.pending == 0:
                 return state
             for daemon in watch:
                 daemon.check()
             if time.monotonic() > deadline:
-                raise BenchError(f"deliveries still pending after {timeout:.0f}s: {state}")
+                raise BenchError(f"deliveries still pending after {timeout:.0f}s: {vars(state)}")
             time.sleep(0.02)
 
     def check_delivered(
-        self, label: str, event_ids: Sequence[str], records: Records, state: dict[str, int]
+        self, label: str, event_ids: Sequence[str], records: Records, state: State
     ) -> dict[str, Any]:
         """Compare what the receiver counted with what was published; note any loss."""
         _, paths, ids, codes = records
@@ -110,27 +109,26 @@ class Steps(Rig):
             "duplicates": len(ok) - len(received),
             "unexpected": len(received - wanted),
             "failed_requests": codes.count(500),
-            "deliveries": state["deliveries"],
-            "succeeded": state["succeeded"],
-            "dead": state["dead"],
-            "pending": state["pending"],
-            "attempts": state["attempts"],
+            "deliveries": state.deliveries,
+            "succeeded": state.succeeded,
+            "dead": state.dead,
+            "pending": state.pending,
+            "attempts": state.attempts,
             # Why attempts did not succeed: 500s from --fail-rate, and anything else (which,
             # with no --fail-rate, is what explains a duplicate).
             "unsuccessful_attempts": {
-                f"{row['error_kind']}: {row['error']}"[:200]: int(row["n"])
-                for row in self.conn.execute(queries.BENCH_UNSUCCESSFUL).fetchall()
+                f"{row.error_kind}: {row.error}"[:200]: row.n
+                for row in bench.unsuccessful(self.conn)
             },
         }
-        if lost or state["succeeded"] != len(wanted) or state["deliveries"] != len(wanted):
+        if lost or state.succeeded != len(wanted) or state.deliveries != len(wanted):
             self.problems.append(f"{label}: {result}")
         return result
 
     def _wait_listening(self, daemon: Daemon, interval: float = 0.05) -> None:
         deadline = time.monotonic() + 60
         while True:
-            row = self.conn.execute(queries.BENCH_LISTENING, {"since": daemon.started}).fetchone()
-            if row is not None and row["n"]:
+            if bench.listening(self.conn, daemon.started):
                 return
             daemon.check()
             if time.monotonic() > deadline:

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from worker.bench.options import SAMPLE_SECONDS, BenchError
-from worker.store import queries
+from worker.store import bench
 
 
 def _free_port() -> int:
@@ -170,10 +170,10 @@ class Sampler:
 def worker_connections(conn: psycopg.Connection[Any]) -> float | None:
     """Return how many Postgres connections the worker processes hold, None if unknown."""
     try:
-        row = conn.execute(queries.BENCH_WORKER_CONNECTIONS).fetchone()
+        n = bench.worker_connections(conn)
     except psycopg.Error:
         return None  # one lost sample; the phase goes on
-    return float(row[0]) if row is not None else None
+    return float(n) if n is not None else None
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +19,9 @@ from worker.cli.common import (
 )
 from worker.cli.output import fields, moment, table
 
+if TYPE_CHECKING:
+    from worker.store.deliveries import Attempt, Shown
+
 
 @click.group()
 def deliveries() -> None:
@@ -25,23 +29,23 @@ def deliveries() -> None:
 
 
 def with_attempts(
-    pairs: list[tuple[str, Any]], attempts: list[dict[str, Any]], middle: str = ""
+    pairs: list[tuple[str, Any]], attempts: Sequence[Attempt], middle: str = ""
 ) -> str:
     """Return a delivery's fields, then ``middle``, then the table of its attempts."""
     return fields(pairs) + middle + "\n\n" + attempt_table(attempts)
 
 
-def attempt_table(attempts: list[dict[str, Any]]) -> str:
+def attempt_table(attempts: Sequence[Attempt]) -> str:
     """Return a delivery's attempts as a table, responses cut to their first 60 characters."""
     rows = [
         {
-            "#": a["number"],
-            "started": a["started_at"],
-            "ms": round(a["duration_seconds"] * 1000),
-            "status": a["status_code"],
-            "error": a["error"] or "",
-            "trigger": a["trigger"],
-            "response": (a["response_body"] or "")[:60].replace("\n", " "),
+            "#": a.number,
+            "started": a.started_at,
+            "ms": round(a.duration_seconds * 1000),
+            "status": a.status_code,
+            "error": a.error or "",
+            "trigger": a.trigger,
+            "response": (a.response_body or "")[:60].replace("\n", " "),
         }
         for a in attempts
     ]
@@ -111,28 +115,28 @@ def deliveries_show(delivery_id: int, tenant: str | None, as_json: bool) -> None
         row,
         lambda: with_attempts(
             [
-                ("delivery", row["id"]),
-                ("status", row["status"]),
-                ("tenant", row["tenant_id"]),
-                ("event", f"{row['event_id']} ({row['event_type']})"),
-                ("endpoint", f"{row['endpoint_id']} ({row['url']})"),
-                ("attempts", len(row["attempts"])),
+                ("delivery", row.id),
+                ("status", row.status),
+                ("tenant", row.tenant_id),
+                ("event", f"{row.event_id} ({row.event_type})"),
+                ("endpoint", f"{row.endpoint_id} ({row.url})"),
+                ("attempts", len(row.attempts)),
                 ("next attempt", _next_attempt(row)),
-                ("last error", row["last_error"]),
-                ("created", row["created_at"]),
-                ("finished", row["finished_at"]),
+                ("last error", row.last_error),
+                ("created", row.created_at),
+                ("finished", row.finished_at),
             ],
-            row["attempts"],
+            row.attempts,
         ),
     )
 
 
-def _next_attempt(row: dict[str, Any]) -> Any:
+def _next_attempt(row: Shown) -> Any:
     """Return when a delivery goes next, saying so when it waits behind an open circuit."""
-    probe = row["circuit_open_until"]
+    probe = row.circuit_open_until
     if probe is not None:
         return f"after the endpoint's circuit closes (next probe at {moment(probe)})"
-    return row["next_attempt_at"]
+    return row.next_attempt_at
 
 
 @deliveries.command("retry")

@@ -233,19 +233,19 @@ def endpoint_show(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     with registry() as endpoints:
         ep = endpoints.get(endpoint_id, tenant_id=tenant)
         health = endpoints.health(endpoint_id, tenant_id=tenant)
-    rate = health["success_rate_24h"]
+    rate = health.success_rate_24h
     emit(
         as_json,
         {**as_dict(ep), "health": health},
         lambda: fields(
             [
                 *_endpoint_fields(ep),
-                ("attempts (24h)", health["attempts_24h"]),
+                ("attempts (24h)", health.attempts_24h),
                 ("success rate (24h)", f"{rate:.1%}" if rate is not None else None),
-                ("last success", health["last_success_at"]),
-                ("last error", health["last_error"]),
-                ("pending", health["pending"]),
-                ("dead letters", health["dead_letters"]),
+                ("last success", health.last_success_at),
+                ("last error", health.last_error),
+                ("pending", health.pending),
+                ("dead letters", health.dead_letters),
             ]
         ),
     )

@@ -58,13 +58,17 @@ def moment(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Return rows as an aligned text table with a header line."""
-    cells = [[cell(row.get(c)) for c in columns] for row in rows]
+def table(rows: Sequence[Any], columns: Sequence[str]) -> str:
+    """Return rows (dicts, or dataclasses with these fields) as an aligned text table."""
+    cells = [[cell(_column(row, c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def _column(row: Any, name: str) -> Any:
+    return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
 
 
 def fields(pairs: Sequence[tuple[str, Any]]) -> str:

@@ -23,6 +23,7 @@ from worker.settings import format_duration
 
 if TYPE_CHECKING:
     from worker.ops.prune import Pruned
+    from worker.store.status import Status
 
 
 @click.command()
@@ -37,27 +38,25 @@ def status(tenant: str | None, as_json: bool) -> None:
     emit(as_json, row, lambda: _status_fields(row, tenant))
 
 
-def _status_fields(row: dict[str, Any], tenant: str | None) -> str:
-    age = row["outbox_oldest_age_seconds"]
+def _status_fields(row: Status, tenant: str | None) -> str:
+    age = row.outbox_oldest_age_seconds
     return fields(
         [
-            ("outbox backlog", row["outbox_backlog"]),
+            ("outbox backlog", row.outbox_backlog),
             ("oldest unrelayed", format_duration(age) if age is not None else None),
-            ("deliveries pending", row["pending"]),
-            ("  queued", row["queued"]),
-            ("  in flight", row["in_flight"]),
-            ("  due, not queued", row["due"]),
-            ("  waiting to retry", row["waiting"]),
-            ("  behind open circuits", row["behind_open_circuits"]),
-            ("dead letters", row["dead_letters"]),
-            ("endpoints", row["endpoints"]),
-            ("disabled endpoints", row["disabled_endpoints"]),
-            ("open circuits", row["open_circuits"]),
+            ("deliveries pending", row.pending),
+            ("  queued", row.queued),
+            ("  in flight", row.in_flight),
+            ("  due, not queued", row.due),
+            ("  waiting to retry", row.waiting),
+            ("  behind open circuits", row.behind_open_circuits),
+            ("dead letters", row.dead_letters),
+            ("endpoints", row.endpoints),
+            ("disabled endpoints", row.disabled_endpoints),
+            ("open circuits", row.open_circuits),
             (
                 "queue depth" + (" (all tenants)" if tenant is not None else ""),
-                row["queue_depth"]
-                if row["queue_depth"] is not None
-                else "unknown (broker unreachable)",
+                row.queue_depth if row.queue_depth is not None else "unknown (broker unreachable)",
             ),
         ]
     )
@@ -136,7 +135,7 @@ def check(grace: float, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _violations(found: dict[str, list[dict[str, Any]]]) -> str:
+def _violations(found: dict[str, list[Any]]) -> str:
     """Return one line per invariant, ok or FAIL, with up to ten of the rows that break it."""
     from worker.ops import status as state
 
@@ -145,5 +144,7 @@ def _violations(found: dict[str, list[dict[str, Any]]]) -> str:
         rows = found[inv.name]
         mark = click.style("ok  ", fg="green") if not rows else click.style("FAIL", fg="red")
         lines.append(f"{mark} {inv.name}" + (f": {len(rows)} x {inv.description}" if rows else ""))
-        lines += ["       " + ", ".join(f"{k}={v}" for k, v in row.items()) for row in rows[:10]]
+        lines += [
+            "       " + ", ".join(f"{k}={v}" for k, v in vars(row).items()) for row in rows[:10]
+        ]
     return "\n".join(lines)

@@ -22,12 +22,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from importlib.util import find_spec
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import click
 import psycopg
-from psycopg.rows import dict_row
 
 from producers import publish
 from worker.dev.embedded import EmbeddedServices
@@ -35,9 +34,11 @@ from worker.dev.receiver import Receiver, Request, fail_first, ok, running_recei
 from worker.errors import ConfigError
 from worker.ops.endpoints import Endpoints
 from worker.settings import Settings, parse_networks
-from worker.store import migrate, queries
+from worker.store import migrate
+from worker.store import watch as watched
 from worker.store.db import connect
 from worker.store.vault import Vault
+from worker.store.watch import AttemptSeen
 
 #: The demo receiver listens here, which the SSRF guard refuses unless allowed.
 LOOPBACK = "127.0.0.0/8"
@@ -209,23 +210,21 @@ def watch(
     last_attempt = 0
     seen_dead: set[int] = set()
     complete = not demo
-    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+    with psycopg.connect(db_url, autocommit=True) as conn:
         while not stop.wait(0.3):
-            rows = conn.execute(queries.DEV_ATTEMPTS, {"after": last_attempt}).fetchall()
-            for r in rows:
-                last_attempt = r["id"]
+            for r in watched.attempts_after(conn, last_attempt):
+                last_attempt = r.id
                 say(_attempt_line(r))
-            for d in conn.execute(queries.DEV_DEAD_LETTERS).fetchall():
-                if d["delivery_id"] not in seen_dead:
-                    seen_dead.add(d["delivery_id"])
+            for d in watched.dead_letters(conn):
+                if d.delivery_id not in seen_dead:
+                    seen_dead.add(d.delivery_id)
                     say(
                         click.style("  dead letter ", fg="red")
-                        + f"delivery {d['delivery_id']} ({d['reason']}, {d['attempts']} attempts)"
-                        + f"; replay it with: webhooks dlq replay --id {d['delivery_id']}"
+                        + f"delivery {d.delivery_id} ({d.reason}, {d.attempts} attempts)"
+                        + f"; replay it with: webhooks dlq replay --id {d.delivery_id}"
                     )
             if not complete:
-                rows = conn.execute(queries.DEV_DEMO_OUTCOMES, {"events": list(demo)}).fetchall()
-                states = {r["status"]: r["n"] for r in rows}
+                states = watched.outcomes(conn, list(demo))
                 if states and not states.get("pending"):
                     complete = True
                     say(
@@ -236,18 +235,18 @@ def watch(
                     )
 
 
-def _attempt_line(r: dict[str, Any]) -> str:
-    result = r["status_code"] or r["error_kind"]
-    path = r["url"].split("/", 3)[-1]
-    if r["status"] == "succeeded":
+def _attempt_line(r: AttemptSeen) -> str:
+    result = r.status_code or r.error_kind
+    path = r.url.split("/", 3)[-1]
+    if r.status == "succeeded":
         state = click.style("succeeded", fg="green")
-    elif r["status"] == "dead":
+    elif r.status == "dead":
         state = click.style("gave up", fg="red")
     else:
         state = click.style("will retry", fg="yellow")
     return (
-        f"  delivery {r['delivery_id']:<3} {r['event_type']:<16} -> /{path:<8}"
-        f" attempt {r['number']}: {result} in {r['duration_seconds'] * 1000:.0f} ms,"
+        f"  delivery {r.delivery_id:<3} {r.event_type:<16} -> /{path:<8}"
+        f" attempt {r.number}: {result} in {r.duration_seconds * 1000:.0f} ms,"
         f" {state}"
     )
 

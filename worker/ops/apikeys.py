@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,29 +17,13 @@ import psycopg
 
 from worker.errors import InvalidEndpoint, NotFound
 from worker.ops.validation import check_tenant
-from worker.store import queries
+from worker.store import apikeys as rows
+from worker.store.apikeys import ApiKey as ApiKey
 from worker.store.db import wrapped_errors
 
 PREFIX = "whk_"
 MAX_NAME = 200
 _KEY = re.compile(r"whk_[A-Za-z0-9_-]{20,100}")
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """A key as operators see it (never the key itself)."""
-
-    id: int
-    name: str
-    tenant_id: str | None
-    created_at: datetime
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
-    @property
-    def admin(self) -> bool:
-        """Tell whether the key acts on every tenant."""
-        return self.tenant_id is None
 
 
 def hash_key(key: str) -> str:
@@ -58,27 +41,23 @@ def create(
         check_tenant(tenant_id)
     key = PREFIX + secrets.token_urlsafe(32)
     with wrapped_errors():
-        row = conn.execute(
-            queries.CREATE_API_KEY, {"name": name, "tenant": tenant_id, "hash": hash_key(key)}
-        ).fetchone()
-    assert row is not None
-    return _key(row), key
+        made = rows.create(conn, name, tenant_id, hash_key(key))
+    return made, key
 
 
 def list_keys(conn: psycopg.Connection[Any]) -> list[ApiKey]:
     """Return every key, revoked ones included, oldest first."""
     with wrapped_errors():
-        rows = conn.execute(queries.LIST_API_KEYS).fetchall()
-    return [_key(r) for r in rows]
+        return rows.list_all(conn)
 
 
 def revoke(conn: psycopg.Connection[Any], key_id: int) -> ApiKey:
     """Revoke a key at once (revoking it again keeps the first time); NotFound otherwise."""
     with wrapped_errors():
-        row = conn.execute(queries.REVOKE_API_KEY, {"id": key_id}).fetchone()
+        row = rows.revoke(conn, key_id)
     if row is None:
         raise NotFound("api key", key_id)
-    return _key(row)
+    return row
 
 
 def authenticate(conn: psycopg.Connection[Any], key: str) -> ApiKey | None:
@@ -90,21 +69,9 @@ def authenticate(conn: psycopg.Connection[Any], key: str) -> ApiKey | None:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         return None
     with wrapped_errors():
-        row = conn.execute(queries.LIVE_API_KEY, {"hash": hash_key(key)}).fetchone()
+        row = rows.live(conn, hash_key(key))
         if row is not None and (
-            row["last_used_at"] is None
-            or datetime.now(UTC) - row["last_used_at"] > timedelta(minutes=1)
+            row.last_used_at is None or datetime.now(UTC) - row.last_used_at > timedelta(minutes=1)
         ):
-            conn.execute(queries.TOUCH_API_KEY, {"id": row["id"]})
-    return _key(row) if row is not None else None
-
-
-def _key(row: Any) -> ApiKey:
-    return ApiKey(
-        id=int(row["id"]),
-        name=row["name"],
-        tenant_id=row["tenant_id"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
+            rows.touch(conn, row.id)
+    return row

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +12,9 @@ import psycopg
 from worker.errors import InvalidEndpoint, NotFound, WebhooksError, WrongState
 from worker.outages import first_line
 from worker.queue import LEASE_SECONDS, BrokerError, Queue, as_queue
-from worker.store import queries
+from worker.store import deliveries as rows
 from worker.store.db import wrapped_errors
+from worker.store.deliveries import Listed, Locked, Shown
 
 STATUSES = ("pending", "succeeded", "dead")
 
@@ -40,7 +41,7 @@ def list_deliveries(
     limit: int = 50,
     offset: int = 0,
     after: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Listed]:
     """Return deliveries, newest first (``since``: created at or after it).
 
     ``after`` is the id of the last delivery of the previous page (keyset pagination: a
@@ -49,8 +50,8 @@ def list_deliveries(
     if status is not None and status not in STATUSES:
         raise InvalidEndpoint(f"status must be one of {', '.join(STATUSES)}")
     with wrapped_errors():
-        rows: list[dict[str, Any]] = conn.execute(
-            queries.LIST_DELIVERIES,
+        return rows.list_rows(
+            conn,
             {
                 "status": status,
                 "endpoint": parse_uuid("endpoint", endpoint_id),
@@ -62,35 +63,23 @@ def list_deliveries(
                 "offset": offset,
                 "after": after,
             },
-        ).fetchall()
-    return rows
+        )
 
 
-def show(
-    conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
-) -> dict[str, Any]:
+def show(conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None) -> Shown:
     """Return one delivery with its event and every attempt (no next attempt once finished).
 
     ``circuit_open_until`` is set while a pending delivery waits behind its endpoint's open
     circuit: it goes after the probe at that time succeeds, whatever ``next_attempt_at`` says.
     """
-    row = with_attempts(conn, queries.SHOW_DELIVERY, "delivery", delivery_id, tenant_id)
-    if row["status"] != "pending":
-        row["next_attempt_at"] = None
-        row["circuit_open_until"] = None
-    return row
-
-
-def with_attempts(
-    conn: psycopg.Connection[Any], sql: str, kind: str, delivery_id: int, tenant_id: str | None
-) -> dict[str, Any]:
-    """Return the row ``sql`` finds for a delivery, with its attempts; NotFound otherwise."""
     with wrapped_errors():
-        row = conn.execute(sql, {"id": delivery_id, "tenant": tenant_id}).fetchone()
+        row = rows.shown(conn, delivery_id, tenant_id)
         if row is None:
-            raise NotFound(kind, delivery_id)
-        attempts = conn.execute(queries.DELIVERY_ATTEMPTS, {"id": delivery_id}).fetchall()
-    return {**row, "attempts": attempts}
+            raise NotFound("delivery", delivery_id)
+        row = replace(row, attempts=rows.attempts(conn, delivery_id))
+    if row.status != "pending":
+        row = replace(row, next_attempt_at=None, circuit_open_until=None)
+    return row
 
 
 # -- retry and resend -----------------------------------------------------------------------
@@ -123,14 +112,14 @@ def retry(
     """
     with wrapped_errors(), conn.transaction():
         row = _locked(conn, delivery_id, tenant_id)
-        if row["status"] == "succeeded":
+        if row.status == "succeeded":
             raise WrongState(
                 f"delivery {delivery_id} already succeeded: "
                 f"`webhooks deliveries resend {delivery_id}` sends it again",
                 api=f"delivery {delivery_id} already succeeded: "
                 f"POST /v1/deliveries/{delivery_id}/resend sends it again",
             )
-        if row["status"] == "dead":
+        if row.status == "dead":
             raise WrongState(
                 f"delivery {delivery_id} is dead: `webhooks dlq replay --id {delivery_id}` "
                 f"(or `webhooks deliveries resend {delivery_id}`) sends it again",
@@ -138,30 +127,23 @@ def retry(
                 f'{{"ids": [{delivery_id}]}} (or POST /v1/deliveries/{delivery_id}/resend) '
                 "sends it again",
             )
-        if row["in_flight"]:
+        if row.in_flight:
             raise WrongState(f"delivery {delivery_id} is being attempted right now")
-        if row["circuit_open_until"] is not None:
+        if row.circuit_open_until is not None:
             # Queued now, it would only wait behind the circuit: say what would help.
-            ep = row["endpoint_id"]
+            ep = row.endpoint_id
             waiting = (
                 f"endpoint {ep}'s circuit is open (next probe at"
-                f" {row['circuit_open_until']:%Y-%m-%d %H:%M:%S} UTC): its deliveries wait for"
+                f" {row.circuit_open_until:%Y-%m-%d %H:%M:%S} UTC): its deliveries wait for"
                 " the probe; "
             )
             raise WrongState(
                 f"{waiting}`webhooks endpoint reset {ep}` closes it now",
                 api=f"{waiting}POST /v1/endpoints/{ep}/enable closes it now",
             )
-        armed = conn.execute(queries.RETRY_NOW, {"id": delivery_id}).fetchone()
+        armed = rows.retry_now(conn, delivery_id)
     assert armed is not None
-    done = Rearmed(
-        delivery_id,
-        row["event_id"],
-        row["endpoint_id"],
-        "pending",
-        "scheduled",
-        armed["message_id"],
-    )
+    done = Rearmed(delivery_id, row.event_id, row.endpoint_id, "pending", "scheduled", armed)
     _push(broker, queue_name, done, "its next scheduler pass enqueues it")
     return done
 
@@ -182,46 +164,34 @@ def resend(
     delivery to a disabled endpoint (enable it first).
     """
     with wrapped_errors(), conn.transaction():
-        conn.execute(queries.LOCK_DEAD_LETTER, {"id": delivery_id, "tenant": tenant_id})
+        rows.lock_dead_letter(conn, delivery_id, tenant_id)
         row = _locked(conn, delivery_id, tenant_id)
-        if row["status"] == "pending":
+        if row.status == "pending":
             raise WrongState(
                 f"delivery {delivery_id} is still pending: "
                 f"`webhooks deliveries retry {delivery_id}` attempts it now",
                 api=f"delivery {delivery_id} is still pending: "
                 f"POST /v1/deliveries/{delivery_id}/retry attempts it now",
             )
-        if not row["enabled"]:
+        if not row.enabled:
             raise WrongState(
-                f"endpoint {row['endpoint_id']} is disabled: "
-                f"`webhooks endpoint enable {row['endpoint_id']}` first",
-                api=f"endpoint {row['endpoint_id']} is disabled: "
-                f"POST /v1/endpoints/{row['endpoint_id']}/enable first",
+                f"endpoint {row.endpoint_id} is disabled: "
+                f"`webhooks endpoint enable {row.endpoint_id}` first",
+                api=f"endpoint {row.endpoint_id} is disabled: "
+                f"POST /v1/endpoints/{row.endpoint_id}/enable first",
             )
-        armed = conn.execute(
-            queries.RESEND,
-            {"id": delivery_id, "by": by, "trigger": "resend", "lease": LEASE_SECONDS},
-        ).fetchone()
+        armed = rows.resend(conn, delivery_id, by=by, trigger="resend", lease=LEASE_SECONDS)
     assert armed is not None
-    done = Rearmed(
-        delivery_id,
-        row["event_id"],
-        row["endpoint_id"],
-        row["status"],
-        "resend",
-        armed["message_id"],
-    )
+    done = Rearmed(delivery_id, row.event_id, row.endpoint_id, row.status, "resend", armed)
     _push(broker, queue_name, done, "the relay enqueues it within its lease")
     return done
 
 
-def _locked(
-    conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None
-) -> dict[str, Any]:
-    row = conn.execute(queries.LOCK_DELIVERY, {"id": delivery_id, "tenant": tenant_id}).fetchone()
+def _locked(conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None) -> Locked:
+    row = rows.lock(conn, delivery_id, tenant_id)
     if row is None:
         raise NotFound("delivery", delivery_id)
-    return dict(row)
+    return row
 
 
 def _push(broker: Queue | Any, queue_name: str, done: Rearmed, fallback: str) -> None:

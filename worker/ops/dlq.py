@@ -12,7 +12,7 @@ from __future__ import annotations
 import getpass
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,11 @@ from worker.errors import Advised, InvalidEndpoint, NotFound, WebhooksError
 from worker.ops import deliveries
 from worker.outages import first_line
 from worker.queue import LEASE_SECONDS, BrokerError, Queue, as_queue
-from worker.store import queries
+from worker.store import dlq as rows
 from worker.store.db import wrapped_errors
+from worker.store.deliveries import attempts
+from worker.store.dlq import Letter, ShownLetter
+from worker.store.endpoints import close_circuit
 
 #: Dead letters replayed per transaction.
 BATCH = 1000
@@ -58,7 +61,7 @@ class Selection:
         )
 
     def params(self) -> dict[str, Any]:
-        """Return the parameters of the filter `queries.DEAD_LETTERS_SELECTED`."""
+        """Return the parameters of the filter of every selecting statement of store.dlq."""
         return {
             "ids": list(self.ids) or None,
             "endpoint": deliveries.parse_uuid("endpoint", self.endpoint_id),
@@ -86,15 +89,15 @@ def list_letters(
     offset: int = 0,
     history: bool = False,
     after: tuple[datetime, int] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Letter]:
     """Return dead letters, newest first (replayed ones too when ``history``).
 
     ``after`` is (died_at, delivery_id) of the last row of the previous page (keyset).
     """
     after_at, after_id = after if after is not None else (None, None)
     with wrapped_errors():
-        rows: list[dict[str, Any]] = conn.execute(
-            queries.LIST_DEAD_LETTERS,
+        return rows.list_rows(
+            conn,
             {
                 **selection.params(),
                 "limit": limit,
@@ -103,24 +106,24 @@ def list_letters(
                 "after_at": after_at,
                 "after_id": after_id,
             },
-        ).fetchall()
-    return rows
+        )
 
 
 def show(
     conn: psycopg.Connection[Any], delivery_id: int, tenant_id: str | None = None
-) -> dict[str, Any]:
+) -> ShownLetter:
     """Return one dead letter with its event, endpoint and every attempt."""
-    return deliveries.with_attempts(
-        conn, queries.SHOW_DEAD_LETTER, "dead letter", delivery_id, tenant_id
-    )
+    with wrapped_errors():
+        row = rows.shown(conn, delivery_id, tenant_id)
+        if row is None:
+            raise NotFound("dead letter", delivery_id)
+        return replace(row, attempts=attempts(conn, delivery_id))
 
 
 def count(conn: psycopg.Connection[Any], selection: Selection) -> int:
     """Return how many current dead letters the selection holds."""
     with wrapped_errors():
-        row = conn.execute(queries.COUNT_DEAD_LETTERS, selection.params()).fetchone()
-    return int(row["n"]) if row else 0
+        return rows.count(conn, selection.params())
 
 
 @dataclass
@@ -197,19 +200,18 @@ def _disabled_endpoints(
     """
     with wrapped_errors():
         if selection.ids:
-            rows = conn.execute(queries.CURRENT_DEAD_LETTER_IDS, params).fetchall()
-            unknown = sorted(set(selection.ids) - {r["delivery_id"] for r in rows})
+            unknown = sorted(set(selection.ids) - rows.current_ids(conn, params))
             if unknown:
                 raise NotFound("current dead letter", ", ".join(map(str, unknown)))
-        disabled = conn.execute(queries.DISABLED_SELECTED_ENDPOINTS, params).fetchall()
+        disabled = rows.disabled_endpoints(conn, params)
     if disabled and not enable:
-        names = ", ".join(f"{r['id']} ({r['url']})" for r in disabled[:5])
+        names = ", ".join(f"{r.id} ({r.url})" for r in disabled[:5])
         refused = f"{len(disabled)} selected endpoint(s) are disabled: {names}; fix them and "
         raise ReplayRefused(
             refused + "pass --enable-endpoint to enable them and replay",
             api=refused + 'send "enable_endpoints": true to enable them and replay',
         )
-    return [r["id"] for r in disabled]
+    return [r.id for r in disabled]
 
 
 def _open_endpoints(
@@ -218,14 +220,11 @@ def _open_endpoints(
     """Enable the ``disabled`` endpoints, and close the circuit of the one replayed."""
     with wrapped_errors():
         if disabled:
-            conn.execute(queries.ENABLE_ENDPOINTS, {"ids": disabled})
+            rows.enable_endpoints(conn, disabled)
         if selection.endpoint_id:
             # Replaying an endpoint's dead letters says it is fixed: close its circuit, so
             # they (and whatever waits behind it) go now rather than at the next probe.
-            conn.execute(
-                queries.CLOSE_CIRCUIT,
-                {"id": params["endpoint"], "tenant": selection.tenant_id},
-            )
+            close_circuit(conn, params["endpoint"], selection.tenant_id)
 
 
 def _batches(
@@ -235,8 +234,8 @@ def _batches(
     while left is None or left > 0:
         size = BATCH if left is None else min(BATCH, left)
         with wrapped_errors(), conn.transaction():
-            rows = conn.execute(
-                queries.REPLAY_BATCH,
+            batch = rows.replay_batch(
+                conn,
                 {
                     **params,
                     "batch": size,
@@ -244,9 +243,9 @@ def _batches(
                     "lease": LEASE_SECONDS,
                     "trigger": "replay",
                 },
-            ).fetchall()
-        marked = int(rows[0]["marked"]) if rows else 0
-        items = [(int(r["id"]), r["message_id"]) for r in rows if r["id"] is not None]
+            )
+        marked = batch[0].marked if batch else 0
+        items = [(r.id, r.message_id) for r in batch if r.id is not None and r.message_id]
         if marked == 0:
             return
         if left is not None:

@@ -1,4 +1,5 @@
-"""One endpoint as operators see it, and what deleting it takes along."""
+"""One endpoint as operators see it, and what deleting it takes along (`Dependents`, a row
+of worker.store.endpoints)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+
+from worker.store.endpoints import Dependents, EndpointRow
+
+__all__ = ["UNCHANGED", "Dependents", "Endpoint", "Unchanged"]
 
 
 class Unchanged(enum.Enum):
@@ -56,48 +60,27 @@ class Endpoint:
         return f"open until {self.circuit_open_until:%Y-%m-%d %H:%M:%S} UTC"
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], headers: Mapping[str, str]) -> Endpoint:
+    def from_row(cls, row: EndpointRow, headers: Mapping[str, str]) -> Endpoint:
         """Build from a webhooks.endpoints row and its custom headers as they are shown.
 
         The row's own ``headers`` hold sealed values: the caller opens and redacts them.
         """
-        types = row["event_types"]
         return cls(
-            id=str(row["id"]),
-            tenant_id=row["tenant_id"],
-            url=row["url"],
-            description=row["description"],
-            event_types=tuple(types) if types is not None else None,
+            id=str(row.id),
+            tenant_id=row.tenant_id,
+            url=row.url,
+            description=row.description,
+            event_types=tuple(row.event_types) if row.event_types is not None else None,
             headers=dict(headers),
-            rate_limit=row["rate_limit"],
-            enabled=row["enabled"],
-            disabled_reason=row["disabled_reason"],
-            disabled_at=row["disabled_at"],
-            failing_since=row["failing_since"],
-            created_at=row["created_at"],
-            secrets=len(row["secrets"]),
-            consecutive_failures=row["consecutive_failures"],
-            circuit_open_until=row["circuit_open_until"],
-            circuit_probing=row["circuit_probe_until"] is not None
-            and row["circuit_probe_until"] > datetime.now(UTC),
+            rate_limit=row.rate_limit,
+            enabled=row.enabled,
+            disabled_reason=row.disabled_reason,
+            disabled_at=row.disabled_at,
+            failing_since=row.failing_since,
+            created_at=row.created_at,
+            secrets=len(row.secrets),
+            consecutive_failures=row.consecutive_failures,
+            circuit_open_until=row.circuit_open_until,
+            circuit_probing=row.circuit_probe_until is not None
+            and row.circuit_probe_until > datetime.now(UTC),
         )
-
-
-@dataclass(frozen=True)
-class Dependents:
-    """What goes with an endpoint when it is deleted."""
-
-    deliveries: int
-    pending: int
-    dead_letters: int
-
-    def describe(self) -> str:
-        """Return e.g. ``3 deliveries (1 pending) and 2 dead letters``."""
-        return (
-            f"{_plural(self.deliveries, 'delivery', 'deliveries')} ({self.pending} pending) "
-            f"and {_plural(self.dead_letters, 'dead letter', 'dead letters')}"
-        )
-
-
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"

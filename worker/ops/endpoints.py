@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,9 +35,10 @@ from worker.policy.headers import RESERVED_HEADERS
 from worker.policy.redaction import MARKER, redact
 from worker.policy.signing import generate_secret
 from worker.settings import IPNetwork
-from worker.store import queries
+from worker.store import endpoints as rows
 from worker.store.announce import announce
 from worker.store.db import wrapped_errors
+from worker.store.endpoints import EndpointRow, Health
 from worker.store.vault import PREFIX, Vault
 
 # The records live in worker.ops.endpoint and the checks in worker.ops.validation; they are
@@ -61,7 +61,7 @@ __all__ = [
 
 log = logging.getLogger("webhooks.endpoints")
 
-#: The fields `Endpoints.update` may change, each a parameter of queries.UPDATE_ENDPOINT.
+#: The fields `Endpoints.update` may change, each a parameter of worker.store.endpoints.update.
 _FIELDS = ("url", "event_types", "headers", "rate_limit", "description")
 
 
@@ -109,8 +109,8 @@ class Endpoints:
         WEBHOOKS_SECRET_KEY is refused instead of sealing a value the workers cannot open.
         """
         with wrapped_errors():
-            rows = self.conn.execute(queries.SEALED_SECRETS, {"prefix": PREFIX + "%"}).fetchall()
-        self.vault.check_opens(row["secret"] for row in rows)
+            stored = rows.sealed_secrets(self.conn, PREFIX + "%")
+        self.vault.check_opens(stored)
 
     def add(
         self,
@@ -138,8 +138,8 @@ class Endpoints:
         self.check_url(url)
         secret = generate_secret()
         with wrapped_errors():
-            row = self.conn.execute(
-                queries.INSERT_ENDPOINT,
+            row = rows.insert(
+                self.conn,
                 {
                     "id": uuid7(),
                     "tenant": tenant_id,
@@ -150,8 +150,7 @@ class Endpoints:
                     "headers": Jsonb(self.vault.seal_headers(checked)),
                     "rate_limit": rate_limit,
                 },
-            ).fetchone()
-        assert row is not None
+            )
         return self._endpoint(row, revealed=checked), secret
 
     def update(
@@ -197,9 +196,7 @@ class Endpoints:
         for field in _FIELDS:
             params[f"set_{field}"] = field in changes
             params[field] = changes.get(field)
-        return self._update(
-            endpoint_id, tenant_id, queries.UPDATE_ENDPOINT, params, revealed=revealed
-        )
+        return self._update(endpoint_id, tenant_id, rows.update, params, revealed=revealed)
 
     def get(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Return one endpoint or raise NotFound."""
@@ -214,28 +211,16 @@ class Endpoints:
         ``limit`` None returns them all.
         """
         with wrapped_errors():
-            rows = self.conn.execute(
-                queries.LIST_ENDPOINTS,
-                {
-                    "tenant": tenant_id,
-                    "after": endpoint_uuid(after) if after is not None else None,
-                    "limit": limit,
-                },
-            ).fetchall()
-        return [self._endpoint(r) for r in rows]
+            found = rows.list_rows(
+                self.conn, tenant_id, endpoint_uuid(after) if after is not None else None, limit
+            )
+        return [self._endpoint(r) for r in found]
 
-    def health(self, endpoint_id: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+    def health(self, endpoint_id: str, *, tenant_id: str | None = None) -> Health:
         """Return the endpoint's last 24 hours: attempts, success rate, last error, backlog."""
         row = self._row(endpoint_id, tenant_id)
         with wrapped_errors():
-            stats = self.conn.execute(
-                queries.ENDPOINT_HEALTH,
-                {"id": row["id"]},
-            ).fetchone()
-        out = dict(stats or {})
-        attempts = int(out.get("attempts_24h") or 0)
-        out["success_rate_24h"] = round(int(out["ok_24h"]) / attempts, 4) if attempts else None
-        return out
+            return rows.health(self.conn, row.id)
 
     def disable(
         self,
@@ -250,22 +235,23 @@ class Endpoints:
         ``endpoint_disabled``); `webhooks dlq replay` brings them back once it is fixed.
         """
         with wrapped_errors(), self.conn.transaction():
-            row = self.conn.execute(
-                queries.DISABLE_ENDPOINT,
-                {"id": endpoint_uuid(endpoint_id), "tenant": tenant_id, "reason": reason},
-            ).fetchone()
-            if row is not None and operations.concerns(row["tenant_id"], self.operations_tenant):
-                event = operations.endpoint_disabled(row, reason, int(row["dead_lettered"]))
+            row = rows.disable(self.conn, endpoint_uuid(endpoint_id), tenant_id, reason)
+            if row is not None and operations.concerns(row.tenant_id, self.operations_tenant):
+                event = operations.endpoint_disabled(
+                    {"id": row.id, "tenant_id": row.tenant_id, "url": row.url},
+                    reason,
+                    row.dead_lettered,
+                )
                 announce(self.conn, [event], self.operations_tenant)
         if row is None:
             raise NotFound("endpoint", endpoint_id)
-        return self._endpoint(row), int(row["dead_lettered"])
+        return self._endpoint(row), row.dead_lettered
 
     def enable(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Resume delivering to an endpoint; forget its failure streak and close its circuit."""
         with wrapped_errors(), self.conn.transaction():
-            ep = self._update(endpoint_id, tenant_id, queries.ENABLE_ENDPOINT, {})
-            self.conn.execute(queries.CLOSE_CIRCUIT, {"id": ep.id, "tenant": None})
+            ep = self._update(endpoint_id, tenant_id, rows.enable, {})
+            rows.close_circuit(self.conn, ep.id, None)
         return self.get(ep.id)
 
     def reset(self, endpoint_id: str, *, tenant_id: str | None = None) -> tuple[Endpoint, int]:
@@ -274,12 +260,10 @@ class Endpoints:
         Returns the endpoint and how many deliveries waiting behind the circuit are now due.
         """
         with wrapped_errors():
-            row = self.conn.execute(
-                queries.CLOSE_CIRCUIT, {"id": endpoint_uuid(endpoint_id), "tenant": tenant_id}
-            ).fetchone()
-        if row is None or not row["endpoints"]:
+            closed = rows.close_circuit(self.conn, endpoint_uuid(endpoint_id), tenant_id)
+        if not closed.endpoints:
             raise NotFound("endpoint", endpoint_id)
-        return self.get(endpoint_id, tenant_id=tenant_id), int(row["unparked"])
+        return self.get(endpoint_id, tenant_id=tenant_id), closed.unparked
 
     def rotate_secret(
         self, endpoint_id: str, *, grace: float = 86400.0, tenant_id: str | None = None
@@ -293,7 +277,7 @@ class Endpoints:
             row = self._row(endpoint_id, tenant_id, lock=True)
             self.check_key()
             kept = [{"secret": self.vault.seal(secret), "expires_at": None}]
-            for old in row["secrets"]:
+            for old in row.secrets:
                 expires = old.get("expires_at")
                 new_expiry = now + timedelta(seconds=grace)
                 if expires is not None:
@@ -303,13 +287,13 @@ class Endpoints:
                     new_expiry = min(expiry, new_expiry)
                 if new_expiry > now:
                     kept.append({"secret": old["secret"], "expires_at": new_expiry.isoformat()})
-            self.conn.execute(queries.SET_SECRETS, {"secrets": Jsonb(kept), "id": row["id"]})
+            rows.set_secrets(self.conn, row.id, Jsonb(kept))
         return secret
 
     def current_secret(self, endpoint_id: str, *, tenant_id: str | None = None) -> str:
         """Return the endpoint's current signing secret, opened (for a permitted reveal)."""
         row = self._row(endpoint_id, tenant_id)
-        for stored in row["secrets"]:
+        for stored in row.secrets:
             if stored.get("expires_at") is None:
                 return self.vault.open(stored["secret"])
         raise NotFound("current secret of endpoint", endpoint_id)
@@ -325,59 +309,43 @@ class Endpoints:
         if not self.vault.encrypts:
             raise ConfigError("WEBHOOKS_SECRET_KEY", "not set: there is no key to encrypt with")
         with wrapped_errors(), self.conn.transaction():
-            rows = self.conn.execute(queries.LOCK_ALL_SECRETS).fetchall()
+            found = rows.lock_all_sealed(self.conn)
             self.vault.check_opens(
-                [s["secret"] for row in rows for s in row["secrets"]]
-                + [value for row in rows for value in row["headers"].values()]
+                [s["secret"] for row in found for s in row.secrets]
+                + [value for row in found for value in row.headers.values()]
             )
-            for row in rows:
-                sealed = [{**s, "secret": self.vault.reseal(s["secret"])} for s in row["secrets"]]
-                headers = {name: self.vault.reseal(v) for name, v in row["headers"].items()}
-                self.conn.execute(
-                    queries.SET_SEALED,
-                    {"secrets": Jsonb(sealed), "headers": Jsonb(headers), "id": row["id"]},
-                )
-        return len(rows)
+            for row in found:
+                sealed = [{**s, "secret": self.vault.reseal(s["secret"])} for s in row.secrets]
+                headers = {name: self.vault.reseal(v) for name, v in row.headers.items()}
+                rows.set_sealed(self.conn, row.id, Jsonb(sealed), Jsonb(headers))
+        return len(found)
 
     def dependents(self, endpoint_id: str, *, tenant_id: str | None = None) -> Dependents:
         """Count the deliveries and dead letters deleting the endpoint would delete."""
         row = self._row(endpoint_id, tenant_id)
         with wrapped_errors():
-            return self._count_dependents(row["id"])
+            return rows.dependents(self.conn, row.id)
 
     def delete(self, endpoint_id: str, *, tenant_id: str | None = None) -> Dependents:
         """Delete an endpoint with its deliveries, attempts and dead letters; count them."""
         with wrapped_errors(), self.conn.transaction():
             row = self._row(endpoint_id, tenant_id, lock=True)
-            gone = self._count_dependents(row["id"])
-            self.conn.execute(queries.DELETE_ENDPOINT, {"id": row["id"]})
+            gone = rows.dependents(self.conn, row.id)
+            rows.delete(self.conn, row.id)
         return gone
 
-    def _count_dependents(self, endpoint_id: uuid.UUID) -> Dependents:
-        row = self.conn.execute(
-            queries.ENDPOINT_DEPENDENTS,
-            {"id": endpoint_id},
-        ).fetchone()
-        assert row is not None
-        return Dependents(int(row["deliveries"]), int(row["pending"]), int(row["dead_letters"]))
-
-    def _row(
-        self, endpoint_id: str, tenant_id: str | None, *, lock: bool = False
-    ) -> dict[str, Any]:
+    def _row(self, endpoint_id: str, tenant_id: str | None, *, lock: bool = False) -> EndpointRow:
         with wrapped_errors():
-            row = self.conn.execute(
-                queries.LOCK_ENDPOINT if lock else queries.ENDPOINT,
-                {"id": endpoint_uuid(endpoint_id), "tenant": tenant_id},
-            ).fetchone()
+            row = rows.get(self.conn, endpoint_uuid(endpoint_id), tenant_id, lock=lock)
         if row is None:
             raise NotFound("endpoint", endpoint_id)
-        return dict(row)
+        return row
 
-    def _endpoint(self, row: dict[str, Any], *, revealed: dict[str, str] | None = None) -> Endpoint:
+    def _endpoint(self, row: EndpointRow, *, revealed: dict[str, str] | None = None) -> Endpoint:
         """Return the endpoint of a row, its headers ``revealed`` or else opened and redacted."""
         if revealed is not None:
             return Endpoint.from_row(row, revealed)
-        return Endpoint.from_row(row, {n: self._shown(v) for n, v in row["headers"].items()})
+        return Endpoint.from_row(row, {n: self._shown(v) for n, v in row.headers.items()})
 
     def _shown(self, stored: str) -> str:
         """Return a stored header value as listings show it: its start, then a marker."""
@@ -392,19 +360,20 @@ class Endpoints:
         self,
         endpoint_id: str,
         tenant_id: str | None,
-        statement: str,
+        change: Callable[[psycopg.Connection[Any], dict[str, Any]], EndpointRow | None],
         params: dict[str, Any],
         *,
         revealed: dict[str, str] | None = None,
     ) -> Endpoint:
-        """Run an UPDATE ... RETURNING * of one endpoint (``statement``, from queries)."""
+        """Change one endpoint (``change``: `rows.update` or `rows.enable`); return it as now."""
         if params.get("url") is not None:
             # A URL change passes the same checks as a new endpoint's URL.
             self.check_url(params["url"])
         with wrapped_errors():
-            row = self.conn.execute(
-                statement, {**params, "id": endpoint_uuid(endpoint_id), "tenant": tenant_id}
-            ).fetchone()
+            row = change(
+                self.conn,
+                {**params, "id": endpoint_uuid(endpoint_id), "tenant": tenant_id},
+            )
         if row is None:
             raise NotFound("endpoint", endpoint_id)
         return self._endpoint(row, revealed=revealed)

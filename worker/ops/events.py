@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
 from worker.errors import NotFound
 from worker.ops import deliveries
-from worker.store import queries
+from worker.store import events as rows
 from worker.store.db import wrapped_errors
+from worker.store.events import Event, ShownEvent
 
 #: Deliveries shown with one event: one per endpoint it matched, so few.
 MAX_DELIVERIES = 1000
@@ -21,8 +23,7 @@ def published_before(conn: psycopg.Connection[Any], event_id: str) -> bool:
     True when `publish` answered a repeated idempotency key with the first event's id.
     """
     with wrapped_errors():
-        row = conn.execute(queries.PUBLISHED_BEFORE, {"id": event_id}).fetchone()
-    return bool(row and row["repeated"])
+        return rows.published_before(conn, event_id)
 
 
 def list_events(
@@ -32,37 +33,26 @@ def list_events(
     event_type: str | None = None,
     after: str | None = None,
     limit: int = 50,
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     """Return events without their payloads, newest first.
 
     ``after`` is the id of the last event of the previous page (keyset pagination; ids are
     UUIDv7, so id order is creation order).
     """
+    after_id = deliveries.parse_uuid("event", after)
     with wrapped_errors():
-        rows: list[dict[str, Any]] = conn.execute(
-            queries.LIST_EVENTS,
-            {
-                "tenant": tenant_id,
-                "event_type": event_type,
-                "after": deliveries.parse_uuid("event", after),
-                "limit": limit,
-            },
-        ).fetchall()
-    return rows
+        return rows.list_rows(conn, tenant_id, event_type, after_id, limit)
 
 
 def show(
     conn: psycopg.Connection[Any], event_id: str, *, tenant_id: str | None = None
-) -> dict[str, Any]:
+) -> ShownEvent:
     """Return one event with its payload and its deliveries; NotFound otherwise."""
     with wrapped_errors():
-        row = conn.execute(
-            queries.SHOW_EVENT,
-            {"id": deliveries.parse_uuid("event", event_id), "tenant": tenant_id},
-        ).fetchone()
+        row = rows.shown(conn, deliveries.parse_uuid("event", event_id), tenant_id)
     if row is None:
         raise NotFound("event", event_id)
     found = deliveries.list_deliveries(
-        conn, event_id=row["id"], tenant_id=tenant_id, limit=MAX_DELIVERIES
+        conn, event_id=row.id, tenant_id=tenant_id, limit=MAX_DELIVERIES
     )
-    return {**row, "deliveries": found}
+    return replace(row, deliveries=tuple(found))

@@ -22,8 +22,12 @@ import psycopg
 
 from worker.errors import InvalidEndpoint, NotFound
 from worker.ops.validation import check_tenant
-from worker.store import queries
+from worker.store import portal as rows
 from worker.store.db import wrapped_errors
+from worker.store.endpoints import Health
+from worker.store.portal import Hour, PublishedType
+from worker.store.portal import Link as Link
+from worker.store.portal import Session as Session
 
 LINK_PREFIX = "whp_"
 SESSION_PREFIX = "whs_"
@@ -32,39 +36,6 @@ MAX_LINK_TTL = 7 * 86400.0
 #: How long ended links and sessions are kept (who made which link, for an audit).
 KEEP_ENDED = 30 * 86400.0
 _TOKEN = re.compile(r"wh[ps]_[A-Za-z0-9_-]{20,100}")
-
-
-@dataclass(frozen=True)
-class Link:
-    """A portal link as operators see it (never the token itself)."""
-
-    id: int
-    tenant_id: str | None
-    read_only: bool
-    secrets: bool
-    created_at: datetime
-    expires_at: datetime
-    used_at: datetime | None
-    revoked_at: datetime | None
-    created_by: str
-
-    @property
-    def admin(self) -> bool:
-        """Tell whether the link opens every tenant (with a tenant switcher)."""
-        return self.tenant_id is None
-
-
-@dataclass(frozen=True)
-class Session:
-    """A live portal session: who it is for and what it may do."""
-
-    id: int
-    link_id: int
-    tenant_id: str | None
-    admin: bool
-    read_only: bool
-    secrets: bool
-    expires_at: datetime
 
 
 def hash_token(token: str) -> str:
@@ -113,9 +84,9 @@ def create_link(
         raise InvalidEndpoint(f"a link's lifetime must be over 0s and at most {MAX_LINK_TTL:g}s")
     token = LINK_PREFIX + secrets.token_urlsafe(32)
     with wrapped_errors():
-        conn.execute(queries.FORGET_PORTAL_LINKS, {"keep": KEEP_ENDED})
-        row = conn.execute(
-            queries.CREATE_PORTAL_LINK,
+        rows.forget_links(conn, KEEP_ENDED)
+        link = rows.create_link(
+            conn,
             {
                 "tenant": tenant_id,
                 "read_only": read_only,
@@ -124,9 +95,8 @@ def create_link(
                 "ttl": ttl,
                 "by": created_by[:200],
             },
-        ).fetchone()
-    assert row is not None
-    return _link(row), token
+        )
+    return link, token
 
 
 def open_session(
@@ -143,23 +113,22 @@ def open_session(
         return None
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
     with wrapped_errors(), conn.transaction():
-        link = conn.execute(queries.USE_PORTAL_LINK, {"hash": hash_token(link_token)}).fetchone()
+        link = rows.use_link(conn, hash_token(link_token))
         if link is None:
             return None
-        row = conn.execute(
-            queries.CREATE_PORTAL_SESSION,
+        opened = rows.create_session(
+            conn,
             {
-                "link": link["id"],
+                "link": link.id,
                 "hash": hash_token(token),
-                "tenant": link["tenant_id"],
-                "admin": link["tenant_id"] is None,
-                "read_only": link["read_only"],
-                "secrets": link["secrets"],
+                "tenant": link.tenant_id,
+                "admin": link.tenant_id is None,
+                "read_only": link.read_only,
+                "secrets": link.secrets,
                 "ttl": ttl,
             },
-        ).fetchone()
-    assert row is not None
-    return _session(row), token
+        )
+    return opened, token
 
 
 def session(conn: psycopg.Connection[Any], token: str | None) -> Session | None:
@@ -169,91 +138,49 @@ def session(conn: psycopg.Connection[Any], token: str | None) -> Session | None:
     if not token.startswith(SESSION_PREFIX):
         return None
     with wrapped_errors():
-        row = conn.execute(queries.LIVE_PORTAL_SESSION, {"hash": hash_token(token)}).fetchone()
-    return _session(row) if row is not None else None
+        return rows.live_session(conn, hash_token(token))
 
 
 def end_session(conn: psycopg.Connection[Any], token: str) -> None:
     """Sign a session out (its cookie opens nothing from now on)."""
     with wrapped_errors():
-        conn.execute(queries.END_PORTAL_SESSION, {"hash": hash_token(token)})
+        rows.end_session(conn, hash_token(token))
 
 
 def revoke_link(conn: psycopg.Connection[Any], link_id: int) -> tuple[Link, int]:
     """Revoke a link and the sessions it opened; return it and how many sessions ended."""
     with wrapped_errors():
-        row = conn.execute(queries.REVOKE_PORTAL_LINK, {"id": link_id}).fetchone()
-    if row is None:
+        revoked = rows.revoke_link(conn, link_id)
+    if revoked is None:
         raise NotFound("portal link", link_id)
-    return _link(row), int(row["sessions_revoked"])
+    return revoked
 
 
 def tenants(conn: psycopg.Connection[Any], limit: int = 500) -> list[str]:
     """Return the tenants an admin session may switch between (those with endpoints)."""
     with wrapped_errors():
-        rows = conn.execute(queries.PORTAL_TENANTS, {"limit": limit}).fetchall()
-    return [r["tenant_id"] for r in rows]
+        return rows.tenants(conn, limit)
 
 
 def event_types(
     conn: psycopg.Connection[Any], tenant_id: str, *, scan: int = 10000
-) -> list[dict[str, Any]]:
+) -> list[PublishedType]:
     """Return the event types the tenant published lately, each with its latest payload.
 
     Only the newest ``scan`` events are read, so the answer stays fast at any history.
     """
     with wrapped_errors():
-        rows: list[dict[str, Any]] = conn.execute(
-            queries.EVENT_TYPES_PUBLISHED, {"tenant": tenant_id, "scan": scan}
-        ).fetchall()
-    return rows
+        return rows.event_types(conn, tenant_id, scan)
 
 
-def hourly(conn: psycopg.Connection[Any], tenant_id: str) -> list[dict[str, Any]]:
+def hourly(conn: psycopg.Connection[Any], tenant_id: str) -> list[Hour]:
     """Return the tenant's attempts of the last 24 hours by hour: attempts and successes."""
     with wrapped_errors():
-        rows: list[dict[str, Any]] = conn.execute(
-            queries.DELIVERIES_BY_HOUR, {"tenant": tenant_id}
-        ).fetchall()
-    return rows
+        return rows.hourly(conn, tenant_id)
 
 
-def endpoint_health(
-    conn: psycopg.Connection[Any], endpoint_id: str, tenant_id: str
-) -> dict[str, Any]:
+def endpoint_health(conn: psycopg.Connection[Any], endpoint_id: str, tenant_id: str) -> Health:
     """Return an endpoint's last 24 hours: attempts, success rate, last success and failure,
     what is pending and dead-lettered now."""
     with wrapped_errors():
-        row = conn.execute(
-            queries.PORTAL_ENDPOINT_HEALTH, {"id": endpoint_id, "tenant": tenant_id}
-        ).fetchone()
-    out = dict(row or {})
-    attempts = int(out.get("attempts_24h") or 0)
-    out["success_rate_24h"] = round(int(out["ok_24h"]) / attempts, 4) if attempts else None
-    return out
-
-
-def _link(row: Any) -> Link:
-    return Link(
-        id=int(row["id"]),
-        tenant_id=row["tenant_id"],
-        read_only=row["read_only"],
-        secrets=row["secrets"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        used_at=row["used_at"],
-        revoked_at=row["revoked_at"],
-        created_by=row["created_by"],
-    )
-
-
-def _session(row: Any) -> Session:
-    return Session(
-        id=int(row["id"]),
-        link_id=int(row["link_id"]),
-        tenant_id=row["tenant_id"],
-        admin=row["admin"],
-        read_only=row["read_only"],
-        secrets=row["secrets"],
-        expires_at=row["expires_at"],
-    )
+        return rows.endpoint_health(conn, endpoint_id, tenant_id)

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 
 from producers.ids import uuid7_floor
-from worker.store import queries
+from worker.store import prune as rows
 from worker.store.db import wrapped_errors
+from worker.store.prune import Counts
 
 #: Events deleted per transaction.
 BATCH = 1000
@@ -58,19 +59,18 @@ def prune(
     total = Pruned(dry_run=dry_run)
     with wrapped_errors():
         if dry_run:
-            row = conn.execute(queries.PRUNE_DRY_RUN, params).fetchone()
-            if row:
-                total.events = int(row["events"])
-                total.deliveries = int(row["deliveries"])
-                total.attempts = int(row["attempts"])
-                total.dead_letters = int(row["dead_letters"])
+            _add(total, rows.dry_run(conn, params))
             return total
         while True:
             with conn.transaction():
-                row = conn.execute(queries.PRUNE_BATCH, params).fetchone()
-            if not row or not row["events"]:
+                batch = rows.prune_batch(conn, params)
+            if not batch.events:
                 return total
-            total.events += int(row["events"])
-            total.deliveries += int(row["deliveries"])
-            total.attempts += int(row["attempts"])
-            total.dead_letters += int(row["dead_letters"])
+            _add(total, batch)
+
+
+def _add(total: Pruned, counts: Counts) -> None:
+    total.events += counts.events
+    total.deliveries += counts.deliveries
+    total.attempts += counts.attempts
+    total.dead_letters += counts.dead_letters

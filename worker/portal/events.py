@@ -54,7 +54,7 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
             v,
             rows=rows,
             event_type=event_type,
-            next_after=rows[-1]["id"] if more else None,
+            next_after=rows[-1].id if more else None,
         )
 
     @router.get("/events/{event_id}")
@@ -114,14 +114,14 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
             event_type=event_type,
             since=since if moment else "",
             query=query,
-            next_after=rows[-1]["id"] if more else None,
+            next_after=rows[-1].id if more else None,
         )
 
     @router.get("/deliveries/{delivery_id}")
     def show_delivery(v: Seen, delivery_id: DeliveryId) -> Response:
         with services.connection() as conn:
             found = deliveries.show(conn, delivery_id, tenant_id=v.tenant)
-            endpoint = services.endpoints(conn).get(found["endpoint_id"], tenant_id=v.tenant)
+            endpoint = services.endpoints(conn).get(found.endpoint_id, tenant_id=v.tenant)
         return pages.render("delivery.html", v, d=found, custom=endpoint.headers)
 
     @router.post("/deliveries/{delivery_id}/retry")

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Seen` is local to the builder, where only evaluated annotations can see it.
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -34,7 +35,8 @@ def selection_of(
 
 
 def cursor(row: dict[str, object]) -> str:
-    """Return the keyset cursor after a row: its death time and delivery id."""
+    """Return the keyset cursor after a row (a `worker.store.dlq.Letter` as a plain dict):
+    its death time and delivery id."""
     died = row["died_at"]
     assert isinstance(died, datetime)
     return f"{died.isoformat()}_{row['delivery_id']}"
@@ -96,7 +98,7 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
             endpoints=endpoints,
             reasons=("", *DEAD_REASONS),
             query=query,
-            next_after=cursor(rows[-1]) if more else None,
+            next_after=cursor(asdict(rows[-1])) if more else None,
             notice=f"{replayed} dead letter(s) sent again." if replayed is not None else None,
         )
 

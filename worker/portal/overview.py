@@ -3,7 +3,7 @@ last 24 hours' attempts as a server-rendered chart (SVG: no script needed)."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Seen` is local to the builder, where only evaluated annotations can see it.
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -40,7 +40,11 @@ class Bar:
 
 
 def chart(rows: list[dict[str, Any]], now: datetime) -> list[Bar]:
-    """Return one bar per hour of the last 24, oldest first, scaled to the tallest."""
+    """Return one bar per hour of the last 24, oldest first, scaled to the tallest.
+
+    ``rows`` are `worker.store.portal.Hour` rows as plain dicts (``asdict``): a pure function
+    of values, tested with rows written by hand.
+    """
     by_hour = {r["hour"].astimezone(UTC): r for r in rows}
     last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     hours = [last - timedelta(hours=HOURS - 1 - i) for i in range(HOURS)]
@@ -75,7 +79,7 @@ def routes(router: APIRouter, services: Services, pages: Pages, viewer: ViewerDe
             endpoints = services.endpoints(conn).list(tenant_id=v.tenant, limit=SHOWN)
             waiting = dlq.count(conn, dlq.Selection(tenant_id=v.tenant))
             hours = portal.hourly(conn, v.tenant)
-        bars = chart(hours, datetime.now(UTC))
+        bars = chart([asdict(h) for h in hours], datetime.now(UTC))
         attempts = sum(b.attempts for b in bars)
         ok = sum(b.ok for b in bars)
         return pages.render(

@@ -18,17 +18,15 @@ import psycopg
 from producers import Event, apublish, publish_many
 from worker.policy.operations import MAX_PAYLOAD_BYTES, Announcement
 from worker.store import queries
+from worker.store.endpoints import subscribed
 
 __all__ = ["announce", "announce_async"]
 
 
 def announce(conn: psycopg.Connection[Any], events: Sequence[Announcement], tenant: str) -> None:
     """Publish ``events`` into ``tenant`` in the caller's transaction, the subscribed ones."""
-    subscribed = {
-        t: conn.execute(queries.SUBSCRIBED, _asked(tenant, t)).fetchone() is not None
-        for t in _types(events)
-    }
-    chosen = [Event(e.event_type, e.payload, tenant) for e in events if subscribed[e.event_type]]
+    taken = {t: subscribed(conn, tenant, t) for t in _types(events)}
+    chosen = [Event(e.event_type, e.payload, tenant) for e in events if taken[e.event_type]]
     if chosen:
         publish_many(conn, chosen, max_payload_bytes=MAX_PAYLOAD_BYTES)
 

@@ -38,10 +38,12 @@ order by d.id desc
 limit %(limit)s offset %(offset)s;
 
 -- name: show_delivery
--- One delivery with its event (its attempts are read apart).
-select d.*, d.event_id::text as event_id, d.endpoint_id::text as endpoint_id,
-       d.message_id::text as message_id, o.event_type, o.payload, e.url,
-       e.circuit_open_until
+-- One delivery with its event (its attempts are read apart, so the count is not selected).
+select d.id, d.tenant_id, d.event_id::text as event_id, d.endpoint_id::text as endpoint_id,
+       d.status, d.spent, d.budget_started_at, d.next_attempt_at,
+       d.message_id::text as message_id, d.locked_until, d.next_trigger, d.last_status_code,
+       d.last_error, d.dead_reason, d.event_created_at, d.created_at, d.updated_at,
+       d.finished_at, d.circuit_wait, o.event_type, o.payload, e.url, e.circuit_open_until
 from webhooks.deliveries d
 join webhooks.outbox o on o.id = d.event_id
 join webhooks.endpoints e on e.id = d.endpoint_id

@@ -30,8 +30,11 @@ order by dl.died_at desc, dl.delivery_id desc
 limit %(limit)s offset %(offset)s;
 
 -- name: show_dead_letter
--- One dead letter with its event, endpoint and delivery state (its attempts are read apart).
-select dl.*, dl.event_id::text as event_id, dl.endpoint_id::text as endpoint_id,
+-- One dead letter with its event, endpoint and delivery state (its attempts are read
+-- apart, so the count is not selected).
+select dl.delivery_id, dl.tenant_id, dl.event_id::text as event_id,
+       dl.endpoint_id::text as endpoint_id, dl.event_type, dl.reason, dl.last_status_code,
+       dl.last_error, dl.died_at, dl.replayed_at, dl.replay_count, dl.replays, dl.announced_at,
        e.url, e.enabled, e.disabled_reason, o.payload, o.created_at as event_created_at,
        d.status as delivery_status
 from webhooks.dead_letters dl

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from worker.errors import MigrationError
 from worker.store import queries
+from worker.store.rows import many, scalar
 
 # pg_advisory_lock key: serialises concurrent `webhooks migrate` runs on one database.
 LOCK_KEY = 0x77686B73  # "whks"
@@ -77,19 +77,26 @@ def expected_version() -> int:
     return max((m.version for m in load()), default=0)
 
 
-def _applied(conn: psycopg.Connection[Any]) -> dict[int, dict[str, object]]:
-    cur = conn.cursor(row_factory=dict_row)
-    exists = cur.execute(queries.MIGRATIONS_TABLE).fetchone()
-    if not exists or exists["t"] is None:
+@dataclass(frozen=True)
+class Applied:
+    """A row of webhooks.schema_migrations: a migration applied, and its checksum then."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime
+
+
+def _applied(conn: psycopg.Connection[Any]) -> dict[int, Applied]:
+    if scalar(conn, queries.MIGRATIONS_TABLE) is None:
         return {}
-    rows = cur.execute(queries.APPLIED_MIGRATIONS).fetchall()
-    return {int(str(row["version"])): row for row in rows}
+    return {row.version: row for row in many(conn, Applied, queries.APPLIED_MIGRATIONS)}
 
 
-def _check_unchanged(migrations: list[Migration], applied: dict[int, dict[str, object]]) -> None:
+def _check_unchanged(migrations: list[Migration], applied: dict[int, Applied]) -> None:
     for m in migrations:
         row = applied.get(m.version)
-        if row is not None and row["checksum"] != m.checksum:
+        if row is not None and row.checksum != m.checksum:
             raise MigrationError(
                 f"migration {m.version:04d}_{m.name}.sql was edited after it was applied "
                 "(checksum differs); add a new migration instead"
@@ -106,8 +113,8 @@ def status(conn: psycopg.Connection[Any]) -> list[Status]:
             Status(
                 m.version,
                 m.name,
-                row["applied_at"] if row else None,  # type: ignore[arg-type]
-                bool(row and row["checksum"] != m.checksum),
+                row.applied_at if row else None,
+                bool(row and row.checksum != m.checksum),
             )
         )
     return out

@@ -11,6 +11,9 @@ delivery, which dead letters a selection means, which events may be pruned) is a
 statement of its own, and a line ``-- include: name`` in another statement stands for it: the
 text is spliced in when the files are read, so what is bound below is always the whole
 statement as Postgres runs it, and the shared part has one source.
+
+Only modules of this package import these constants: the area's store module runs a
+statement and returns its rows as frozen dataclasses (`worker.store.rows`).
 """
 
 from __future__ import annotations
