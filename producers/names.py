@@ -15,8 +15,11 @@ __all__ = [
     "MAX_EVENT_TYPE",
     "MAX_TENANT",
     "TENANT",
+    "check_event_pattern",
     "check_event_type",
     "check_tenant",
+    "pattern_matches",
+    "pattern_regex",
 ]
 
 MAX_EVENT_TYPE = 255
@@ -30,6 +33,42 @@ TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 def check_event_type(value: object) -> str:
     """Return ``value`` if it is a valid event type, else raise InvalidEvent saying why."""
     return _check("event type", value, EVENT_TYPE, MAX_EVENT_TYPE, "_ . : / -")
+
+
+def check_event_pattern(value: object) -> str:
+    """Return ``value`` if an endpoint may subscribe with it, else raise InvalidEvent.
+
+    An event type, one in which whole ``.``-separated segments are ``*`` (any one segment:
+    ``order.*`` takes ``order.paid``, not ``order.paid.late`` nor ``order``), or ``*`` alone
+    (every type).
+    """
+    if value == "*":
+        return value
+    if isinstance(value, str) and "*" in value:
+        if any(segment != "*" and "*" in segment for segment in value.split(".")):
+            raise InvalidEvent(f"event type pattern {value!r}: `*` must be a whole segment")
+        check_event_type(value.replace("*", "x"))
+        return value
+    return check_event_type(value)
+
+
+def pattern_regex(pattern: str) -> str:
+    """Return the anchored regular expression of a checked pattern.
+
+    The same text is a Python `re` and a Postgres ``~`` expression, so the relay's statement
+    and `pattern_matches` decide alike.
+    """
+    if pattern == "*":
+        return "^.*$"
+    segments = ("[^.]+" if s == "*" else re.escape(s) for s in pattern.split("."))
+    return "^" + "\\.".join(segments) + "$"
+
+
+def pattern_matches(pattern: str, event_type: str) -> bool:
+    """Tell whether a checked subscription pattern (or plain event type) takes ``event_type``."""
+    if "*" not in pattern:
+        return pattern == event_type
+    return re.match(pattern_regex(pattern), event_type) is not None
 
 
 def check_tenant(value: object) -> str:

@@ -25,6 +25,8 @@ TABLES = {
     "rate_counts",  # the RabbitMQ deployments' rate limiter (unlogged)
     "portal_links",
     "portal_sessions",
+    "event_types",  # the platform's catalogue, and each type's schema versions
+    "event_type_schemas",
 }
 
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from producers import InvalidEvent
-from producers.names import MAX_EVENT_TYPE, MAX_TENANT, check_event_type, check_tenant
+from producers.names import (
+    MAX_EVENT_TYPE,
+    MAX_TENANT,
+    check_event_pattern,
+    check_event_type,
+    check_tenant,
+    pattern_matches,
+    pattern_regex,
+)
 from worker.errors import ConfigError, InvalidEndpoint
 from worker.ops import validation
 from worker.settings import Settings
@@ -74,3 +84,32 @@ def test_an_operations_tenant_no_endpoint_could_use_is_refused_at_start(value: s
 def test_a_long_operations_tenant_endpoints_accept_is_accepted() -> None:
     tenant = "o" * MAX_TENANT
     assert Settings.from_env({"WEBHOOKS_OPERATIONS_TENANT": tenant}).operations_tenant == tenant
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event_type", "taken"),
+    [
+        ("*", "order.paid", True),
+        ("*", "a", True),
+        ("order.*", "order.paid", True),
+        ("order.*", "order.paid.late", False),  # one segment, not several
+        ("order.*", "order", False),
+        ("order.*", "orders.paid", False),
+        ("*.paid", "order.paid", True),
+        ("order.*.late", "order.paid.late", True),
+        ("order.paid", "order.paid", True),
+        ("order.paid", "order_paid", False),
+        ("a-b.*", "a-b.c", True),
+        ("a/b:c.*", "a/b:c.d", True),
+    ],
+)
+def test_a_pattern_takes_whole_segments(pattern: str, event_type: str, taken: bool) -> None:
+    assert check_event_pattern(pattern) == pattern
+    assert pattern_matches(pattern, event_type) is taken
+    assert (re.match(pattern_regex(pattern), event_type) is not None) is taken
+
+
+@pytest.mark.parametrize("pattern", ["ord*er", "order.**", ".*", "", "order.*-x", "**"])
+def test_a_pattern_with_a_partial_or_empty_segment_is_refused(pattern: str) -> None:
+    with pytest.raises(InvalidEvent):
+        check_event_pattern(pattern)
