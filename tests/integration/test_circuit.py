@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,19 @@ def test_operational_events_are_published_whatever_the_payload_limit_says(
     p.wait_until(lambda: len(receiver.to("/ops")) >= 2, 20, "announced")
     types = sorted(e["type"] for e in operational_events(receiver, ops_secret))
     assert types == ["webhooks.delivery.dead", "webhooks.endpoint.disabled"]
+
+
+def test_an_operators_disable_announces_when_the_endpoint_was_disabled(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver
+) -> None:
+    # The engine's disables said when; an operator's said `"disabled_at": null`.
+    p = make_pipeline()
+    p.endpoint(receiver.on("/ops", ok), tenant_id="operations", event_types=OPS_TYPES)
+    retired, _ = p.endpoint(receiver.on("/retired", ok), event_types=["order.paid"])
+    p.registry.disable(retired, "receiver retired")
+    payload = p.value(
+        "select payload from webhooks.outbox where event_type = 'webhooks.endpoint.disabled'"
+    )
+    disabled_at = p.value("select disabled_at from webhooks.endpoints where id = %s", retired)
+    assert payload["reason"] == "receiver retired"
+    assert datetime.fromisoformat(payload["disabled_at"]) == disabled_at

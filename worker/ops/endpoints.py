@@ -237,7 +237,12 @@ class Endpoints:
         with wrapped_errors(), self.conn.transaction():
             row = rows.disable(self.conn, endpoint_uuid(endpoint_id), tenant_id, reason)
             if row is not None and operations.concerns(row.tenant_id, self.operations_tenant):
-                endpoint = operations.Disabled(id=str(row.id), tenant_id=row.tenant_id, url=row.url)
+                endpoint = operations.Disabled(
+                    id=str(row.id),
+                    tenant_id=row.tenant_id,
+                    url=row.url,
+                    disabled_at=row.disabled_at,
+                )
                 event = operations.endpoint_disabled(endpoint, reason, row.dead_lettered)
                 announce(self.conn, [event], self.operations_tenant)
         if row is None:
