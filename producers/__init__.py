@@ -8,8 +8,11 @@ with conn.transaction():
 ```
 
 Payloads larger than ``max_payload_bytes`` are refused; without that argument the limit is
-WEBHOOKS_MAX_PAYLOAD_BYTES, read by `producers.publish.max_payload_bytes_from_env` (the one
-place this library reads the environment).
+WEBHOOKS_MAX_PAYLOAD_BYTES. With ``event_types="known"`` (else WEBHOOKS_EVENT_TYPES) a type
+missing from the event-type catalogue, or archived there, is refused (UnknownEventType);
+with ``validate="warn"`` or ``"reject"`` (else WEBHOOKS_VALIDATE_PAYLOADS) each payload is
+checked against its type's latest JSON Schema (PayloadMismatch). `producers.settings` is the
+one module of this library that reads the environment.
 """
 
 from producers.errors import (
@@ -18,6 +21,7 @@ from producers.errors import (
     NotInTransaction,
     PayloadTooLarge,
     PublishError,
+    UnknownEventType,
     UnsupportedConnection,
     WebhooksError,
 )
@@ -30,6 +34,7 @@ __all__ = [
     "NotInTransaction",
     "PayloadTooLarge",
     "PublishError",
+    "UnknownEventType",
     "UnsupportedConnection",
     "WebhooksError",
     "apublish",

@@ -5,6 +5,7 @@ Every error the product raises on purpose derives from one root::
     WebhooksError
     ├── PublishError                 publish() refused its input; nothing was written
     │   ├── InvalidEvent             event type, tenant or idempotency key malformed
+    │   │   └── UnknownEventType     not in the catalogue, or archived (EVENT_TYPES=known)
     │   ├── InvalidPayload           payload not JSON-serialisable (or not storable)
     │   ├── PayloadTooLarge          payload over WEBHOOKS_MAX_PAYLOAD_BYTES
     │   ├── UnsupportedConnection    not a psycopg 3 Connection, Cursor or AsyncConnection
@@ -32,6 +33,18 @@ class InvalidEvent(PublishError):
 
 class InvalidPayload(PublishError):
     """Reject a payload that cannot be stored as JSON."""
+
+
+class UnknownEventType(InvalidEvent):
+    """Refuse an event type the catalogue does not have, or has archived."""
+
+    def __init__(self, event_type: str, *, archived: bool) -> None:
+        why = "is archived in" if archived else "is not in"
+        super().__init__(
+            f"event type {event_type!r} {why} the event-type catalogue (WEBHOOKS_EVENT_TYPES=known)"
+        )
+        self.event_type = event_type
+        self.archived = archived
 
 
 class PayloadTooLarge(PublishError):
