@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from producers.errors import SchemaViolation, UnknownEventType
+from producers.errors import PayloadMismatch, UnknownEventType
 from producers.settings import EventTypes, ValidatePayloads
 
 __all__ = ["Entry", "Lookup", "acheck", "check", "enforce"]
@@ -55,7 +55,7 @@ class Compiled:
 
     version: int
     created: datetime
-    check: Any  # producers.schemas' compiled validator
+    validator: Any  # `producers.schemas.compile_schema`'s
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,10 @@ class Lookup:
 
 
 def _compile(schema: Any) -> Any:
-    # Imported on first use: a producer that never validates does not load a validator.
+    # Imported on first use: a producer that never validates does not load jsonschema.
     from producers import schemas
 
-    return schemas.compiled(schema)
+    return schemas.compile_schema(schema)
 
 
 def enforce(
@@ -127,23 +127,29 @@ def enforce(
         if entry.deprecated and name not in _DEPRECATED_SAID:
             _DEPRECATED_SAID.add(name)
             log.warning("event type %r is deprecated in the event-type catalogue", name)
-    if validate == "off":
+    if validate == "off" or all(entry.schema is None for entry in found.values()):
         return
-    failed: dict[str, tuple[int, SchemaViolation]] = {}
+    from producers.schemas import mismatch
+
+    failed: dict[str, tuple[int, PayloadMismatch]] = {}
     for name, body in items:
         compiled = found[name].schema
         if compiled is None:
             continue
-        error = compiled.check(json.loads(body))
+        # The payload as it will be stored (a tuple is an array, keys are strings).
+        error = mismatch(compiled.validator, json.loads(body))
         if error is None:
             continue
+        error = PayloadMismatch(
+            error.path, f"{error.message} (event type {name!r}, schema version {compiled.version})"
+        )
         if validate == "reject":
-            raise SchemaViolation(name, compiled.version, *error)
-        count, first = failed.get(name, (0, SchemaViolation(name, compiled.version, *error)))
+            raise error
+        count, first = failed.get(name, (0, error))
         failed[name] = (count + 1, first)
     for count, first in failed.values():
         also = f" ({count} events of this call)" if count > 1 else ""
-        log.warning("%s%s; published anyway (WEBHOOKS_VALIDATE_PAYLOADS=warn)", first, also)
+        log.warning("payload %s%s; published anyway (validate=warn)", first, also)
 
 
 def check(

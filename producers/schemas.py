@@ -36,6 +36,7 @@ __all__ = [
     "check_schema",
     "compile_schema",
     "first_error",
+    "mismatch",
     "validate",
 ]
 
@@ -73,12 +74,25 @@ def first_error(schema: object, instance: object, root: str = "data") -> str | N
 
     The line names the path from ``root``: ``data.amount: 'x' is not of type 'number'``.
     """
-    validator = compile_schema(schema)
+    found = mismatch(compile_schema(schema), instance, root)
+    return None if found is None else str(found)
+
+
+def mismatch(
+    validator: jsonschema.protocols.Validator, instance: object, root: str = "data"
+) -> PayloadMismatch | None:
+    """Return how ``instance`` fails a compiled validator (path and reason), or None.
+
+    For callers that keep the validator `compile_schema` returned (publish keeps one per
+    event type and schema version), so each payload skips the schema-text cache lookup.
+    """
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(instance))  # type: ignore[arg-type]
     except referencing.exceptions.Unresolvable as e:
-        return f"{root}: schema reference cannot be resolved ({e})"
-    return None if error is None else _where(root, error)
+        return PayloadMismatch(root, f"schema reference cannot be resolved ({e})")
+    return (
+        None if error is None else PayloadMismatch(_path(root, error.absolute_path), error.message)
+    )
 
 
 def validate(schema: object, instance: object, root: str = "data") -> None:
