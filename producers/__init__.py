@@ -8,16 +8,22 @@ with conn.transaction():
 ```
 
 Payloads larger than ``max_payload_bytes`` are refused; without that argument the limit is
-WEBHOOKS_MAX_PAYLOAD_BYTES, read by `producers.publish.max_payload_bytes_from_env` (the one
-place this library reads the environment).
+WEBHOOKS_MAX_PAYLOAD_BYTES. With ``event_types="known"`` (else WEBHOOKS_EVENT_TYPES) a type
+missing from the event-type catalogue, or archived there, is refused (UnknownEventType);
+with ``validate="warn"`` or ``"reject"`` (else WEBHOOKS_VALIDATE_PAYLOADS) each payload is
+checked against its type's latest JSON Schema (PayloadMismatch). `producers.settings` is the
+one module of this library that reads the environment.
 """
 
 from producers.errors import (
     InvalidEvent,
     InvalidPayload,
+    InvalidSchema,
     NotInTransaction,
+    PayloadMismatch,
     PayloadTooLarge,
     PublishError,
+    UnknownEventType,
     UnsupportedConnection,
     WebhooksError,
 )
@@ -27,9 +33,12 @@ __all__ = [
     "Event",
     "InvalidEvent",
     "InvalidPayload",
+    "InvalidSchema",
     "NotInTransaction",
+    "PayloadMismatch",
     "PayloadTooLarge",
     "PublishError",
+    "UnknownEventType",
     "UnsupportedConnection",
     "WebhooksError",
     "apublish",

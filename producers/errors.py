@@ -5,10 +5,13 @@ Every error the product raises on purpose derives from one root::
     WebhooksError
     ├── PublishError                 publish() refused its input; nothing was written
     │   ├── InvalidEvent             event type, tenant or idempotency key malformed
+    │   │   └── UnknownEventType     not in the catalogue, or archived (EVENT_TYPES=known)
     │   ├── InvalidPayload           payload not JSON-serialisable (or not storable)
+    │   │   └── PayloadMismatch      payload does not match its event type's JSON Schema
     │   ├── PayloadTooLarge          payload over WEBHOOKS_MAX_PAYLOAD_BYTES
     │   ├── UnsupportedConnection    not a psycopg 3 Connection, Cursor or AsyncConnection
     │   └── NotInTransaction         autocommit connection outside a transaction block
+    ├── InvalidSchema                a JSON Schema that is not one (or refers outside itself)
     └── (worker.errors adds the service-side errors)
 
 `producers` keeps only the part of the tree the producer API raises, so that importing it
@@ -32,6 +35,31 @@ class InvalidEvent(PublishError):
 
 class InvalidPayload(PublishError):
     """Reject a payload that cannot be stored as JSON."""
+
+
+class UnknownEventType(InvalidEvent):
+    """Refuse an event type the catalogue does not have, or has archived."""
+
+    def __init__(self, event_type: str, *, archived: bool) -> None:
+        why = "is archived in" if archived else "is not in"
+        super().__init__(
+            f"event type {event_type!r} {why} the event-type catalogue (WEBHOOKS_EVENT_TYPES=known)"
+        )
+        self.event_type = event_type
+        self.archived = archived
+
+
+class PayloadMismatch(InvalidPayload):
+    """Reject a payload its event type's JSON Schema does not accept."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+class InvalidSchema(WebhooksError, ValueError):
+    """Refuse a JSON Schema that is not valid, too deep, or refers to a remote document."""
 
 
 class PayloadTooLarge(PublishError):

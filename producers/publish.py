@@ -7,14 +7,15 @@ statement would commit on its own, so it is refused with NotInTransaction. A con
 not in autocommit mode is always inside a transaction (psycopg opens one implicitly) that the
 caller commits or rolls back.
 
-Payload limit: the ``max_payload_bytes`` argument, else WEBHOOKS_MAX_PAYLOAD_BYTES as read by
-`max_payload_bytes_from_env`, the only place this library reads the environment.
+Payload limit: the ``max_payload_bytes`` argument, else WEBHOOKS_MAX_PAYLOAD_BYTES. Catalogue
+checks (`producers.catalogue`): the ``event_types`` and ``validate`` arguments, else
+WEBHOOKS_EVENT_TYPES and WEBHOOKS_VALIDATE_PAYLOADS. `producers.settings` reads the three, the
+only module of this library that reads the environment. Every check runs before the insert.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from producers import catalogue
 from producers.errors import (
     InvalidEvent,
     InvalidPayload,
@@ -32,8 +34,17 @@ from producers.errors import (
 )
 from producers.ids import uuid7
 from producers.names import check_event_type, check_tenant
+from producers.settings import (
+    EventTypes,
+    ValidatePayloads,
+    check_event_types,
+    check_validate_payloads,
+    event_types_from_env,
+    max_payload_bytes_from_env,
+    refused_as_invalid,
+    validate_payloads_from_env,
+)
 
-DEFAULT_MAX_PAYLOAD_BYTES = 262144
 MAX_IDEMPOTENCY_KEY = 255
 CHANNEL = "webhooks_outbox"
 
@@ -76,23 +87,23 @@ class Event:
     idempotency_key: str | None = None
 
 
-def max_payload_bytes_from_env() -> int:
-    """Return WEBHOOKS_MAX_PAYLOAD_BYTES, else DEFAULT_MAX_PAYLOAD_BYTES.
-
-    The one place the producers library reads the environment: when a caller passes no
-    ``max_payload_bytes``. Read on every such call, so a changed environment applies at once
-    (the read costs well under a microsecond). The worker passes its own setting instead.
-    """
-    raw = os.environ.get("WEBHOOKS_MAX_PAYLOAD_BYTES", "")
-    try:
-        return int(raw) if raw else DEFAULT_MAX_PAYLOAD_BYTES
-    except ValueError:
-        raise InvalidEvent(f"WEBHOOKS_MAX_PAYLOAD_BYTES: not an integer: {raw!r}") from None
-
-
 def _max_payload_bytes(explicit: int | None) -> int:
     """Return the payload limit: the argument, else the environment's."""
     return explicit if explicit is not None else max_payload_bytes_from_env()
+
+
+def _checks(
+    event_types: EventTypes | None, validate: ValidatePayloads | None
+) -> tuple[EventTypes, ValidatePayloads]:
+    """Return the catalogue checks to make: the arguments, else the environment's."""
+    return (
+        event_types_from_env()
+        if event_types is None
+        else refused_as_invalid("event_types", event_types, check_event_types),
+        validate_payloads_from_env()
+        if validate is None
+        else refused_as_invalid("validate", validate, check_validate_payloads),
+    )
 
 
 def _is_utf8(text: str) -> bool:
@@ -174,17 +185,22 @@ def publish(
     tenant_id: str = "default",
     idempotency_key: str | None = None,
     max_payload_bytes: int | None = None,
+    event_types: EventTypes | None = None,
+    validate: ValidatePayloads | None = None,
 ) -> str:
     """Append one event to the outbox in the caller's transaction; return its id.
 
     A repeated ``idempotency_key`` in the same tenant returns the first event's id and adds
-    no row. Never commits and never opens a connection.
+    no row. Never commits and never opens a connection. ``event_types`` (``open`` or
+    ``known``) and ``validate`` (``off``, ``warn`` or ``reject``) override
+    WEBHOOKS_EVENT_TYPES and WEBHOOKS_VALIDATE_PAYLOADS (`producers.catalogue`).
     """
+    limit, checks = _max_payload_bytes(max_payload_bytes), _checks(event_types, validate)
     tenant, etype, body, key = prepare(
-        Event(event_type, payload, tenant_id, idempotency_key),
-        _max_payload_bytes(max_payload_bytes),
+        Event(event_type, payload, tenant_id, idempotency_key), limit
     )
     target = _check_sync(conn)
+    catalogue.check(target, [(etype, body)], *checks)
     row = target.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key)).fetchone()
     assert row is not None
     return str(row[0] if not isinstance(row, Mapping) else row["id"])
@@ -198,11 +214,13 @@ async def apublish(
     tenant_id: str = "default",
     idempotency_key: str | None = None,
     max_payload_bytes: int | None = None,
+    event_types: EventTypes | None = None,
+    validate: ValidatePayloads | None = None,
 ) -> str:
     """Append one event on an AsyncConnection or AsyncCursor; see `publish`."""
+    limit, checks = _max_payload_bytes(max_payload_bytes), _checks(event_types, validate)
     tenant, etype, body, key = prepare(
-        Event(event_type, payload, tenant_id, idempotency_key),
-        _max_payload_bytes(max_payload_bytes),
+        Event(event_type, payload, tenant_id, idempotency_key), limit
     )
     if isinstance(conn, psycopg.AsyncCursor):
         owner: object = conn.connection
@@ -214,6 +232,7 @@ async def apublish(
         )
     assert isinstance(owner, psycopg.AsyncConnection)
     _check_transaction(owner.autocommit, owner.info.transaction_status)
+    await catalogue.acheck(conn, [(etype, body)], *checks)
     cur = await conn.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key))
     row = await cur.fetchone()
     assert row is not None
@@ -225,17 +244,21 @@ def publish_many(
     events: Iterable[Event | tuple[str, Any] | Mapping[str, Any]],
     *,
     max_payload_bytes: int | None = None,
+    event_types: EventTypes | None = None,
+    validate: ValidatePayloads | None = None,
 ) -> list[str]:
     """Append a batch of events in one statement; return their ids in input order.
 
     Each item is an `Event`, a ``(event_type, payload)`` pair, or a mapping with the fields
-    of `Event`. The whole batch is validated before anything is sent.
+    of `Event`. The whole batch is validated, and checked against the catalogue in one
+    statement (see `publish`), before anything is sent.
     """
-    limit = _max_payload_bytes(max_payload_bytes)
+    limit, checks = _max_payload_bytes(max_payload_bytes), _checks(event_types, validate)
     prepared = [prepare(_as_event(item), limit) for item in events]
     target = _check_sync(conn)
     if not prepared:
         return []
+    catalogue.check(target, [(etype, body) for _, etype, body, _ in prepared], *checks)
     ids: list[str] = []
     first_by_key: dict[tuple[str, str], str] = {}
     cols: tuple[list[Any], ...] = ([], [], [], [], [])

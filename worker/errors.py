@@ -25,6 +25,7 @@ from producers.errors import (
     NotInTransaction,
     PayloadTooLarge,
     PublishError,
+    UnknownEventType,
     UnsupportedConnection,
     WebhooksError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "NotInTransaction",
     "PayloadTooLarge",
     "PublishError",
+    "UnknownEventType",
     "UnsupportedConnection",
     "WebhooksError",
     "WrongState",

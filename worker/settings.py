@@ -1,9 +1,9 @@
 """Build the typed settings object from the environment, once, at an entry point.
 
 Every environment variable the product reads is read here, by `Settings.from_env`, and
-nowhere else in `worker` (the producers library reads its one variable itself:
-`producers.publish.max_payload_bytes_from_env`, and the worker passes
-`max_payload_bytes` to it explicitly).
+nowhere else in `worker` (the producers library reads its own three, WEBHOOKS_MAX_PAYLOAD_BYTES,
+WEBHOOKS_EVENT_TYPES and WEBHOOKS_VALIDATE_PAYLOADS, in `producers.settings`; the worker
+passes them to `publish` explicitly from here).
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from producers.names import check_tenant
-from producers.publish import DEFAULT_MAX_PAYLOAD_BYTES
+from producers.settings import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    EventTypes,
+    ValidatePayloads,
+    check_event_types,
+    check_validate_payloads,
+)
 from worker.errors import ConfigError
 from worker.policy.guard import IPNetwork as IPNetwork
 from worker.queue import AMQP_SCHEMES, LEASE_SECONDS, REDIS_SCHEMES
@@ -35,6 +41,8 @@ VARIABLES = (
     "WEBHOOKS_DISABLE_AFTER",
     "WEBHOOKS_REQUEST_TIMEOUT",
     "WEBHOOKS_MAX_PAYLOAD_BYTES",
+    "WEBHOOKS_EVENT_TYPES",
+    "WEBHOOKS_VALIDATE_PAYLOADS",
     "WEBHOOKS_CIRCUIT_FAILURES",
     "WEBHOOKS_CIRCUIT_COOLDOWN",
     "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
@@ -274,6 +282,12 @@ class Settings:
     request_timeout: float = 30.0
     connect_timeout: float = 5.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    #: WEBHOOKS_EVENT_TYPES: ``open``, or ``known``: `publish` (CLI, API) refuses a type the
+    #: event-type catalogue lacks or has archived.
+    event_types: EventTypes = "open"
+    #: WEBHOOKS_VALIDATE_PAYLOADS: ``off``, ``warn`` or ``reject`` a payload that does not
+    #: match its type's latest JSON Schema.
+    validate_payloads: ValidatePayloads = "off"
     allowed_networks: tuple[IPNetwork, ...] = field(default_factory=tuple)
     metrics_port: int = 9191
     relay_metrics_port: int = 9192
@@ -353,6 +367,13 @@ class Settings:
                 "WEBHOOKS_MAX_PAYLOAD_BYTES",
                 positive(parse_integer),
                 defaults.max_payload_bytes,
+            ),
+            event_types=read(env, "WEBHOOKS_EVENT_TYPES", check_event_types, defaults.event_types),
+            validate_payloads=read(
+                env,
+                "WEBHOOKS_VALIDATE_PAYLOADS",
+                check_validate_payloads,
+                defaults.validate_payloads,
             ),
             allowed_networks=read(env, "WEBHOOKS_ALLOWED_NETWORKS", parse_networks, ()),
             metrics_port=read(env, "WEBHOOKS_METRICS_PORT", parse_port, defaults.metrics_port),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from producers import PayloadTooLarge, UnsupportedConnection, publish
-from producers.publish import DEFAULT_MAX_PAYLOAD_BYTES, max_payload_bytes_from_env
+from producers.settings import DEFAULT_MAX_PAYLOAD_BYTES, max_payload_bytes_from_env
 
 PAYLOAD = {"text": "x" * 100}
 

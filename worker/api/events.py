@@ -53,6 +53,8 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                     tenant_id=tenant,
                     idempotency_key=idempotency_key,
                     max_payload_bytes=services.settings.max_payload_bytes,
+                    event_types=services.settings.event_types,
+                    validate=services.settings.validate_payloads,
                 )
                 repeated = events.published_before(conn, event_id)
             return fast(events.show(conn, event_id, tenant_id=tenant), 200 if repeated else 201)

@@ -132,6 +132,7 @@ def _field_of(message: str) -> str | None:
         ("tenant", "tenant"),
         ("idempotency key", "Idempotency-Key"),
         ("payload", "data"),
+        ("data", "data"),  # a payload that fails its schema: the path from `data`
         ("status", "status"),
     ):
         if lower.startswith(prefix):

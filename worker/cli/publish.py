@@ -34,7 +34,8 @@ def publish(
     --data @payload.json and --data - (stdin) take payloads of any size up to
     WEBHOOKS_MAX_PAYLOAD_BYTES, which a command-line argument cannot carry (~128 KiB).
     """
-    limit = app().settings.max_payload_bytes
+    settings = app().settings
+    limit = settings.max_payload_bytes
     try:
         payload = json.loads(_payload_text(data, limit))
     except ValueError as exc:
@@ -47,6 +48,8 @@ def publish(
             tenant_id=tenant,
             idempotency_key=idempotency_key,
             max_payload_bytes=limit,
+            event_types=settings.event_types,
+            validate=settings.validate_payloads,
         )
         repeated = events.published_before(conn, event_id)
     human = f"already published as {event_id} (same idempotency key)" if repeated else event_id

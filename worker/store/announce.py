@@ -4,8 +4,10 @@ What an event says is decided by `worker.policy.operations`; this is the one pla
 publishes them (an operator disabling an endpoint, the engine's health changes and
 disables, the relay's dead letters). Always in the caller's transaction, so an event
 exists if and only if the change it announces commits, and under
-`operations.MAX_PAYLOAD_BYTES`, never WEBHOOKS_MAX_PAYLOAD_BYTES. An event type no enabled
-endpoint of the operations tenant takes is not published at all.
+`operations.MAX_PAYLOAD_BYTES`, never WEBHOOKS_MAX_PAYLOAD_BYTES, and unchecked by the
+event-type catalogue whatever WEBHOOKS_EVENT_TYPES and WEBHOOKS_VALIDATE_PAYLOADS say (the
+platform's own `webhooks.*` types are not the producers' to register). An event type no
+enabled endpoint of the operations tenant takes is not published at all.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def announce(conn: psycopg.Connection[Any], events: Sequence[Announcement], tena
     taken = {t: subscribed(conn, tenant, t) for t in _types(events)}
     chosen = [Event(e.event_type, e.payload, tenant) for e in events if taken[e.event_type]]
     if chosen:
-        publish_many(conn, chosen, max_payload_bytes=MAX_PAYLOAD_BYTES)
+        publish_many(
+            conn, chosen, max_payload_bytes=MAX_PAYLOAD_BYTES, event_types="open", validate="off"
+        )
 
 
 async def announce_async(
@@ -47,6 +51,8 @@ async def announce_async(
                 e.payload,
                 tenant_id=tenant,
                 max_payload_bytes=MAX_PAYLOAD_BYTES,
+                event_types="open",
+                validate="off",
             )
 
 
