@@ -52,7 +52,7 @@ def check_group(group: str | None) -> str | None:
     """Return a group name if it is one line of at most MAX_GROUP characters (None: none)."""
     if group is None:
         return None
-    if not isinstance(group, str) or not group.strip() or len(group) > MAX_GROUP:
+    if not isinstance(group, str) or not group or len(group) > MAX_GROUP:
         raise InvalidSchema(f"group must be text of 1 to {MAX_GROUP} characters")
     if any(c in group for c in "\x00\n\r"):
         raise InvalidSchema("group must be one line of text")
