@@ -154,3 +154,85 @@ def test_bad_names_and_updates_are_refused(db_url: str, tmp_path: Path) -> None:
     )
     assert "nothing to update" in refused(db_url, "event-type", "update", "a.type")
     assert counts(db_url) == (1, 1)
+
+
+OPENAPI = """\
+openapi: 3.1.0
+info: {title: Shop, version: "1"}
+webhooks:
+  order.paid:
+    post:
+      summary: An order was paid
+      tags: [orders]
+      requestBody:
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Envelope'}
+            example: {type: order.paid, timestamp: 2026-01-31T12:00:00Z, data: {total: 5}}
+  order.refunded:
+    post:
+      summary: An order was refunded
+      requestBody:
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Order'}
+components:
+  schemas:
+    Envelope:
+      type: object
+      properties:
+        type: {type: string}
+        timestamp: {type: string}
+        data: {$ref: '#/components/schemas/Order'}
+    Order:
+      type: object
+      properties:
+        total: {type: number}
+        placed: {type: string}
+"""
+
+
+def test_import_an_openapi_document_dry_then_for_real_then_again(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "shop.yaml"
+    path.write_text(OPENAPI)
+    dry = run_cli("event-type", "import", str(path), "--dry-run", env={"DATABASE_URL": db_url})
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing was written" in dry.stderr and "order.paid" in dry.stdout
+    assert counts(db_url) == (0, 0)
+
+    done = cli(db_url, "event-type", "import", str(path))
+    assert [(d["name"], d["action"], d["version"]) for d in done] == [
+        ("order.paid", "added", 1),
+        ("order.refunded", "added", 1),
+    ]
+    paid = cli(db_url, "event-type", "show", "order.paid")
+    assert paid["description"] == "An order was paid" and paid["group"] == "orders"
+    assert paid["example"] == {"total": 5}  # the envelope's data
+    assert paid["schema"]["properties"]["total"] == {"type": "number"}
+
+    again = cli(db_url, "event-type", "import", str(path))
+    assert {d["action"] for d in again} == {"unchanged"}
+    path.write_text(OPENAPI.replace("total: {type: number}", "total: {type: integer}"))
+    changed = cli(db_url, "event-type", "import", str(path))
+    assert [(d["action"], d["version"]) for d in changed] == [("new schema version", 2)] * 2
+    assert counts(db_url) == (2, 4)
+
+
+def test_import_refuses_a_document_with_no_webhooks_or_a_bad_schema(
+    db_url: str, tmp_path: Path
+) -> None:
+    empty = write(tmp_path / "api.json", {"openapi": "3.1.0", "paths": {}})
+    assert refused(db_url, "event-type", "import", empty) == (
+        f"error: {empty}: no webhooks: neither `webhooks` (OpenAPI 3.1) nor `x-webhooks` (3.0)"
+        " declares any"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(OPENAPI.replace("total: {type: number}", "total: {type: numeral}"))
+    line = refused(db_url, "event-type", "import", str(bad))
+    assert f"{bad}: webhooks.order.paid: schema is not valid JSON Schema" in line
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("webhooks: [unclosed\n")
+    assert f"{broken}: not valid YAML" in refused(db_url, "event-type", "import", str(broken))
+    assert counts(db_url) == (0, 0)
