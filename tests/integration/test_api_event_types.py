@@ -117,7 +117,7 @@ def test_keyset_pages_and_flags(admin: Api) -> None:
         ({"name": "x.y", "schema": {"type": "nope"}}, "schema is not valid JSON Schema"),
         ({"name": "x.y", "schema": INVOICE, "example": {"amount": "1"}}, "example.amount"),
         ({"name": "x.y", "schema": {"$ref": "https://example.com/s.json"}}, "only local"),
-        ({"name": "x.y", "example": {}}, "needs a schema"),
+        ({"name": "x.y", "schema": True}, "schema"),
         ({"name": "bad name"}, "name"),
     ],
 )
@@ -129,6 +129,20 @@ def test_bad_input_is_a_422_and_nothing_is_written(
     assert answer.headers["content-type"] == PROBLEM
     assert fragment in answer.text
     assert stored(db_url) == (0, 0)
+
+
+def test_an_example_without_a_schema_and_one_the_latest_schema_refuses(admin: Api) -> None:
+    made = admin.ok("POST", "/v1/event-types", json={"name": "a.b", "example": {"x": 1}})
+    assert (made["latest_version"], made["schema"], made["example"]) == (1, {}, {"x": 1})
+    admin.ok("PATCH", "/v1/event-types/a.b", json={"schema": INVOICE})
+    refused = admin.call("PATCH", "/v1/event-types/a.b", json={"example": {"amount": "1"}})
+    assert refused.status_code == 409, refused.text
+    assert "example.amount: '1' is not of type 'number'" in refused.json()["detail"]
+    both = admin.call(
+        "PATCH", "/v1/event-types/a.b", json={"schema": INVOICE, "example": {"amount": "1"}}
+    )
+    assert both.status_code == 422, both.text
+    assert admin.ok("GET", "/v1/event-types/a.b")["latest_version"] == 2
 
 
 def test_conflicts_and_absences(admin: Api) -> None:

@@ -133,7 +133,7 @@ def test_an_endpoint_subscribing_to_an_archived_type_is_told_so(db_url: str) -> 
         (["--schema", "{s}"], {"s": "{not json"}, "--schema {s}: not valid JSON"),
         (["--schema", "{s}"], {"s": {"$ref": "http://169.254.169.254/x"}}, "only local references"),
         (["--schema", "/no/such/file.json"], {}, "--schema /no/such/file.json: cannot be read"),
-        (["--example", "{e}"], {"e": {}}, "an example needs a schema"),
+        (["--schema", "{s}"], {"s": {"$schema": "https://x.example/s"}}, "unknown $schema"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(

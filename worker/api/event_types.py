@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
+from producers.errors import PayloadMismatch
 from worker.api.auth import CallerDependency, Principal, Services
 from worker.api.models import (
     NO_NUL,
@@ -34,24 +35,22 @@ Name = Annotated[
     str,
     Path(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"),
 ]
-#: A JSON Schema: an object (or true, false), which the server checks against its metaschema.
+#: A JSON Schema, as an object, which the server checks against its metaschema.
 SchemaValue = Annotated[
-    dict[str, Any] | bool,
+    dict[str, Any],
     WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "boolean"},
-                {
-                    "type": "object",
-                    "propertyNames": {"pattern": NO_NUL},
-                    "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
-                },
-            ]
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
         }
     ),
 ]
 _SCHEMA = "JSON Schema of the payload (`data`); draft 2020-12 unless `$schema` names another."
-_EXAMPLE = "An example payload, checked against the schema."
+_EXAMPLE = (
+    "An example payload, checked against the schema (without one, kept under `{}`, which"
+    " takes any payload)."
+)
 
 
 class EventTypeIn(Strict):
@@ -150,20 +149,30 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         tags=tags,
         response_model=dict[str, Any],
         responses=problem_responses(403),
+        description="Change a type (admin keys); a new schema adds a version. An example"
+        " alone that the latest schema refuses is a 409.",
     )
     def update_event_type(name: Name, body: EventTypePatch, caller: Caller) -> Response:
         """Change a type (admin keys); a new schema adds a version."""
         admin(caller)
         given = body.model_fields_set
-        with services.connection() as conn:
-            shown = catalogue.update(
-                conn,
-                name,
-                description=body.description,
-                group=body.group if "group" in given else UNSET,
-                schema=body.json_schema,
-                example=body.example,
-            )
+        try:
+            with services.connection() as conn:
+                shown = catalogue.update(
+                    conn,
+                    name,
+                    description=body.description,
+                    group=body.group if "group" in given else UNSET,
+                    schema=body.json_schema,
+                    example=body.example,
+                )
+        except PayloadMismatch as exc:
+            if body.json_schema is not None:
+                raise
+            # The body is well formed; the type's current schema refuses its example.
+            raise Problem(
+                409, f"the latest schema of event type {name} refuses the example: {exc}"
+            ) from None
         return fast(_document(shown))
 
     for which, verb in (("deprecated", "deprecate"), ("archived", "archive")):

@@ -27,6 +27,8 @@ from worker.store.event_types import EventType as EventType
 from worker.store.event_types import SchemaVersion as SchemaVersion
 
 MAX_GROUP = 200
+#: The schema an example given without one is kept under: it takes any payload.
+ANY: dict[str, Any] = {}
 #: An argument not given (None is a value of its own: no group, a JSON null example).
 UNSET: Any = object()
 
@@ -81,7 +83,7 @@ def add(
     check_description(description)
     check_group(group)
     if example is not None and schema is None:
-        raise InvalidSchema(f"event type {name}: an example needs a schema to be checked against")
+        schema = ANY  # the example is kept, under a schema that takes any payload
     check_entry(schema, example)
     with wrapped_errors(), conn.transaction():
         if not rows.insert(conn, name, description, group):
@@ -122,12 +124,10 @@ def update(
         elif example is not None:
             latest = rows.get(conn, name)
             if latest is None or latest.latest_version is None:
-                raise InvalidSchema(
-                    f"event type {name}: it has no schema to check the example against:"
-                    " give a schema too"
-                )
-            validate(latest.schema, example, root="example")
-            rows.set_example(conn, name, latest.latest_version, example)
+                rows.add_schema(conn, name, ANY, example)
+            else:
+                validate(latest.schema, example, root="example")
+                rows.set_example(conn, name, latest.latest_version, example)
     return show(conn, name)
 
 
