@@ -156,6 +156,10 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
         """Change a type (admin keys); a new schema adds a version."""
         admin(caller)
         given = body.model_fields_set
+        if not given:
+            raise Problem(422, "nothing to update: give a field", kind="invalid-value")
+        if "description" in given and body.description is None:
+            raise Problem(422, "description cannot be null", kind="invalid-value")
         try:
             with services.connection() as conn:
                 shown = catalogue.update(
