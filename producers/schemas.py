@@ -36,6 +36,7 @@ __all__ = [
     "check_schema",
     "compile_schema",
     "first_error",
+    "first_error_of",
     "validate",
 ]
 
@@ -73,7 +74,14 @@ def first_error(schema: object, instance: object, root: str = "data") -> str | N
 
     The line names the path from ``root``: ``data.amount: 'x' is not of type 'number'``.
     """
-    validator = compile_schema(schema)
+    return first_error_of(compile_schema(schema), instance, root)
+
+
+def first_error_of(
+    validator: jsonschema.protocols.Validator, instance: object, root: str = "data"
+) -> str | None:
+    """`first_error` with a validator already compiled (`compile_schema`): a caller that
+    keeps one per (event type, version) skips hashing the schema's text on every call."""
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(instance))  # type: ignore[arg-type]
     except referencing.exceptions.Unresolvable as e:
