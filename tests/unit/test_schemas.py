@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from producers.errors import InvalidPayload, InvalidSchema, PayloadMismatch
-from producers.schemas import MAX_DEPTH, check_schema, compile_schema, first_error, validate
+from producers.schemas import (
+    MAX_DEPTH,
+    check_schema,
+    compile_schema,
+    first_error,
+    mismatch,
+    validate,
+)
 
 INVOICE = {
     "type": "object",
@@ -89,3 +96,9 @@ def test_nesting_is_bounded() -> None:
 def test_a_local_ref_that_does_not_resolve_is_an_error_not_a_fetch() -> None:
     line = first_error({"$ref": "#/$defs/missing"}, {})
     assert line is not None and line.startswith("data: schema reference cannot be resolved")
+
+
+def test_a_validator_kept_by_the_caller_gives_the_same_line() -> None:
+    validator = compile_schema(INVOICE)
+    assert str(mismatch(validator, {"amount": "x"})) == first_error(INVOICE, {"amount": "x"})
+    assert mismatch(validator, {"amount": 1}, root="payload") is None

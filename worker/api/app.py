@@ -14,7 +14,17 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import deliveries, docs, endpoints, events, letters, links, methods, status
+from worker.api import (
+    deliveries,
+    docs,
+    endpoints,
+    event_types,
+    events,
+    letters,
+    links,
+    methods,
+    status,
+)
 from worker.api.auth import Auth, AuthenticateFirst, Services, caller_dependency, resolver
 from worker.api.limits import BodyLimit, body_cap
 from worker.api.models import finish_document, problem_responses
@@ -71,6 +81,7 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         deliveries.router,
         letters.router,
         links.router,
+        event_types.router,
         status.router,
     ):
         v1.include_router(routes(services, principal))

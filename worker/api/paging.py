@@ -23,7 +23,10 @@ from worker.api.problems import Problem
 UUID_CURSOR = re.compile(r"^[0-9a-f]{32}$")
 ID_CURSOR = re.compile(r"^[0-9]{1,19}$")
 TIME_ID_CURSOR = re.compile(r"^[0-9]{1,18}-[0-9]{1,19}$")
+#: A list sorted by name (event types): the cursor is the last name itself.
+NAME_CURSOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$")
 _PATTERNS: dict[tuple[type, ...], re.Pattern[str]] = {
+    (str,): NAME_CURSOR,
     (uuid.UUID,): UUID_CURSOR,
     (int,): ID_CURSOR,
     (datetime, int): TIME_ID_CURSOR,
@@ -62,6 +65,8 @@ def decode_cursor(cursor: str | None, *types: type) -> list[Any] | None:
             kind="bad-cursor",
             errors=[{"field": "cursor", "message": "not a cursor from next_cursor"}],
         )
+    if types == (str,):
+        return [cursor]
     out: list[Any] = []
     for part, kind in zip(cursor.split("-"), types, strict=True):
         if kind is uuid.UUID:

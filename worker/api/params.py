@@ -29,6 +29,8 @@ UuidCursor = Annotated[str | None, _cursor(uuid.UUID)]
 IdCursor = Annotated[str | None, _cursor(int)]
 #: The cursor of a list sorted by time, then bigint id (dead letters).
 TimeIdCursor = Annotated[str | None, _cursor(datetime, int)]
+#: The cursor of a list sorted by name (event types).
+NameCursor = Annotated[str | None, _cursor(str)]
 TenantQuery = Annotated[Tenant | None, Query(description="Admin keys only: act in this tenant.")]
 #: A delivery id: a larger one than bigint holds is refused as invalid, not looked up.
 DeliveryId = Annotated[int, Path(ge=1, le=BIG)]

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producers.errors import PayloadTooLarge, PublishError
+from producers.errors import InvalidSchema, PayloadTooLarge, PublishError
 from worker.errors import (
     Advised,
     ConfigError,
@@ -102,7 +102,7 @@ def from_error(exc: WebhooksError) -> Problem:
         return Problem(409, text, kind="wrong-state")
     if isinstance(exc, PayloadTooLarge):
         return Problem(413, text)
-    if isinstance(exc, InvalidEndpoint | PublishError):
+    if isinstance(exc, InvalidEndpoint | PublishError | InvalidSchema):
         field = _field_of(text)
         errors = [{"field": field, "message": text}] if field else None
         return Problem(422, text, kind="invalid-value", errors=errors)

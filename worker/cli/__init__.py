@@ -18,6 +18,7 @@ from worker.cli import (
     dev,
     dlq,
     endpoint,
+    event_types,
     migrate,
     portal,
     publish,
@@ -37,6 +38,7 @@ def main() -> None:
 for command in (
     migrate.migrate,
     endpoint.endpoint,
+    event_types.event_type,
     publish.publish,
     deliveries.deliveries,
     dlq.dlq,

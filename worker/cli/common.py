@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
+from producers.errors import InvalidSchema
 from worker.app import App
 from worker.cli.output import emit_json, plain
 from worker.errors import (
@@ -45,7 +46,7 @@ class Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, PublishError, InvalidEndpoint) as exc:
+        except (ConfigError, PublishError, InvalidEndpoint, InvalidSchema) as exc:
             # Bad settings and bad arguments are usage errors: nothing was written.
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)

@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from producers.ids import uuid7
 from worker.errors import ConfigError, InvalidEndpoint, NotFound
+from worker.ops import event_types as event_types_catalogue
 from worker.ops.endpoint import UNCHANGED, Dependents, Endpoint, Unchanged
 from worker.ops.validation import (
     MAX_HEADERS,
@@ -151,6 +152,7 @@ class Endpoints:
                     "rate_limit": rate_limit,
                 },
             )
+        self.warn_archived(types)
         return self._endpoint(row, revealed=checked), secret
 
     def update(
@@ -196,7 +198,14 @@ class Endpoints:
         for field in _FIELDS:
             params[f"set_{field}"] = field in changes
             params[field] = changes.get(field)
-        return self._update(endpoint_id, tenant_id, rows.update, params, revealed=revealed)
+        updated = self._update(endpoint_id, tenant_id, rows.update, params, revealed=revealed)
+        self.warn_archived(changes.get("event_types"))
+        return updated
+
+    def warn_archived(self, event_types: Iterable[str] | None) -> None:
+        """Tell (through ``warn``) of subscriptions to types archived in the catalogue."""
+        for line in event_types_catalogue.archived_subscriptions(self.conn, event_types or ()):
+            self.warn(line)
 
     def get(self, endpoint_id: str, *, tenant_id: str | None = None) -> Endpoint:
         """Return one endpoint or raise NotFound."""

@@ -35,6 +35,7 @@ FILES = (
     "metrics",
     "migrate",
     "bench",
+    "event_types",
 )
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.M)
@@ -228,3 +229,13 @@ BENCH_SERVER = _sql("bench_server")
 DEV_ATTEMPTS = _sql("dev_attempts")
 DEV_DEAD_LETTERS = _sql("dev_dead_letters")
 DEV_DEMO_OUTCOMES = _sql("dev_demo_outcomes")
+
+# event_types.sql: the event-type catalogue and its schema versions.
+INSERT_EVENT_TYPE = _sql("insert_event_type")
+LOCK_EVENT_TYPE = _sql("lock_event_type")
+UPDATE_EVENT_TYPE = _sql("update_event_type")
+ADD_EVENT_TYPE_SCHEMA = _sql("add_event_type_schema")
+SET_EVENT_TYPE_EXAMPLE = _sql("set_event_type_example")
+EVENT_TYPES = _sql("event_types")
+EVENT_TYPE_SCHEMAS = _sql("event_type_schemas")
+ARCHIVED_EVENT_TYPES = _sql("archived_event_types")
