@@ -120,6 +120,19 @@ NO_NUL = r"^[^\x00]*$"
 EventType = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_EVENT_TYPE, pattern=whole(EVENT_TYPE))
 ]
+#: A subscription: an event type, or a pattern with `*` segments (`order.*`, `*`); the
+#: service layer checks that each `*` is a whole segment (producers.names).
+EventPattern = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=MAX_EVENT_TYPE, pattern=r"^(?:[A-Za-z0-9*][A-Za-z0-9_.:/*-]*)$"
+    ),
+]
+FILTER_HELP = (
+    "Deliver only events that pass this filter (worker.policy.filters: fields type, tenant,"
+    " data.<dot.path>; operators $eq $neq $gt $gte $lt $lte $in $nin $startsWith $endsWith"
+    " $exist $and $or $not). null or absent: every event."
+)
 Tenant = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TENANT, pattern=whole(TENANT))
 ]
@@ -223,12 +236,15 @@ class EndpointIn(Strict):
 
     url: Url = Field(description=URL_HELP)
     description: Description = ""
-    event_types: list[EventType] | None = Field(
-        None, max_length=100, description="Deliver only these types; null or absent: all."
+    event_types: list[EventPattern] | None = Field(
+        None,
+        max_length=100,
+        description="Deliver only these types (or patterns: order.*, *); null or absent: all.",
     )
     headers: Headers | None = None
     rate_limit: RateLimit | None = Field(None, description="Requests per second.")
     tenant: Tenant | None = Field(None, description="Admin keys only; default 'default'.")
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
 
 
 class EndpointPatch(Strict):
@@ -239,9 +255,10 @@ class EndpointPatch(Strict):
     # Absent keeps the value; null is refused (422), so the document does not offer it.
     url: Url | SkipJsonSchema[None] = Field(None, description=URL_HELP)
     description: Description | SkipJsonSchema[None] = None
-    event_types: list[EventType] | None = Field(None, max_length=100)
+    event_types: list[EventPattern] | None = Field(None, max_length=100)
     headers: Headers | None = None
     rate_limit: RateLimit | None = None
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
 
 
 class EndpointOut(BaseModel):
@@ -263,6 +280,7 @@ class EndpointOut(BaseModel):
     created_at: datetime
     consecutive_failures: int
     circuit: str
+    filter: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, ep: Endpoint) -> EndpointOut:
@@ -282,6 +300,7 @@ class EndpointOut(BaseModel):
             created_at=ep.created_at,
             consecutive_failures=ep.consecutive_failures,
             circuit="open" if ep.circuit.startswith("open") else ep.circuit,
+            filter=ep.filter,
         )
 
 
@@ -316,6 +335,24 @@ class TestIn(Strict):
     """The event type of a test event."""
 
     event_type: EventType = "webhooks.test"
+
+
+class TestFilterIn(Strict):
+    """A payload to try against an endpoint's event types and filter."""
+
+    data: JsonValue = Field(..., description="The payload: any JSON value.")
+    event_type: EventType | None = Field(
+        None, description="Default: the endpoint's first plain event type, else webhooks.test."
+    )
+
+
+class VerdictOut(BaseModel):
+    """Whether the relay would deliver such an event to the endpoint, and if not why."""
+
+    endpoint_id: str
+    event_type: str
+    delivered: bool
+    reason: str | None
 
 
 class Deleted(BaseModel):
