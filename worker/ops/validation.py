@@ -194,10 +194,13 @@ def check_event_types(types: Iterable[str] | None) -> list[str] | None:
     for t in types:
         try:
             names.check_event_pattern(t)
-        except InvalidEvent as exc:
-            raise InvalidEndpoint(
-                f"event type filter {t!r} is not a valid event type or pattern ({exc})"
-            ) from None
+        except InvalidEvent:
+            what = (
+                "pattern (`*` is a whole segment)"
+                if isinstance(t, str) and "*" in t
+                else "event type"
+            )
+            raise InvalidEndpoint(f"event type filter {t!r} is not a valid {what}") from None
         if t not in out:
             out.append(t)
     return out or None
