@@ -354,10 +354,15 @@ def _kind(v: object) -> str:
 
 def _shown(v: object) -> str:
     try:
-        text = json.dumps(v, ensure_ascii=False, default=str)
+        text = json.dumps(v, ensure_ascii=False, default=_number)
     except ValueError:
         text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(v: object) -> object:
+    # A Decimal (a payload read with parse_float=Decimal) is shown as a number.
+    return float(v) if isinstance(v, Decimal) else str(v)
 
 
 def _describe(node: Node) -> str:
