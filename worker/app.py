@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from worker.errors import DatabaseError
@@ -31,7 +30,7 @@ from worker.ops.prefetch import Prefetched, prefetch
 from worker.policy.destination import Resolver
 from worker.queue import Queue, from_url
 from worker.settings import Settings
-from worker.store.db import connect
+from worker.store.db import connect, options
 from worker.store.vault import Vault
 
 if TYPE_CHECKING:
@@ -101,27 +100,21 @@ class App:
                     max_size=self.pool_size,
                     timeout=POOL_TIMEOUT,
                     open=False,
-                    kwargs={
-                        "autocommit": True,
-                        "row_factory": dict_row,
-                        "fallback_application_name": self.application_name,
-                    },
+                    kwargs=options(self.application_name),
                 )
                 self._pool.open(wait=False)
             return self._pool
 
-    def open(self, role: str, *, dict_rows: bool = True) -> psycopg.Connection[Any]:
+    def open(self, role: str) -> psycopg.Connection[Any]:
         """Open a new autocommit connection a daemon keeps, named ``role`` in pg_stat_activity.
 
         Errors are psycopg's own: the daemon's outage policy retries the transient ones.
         """
         return psycopg.connect(
             self.settings.require_database_url(),
-            autocommit=True,
-            row_factory=dict_row if dict_rows else tuple_row,
             connect_timeout=10,
             # Shown in pg_stat_activity unless the DSN names the application itself.
-            fallback_application_name=role,
+            **options(role),
         )
 
     def queue(self) -> Queue:
@@ -173,7 +166,7 @@ class App:
             settings.require_database_url(),
             min_size=1,
             max_size=3,  # claims, writes, endpoint disables: see worker.engine.database
-            kwargs={"autocommit": True, "row_factory": dict_row, "fallback_application_name": role},
+            kwargs=options(role),
             open=False,
             name=role,
             timeout=10.0,

@@ -6,10 +6,6 @@ module imports ``psycopg.rows`` (``dict_row`` and the other row factories) or th
 statements of ``worker.store.queries``. A module that cannot run a statement or ask for dict
 rows can only get rows from a store function, as frozen dataclasses
 (`worker.store.rows` explains the pattern).
-
-`NOT_YET` lists the modules still to convert (issue 26, item 3; other branches were
-rewriting them). Whoever converts one removes it from the list: a second test fails while
-the list names a module that already keeps the rule, so the list only shrinks, to empty.
 """
 
 from __future__ import annotations
@@ -27,17 +23,6 @@ from worker.store.rows import typed
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Modules (or whole packages) that still run SQL or ask for dict rows themselves.
-#: Convert them the way worker/ops was (a store module per area, see worker/store/rows.py)
-#: and delete their entry; the list is meant to end empty.
-NOT_YET = (
-    "worker.engine",
-    "worker.relay",
-    "worker.observe",
-    "worker.ops.ping",
-    "worker.app",
-)
-
 #: What only the store imports.
 FORBIDDEN = ("psycopg.rows", "worker.store.queries")
 
@@ -53,10 +38,6 @@ def worker_modules() -> list[str]:
 
 def outside_store(name: str) -> bool:
     return name != "worker.store" and not name.startswith("worker.store.")
-
-
-def not_yet(name: str) -> bool:
-    return any(name == entry or name.startswith(entry + ".") for entry in NOT_YET)
 
 
 def forbidden_imports(name: str) -> Iterator[str]:
@@ -77,22 +58,9 @@ def forbidden_imports(name: str) -> Iterator[str]:
 
 def test_only_the_store_runs_sql_or_reads_dict_rows() -> None:
     broken = [
-        line
-        for name in worker_modules()
-        if outside_store(name) and not not_yet(name)
-        for line in forbidden_imports(name)
+        line for name in worker_modules() if outside_store(name) for line in forbidden_imports(name)
     ]
     assert broken == [], "run SQL through a worker/store module (see worker/store/rows.py)"
-
-
-def test_the_list_of_modules_still_to_convert_only_shrinks() -> None:
-    names = worker_modules()
-    done = [
-        entry
-        for entry in NOT_YET
-        if not any(forbidden_imports(n) for n in names if n == entry or n.startswith(entry + "."))
-    ]
-    assert done == [], "these keep the rule now: delete them from NOT_YET"
 
 
 @dataclass(frozen=True)
@@ -109,6 +77,10 @@ def make(*columns: str) -> Any:
 
 def test_a_row_takes_the_columns_its_class_names_and_leaves_the_others_out() -> None:
     assert make("id", "added_later", "n")(("a", "x", 2)) == Row("a", 2)
+
+
+def test_a_row_returning_every_field_in_another_order_is_taken_by_position() -> None:
+    assert make("note", "x", "n", "id")(("hi", 0, 2, "a")) == Row("a", 2, "hi")
 
 
 def test_a_repeated_column_keeps_its_last_value_as_dict_rows_did() -> None:

@@ -3,9 +3,9 @@
 The one path every attempt takes, the engine's and `webhooks endpoint test`'s alike
 (`worker.ops.ping`): `deliver_one` gives the same body, headers and signatures, the same
 destination guard, deadline and response cap; `settle` and `record_params` give the same
-new state and the same `queries.RECORD` rows. What differs stays with the caller: the
-engine gates, holds slow-endpoint slots, folds endpoint health and writes in batches; the
-endpoint test brings a one-connection sender and records its one attempt at once.
+new state and the same rows for `worker.store.engine.record`. What differs stays with the
+caller: the engine gates, holds slow-endpoint slots, folds endpoint health and writes in
+batches; the endpoint test brings a one-connection sender and records its one attempt at once.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def settle(f: Finished, settings: Settings, now: datetime) -> plan.Settlement:
 def record_params(
     batch: Sequence[Finished], settled: Sequence[plan.Settlement], reset: Sequence[str]
 ) -> dict[str, Any]:
-    """Return the parameters of `queries.RECORD` for finished attempts and their settlements.
+    """Return the parameters of `worker.store.engine.record` for attempts and settlements.
 
     ``reset`` names the endpoints whose failure count a success clears (the caller decides:
     the engine's health folding, or the endpoint test's own rule).
@@ -140,7 +140,7 @@ def record_params(
 
 
 def record_row(f: Finished, s: plan.Settlement) -> dict[str, Any]:
-    """Return the `queries.RECORD` row of one finished attempt and its settlement."""
+    """Return the `worker.store.engine.record` row of one finished attempt and its settlement."""
     return {
         "id": f.job.id,
         "tenant": f.job.tenant_id,

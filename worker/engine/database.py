@@ -7,7 +7,7 @@ a statement per batch.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
@@ -15,31 +15,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from worker.outages import Outage, retrying_for
 
-__all__ = ["Database", "Row"]
+__all__ = ["Database"]
 
 T = TypeVar("T")
-#: A row as the pool's connections return it (`dict_row`).
-Row = dict[str, Any]
 
 
 class Database:
-    """Run the engine's statements on a pool of autocommit connections returning dict rows."""
+    """Run the engine's store functions (`worker.store.engine`) on a pool, retried."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], outage: Outage) -> None:
         self.outage = outage
         self.pool = pool
 
-    async def execute(self, sql: str, params: Mapping[str, Any], patience: float) -> list[Row]:
-        """Run one statement and return its rows; retry it for up to `patience` seconds."""
-
-        async def one(conn: AsyncConnection[Any]) -> list[Row]:
-            cursor = await conn.execute(sql, params)
-            return await cursor.fetchall()
-
-        return await self.run(one, patience)
-
     async def run(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]], patience: float) -> T:
-        """Run `work` on a pooled connection; retry it through short outages."""
+        """Run `work` on a pooled connection; retry it for up to `patience` seconds."""
         async for attempt in retrying_for(self.outage, patience):
             with attempt:
                 async with self.pool.connection() as conn:

@@ -3,7 +3,7 @@
 Dramatiq's threads only hand messages over (`Engine.submit`, which blocks while the engine
 is full). On the engine's own thread an asyncio loop then, for whatever has arrived:
 
-1. claims every named delivery in one statement (`queries.CLAIM`),
+1. claims every named delivery in one statement (`worker.store.engine.claim`),
 2. kills or defers what must not be sent (`plan.admit`, the gates, `plan.defer`),
 3. sends the rest concurrently (`worker.delivery.deliver_one`), each within its deadline,
 4. hands every finished attempt and every release to the batched writer (`writer.Writer`),
@@ -30,6 +30,7 @@ import random
 import threading
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -44,7 +45,7 @@ from worker.engine.writer import MAX_BATCH, Writer
 from worker.policy import breaker, plan
 from worker.policy.outcome import ErrorKind
 from worker.settings import Settings
-from worker.store import queries
+from worker.store import engine as store
 from worker.store.vault import Vault
 
 __all__ = ["Engine", "Observer"]
@@ -229,15 +230,13 @@ class Engine:
                 batch = self._arrived[:MAX_BATCH]
                 del self._arrived[:MAX_BATCH]
                 try:
-                    rows = await self.db.execute(
-                        queries.CLAIM,
-                        {
-                            "ids": [d for d, _ in batch],
-                            "message_ids": [m for _, m in batch],
-                            "lock": self._lock_seconds,
-                        },
-                        CLAIM_PATIENCE,
+                    claim = partial(
+                        store.claim,
+                        ids=[d for d, _ in batch],
+                        message_ids=[m for _, m in batch],
+                        lock=self._lock_seconds,
                     )
+                    jobs = await self.db.run(claim, CLAIM_PATIENCE)
                 except Exception:
                     log.exception(
                         "could not claim %d deliveries; their leases bring them back", len(batch)
@@ -245,8 +244,8 @@ class Engine:
                     self._done(len(batch))
                     continue
                 # Done, dead, held by another worker, or a stale or duplicate message.
-                self._done(len(batch) - len(rows))
-                await self._dispatch([plan.Claimed.from_row(row) for row in rows])
+                self._done(len(batch) - len(jobs))
+                await self._dispatch(jobs)
 
     async def _dispatch(self, jobs: Sequence[plan.Claimed]) -> None:
         """Send each claimed job, or put it back: every job ends in one attempt or release."""

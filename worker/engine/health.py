@@ -17,13 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from worker.delivery.attempt import Finished, iso
-from worker.engine.database import Database, Row
+from worker.engine.database import Database
 from worker.policy import breaker, operations
 from worker.policy.outcome import Kind
-from worker.store import queries
+from worker.store import engine as store
 from worker.store.announce import announce_async
 
 __all__ = ["Change", "disable", "fold", "split"]
@@ -65,22 +64,18 @@ async def fold(
     Writes the new health, makes the deliveries behind a circuit that closed due again, and
     announces the changes; returns them, for the caller to log once the transaction commits.
     """
-    cursor = await conn.execute(queries.HEALTH_LOCK, {"ids": list(results)})
     changes = []
-    for row in await cursor.fetchall():
+    for row in await store.lock_health(conn, list(results)):
         endpoint = _Endpoint.from_row(row)
         change = breaker.fold_health(endpoint.health, results[endpoint.id], now, policy)
         if change.health != endpoint.health:
             changes.append(Change(endpoint, change))
     if not changes:
         return []
-    await conn.execute(
-        queries.HEALTH_WRITE,
-        {"rows": Jsonb([_health_row(c.endpoint.id, c.change.health) for c in changes])},
-    )
+    await store.write_health(conn, [_health_row(c.endpoint.id, c.change.health) for c in changes])
     closed = [c.endpoint.id for c in changes if c.change.closed]
     if closed:
-        await conn.execute(queries.UNPARK, {"ids": closed})
+        await store.unpark(conn, closed)
     events = [
         event
         for c in changes
@@ -97,14 +92,17 @@ async def disable(
 ) -> None:
     """Disable an endpoint; its pending deliveries become dead letters. Never raises."""
 
-    async def disable(conn: AsyncConnection[Any]) -> Row | None:
+    async def disable(conn: AsyncConnection[Any]) -> store.Disabled | None:
         async with conn.transaction():
-            cursor = await conn.execute(
-                queries.DISABLE_ENDPOINT, {"id": endpoint_id, "tenant": None, "reason": reason}
-            )
-            row: Row | None = await cursor.fetchone()
-            if row is not None and operations.concerns(row["tenant_id"], operations_tenant):
-                event = operations.endpoint_disabled(row, reason, int(row["dead_lettered"]))
+            row = await store.disable(conn, endpoint_id, reason)
+            if row is not None and operations.concerns(row.tenant_id, operations_tenant):
+                endpoint = operations.Disabled(
+                    id=str(row.id),
+                    tenant_id=row.tenant_id,
+                    url=row.url,
+                    disabled_at=row.disabled_at,
+                )
+                event = operations.endpoint_disabled(endpoint, reason, row.dead_lettered)
                 await announce_async(conn, [event], operations_tenant)
         return row
 
@@ -113,7 +111,7 @@ async def disable(
     except Exception:
         log.exception("could not disable endpoint %s", endpoint_id)
         return
-    moved = int(row["dead_lettered"]) if row else 0
+    moved = row.dead_lettered if row else 0
     log.warning(
         "endpoint disabled",
         extra={"endpoint_id": endpoint_id, "reason": reason, "dead_lettered": moved},
@@ -122,7 +120,7 @@ async def disable(
 
 @dataclass(frozen=True)
 class _Endpoint:
-    """An endpoint's health, locked for a batch (one row of `queries.HEALTH_LOCK`)."""
+    """An endpoint's health, locked for a batch (a `worker.store.engine.HealthRow`)."""
 
     id: str
     tenant_id: str
@@ -130,20 +128,20 @@ class _Endpoint:
     health: breaker.Health
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> _Endpoint:
+    def from_row(cls, row: store.HealthRow) -> _Endpoint:
         health = breaker.Health(
-            row["consecutive_failures"],
-            row["failing_since"],
-            row["circuit_open_until"],
-            row["circuit_cooldown"],
-            row["circuit_probe_id"],
-            row["circuit_probe_until"],
+            row.consecutive_failures,
+            row.failing_since,
+            row.circuit_open_until,
+            row.circuit_cooldown,
+            row.circuit_probe_id,
+            row.circuit_probe_until,
         )
-        return cls(row["id"], row["tenant_id"], row["url"], health)
+        return cls(row.id, row.tenant_id, row.url, health)
 
-    def named(self) -> dict[str, str]:
+    def named(self) -> operations.Named:
         """Return what an operational event says of the endpoint (`operations`)."""
-        return {"id": self.id, "tenant_id": self.tenant_id, "url": self.url}
+        return operations.Named(id=self.id, tenant_id=self.tenant_id, url=self.url)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import redis
 from worker.engine.database import Database
 from worker.outages import TRANSIENT
 from worker.policy import plan
-from worker.store import queries
+from worker.store import engine as store
 
 __all__ = ["RateLimits", "rate_waits", "waits_over_limit"]
 
@@ -53,21 +53,12 @@ class RateLimits:
         for job in jobs:
             added[job.endpoint_id] = added.get(job.endpoint_id, 0) + 1
         async with self._db.pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    queries.RATE_COUNT,
-                    {
-                        "second": second,
-                        "endpoints": list(added),
-                        "added": list(added.values()),
-                    },
-                )
-            ).fetchall()
+            counted = await store.count_rates(conn, second, added)
             if now - self._pruned > 10:
                 self._pruned = now
-                await conn.execute(queries.RATE_PRUNE, {"before": second - 2})
+                await store.prune_rates(conn, second - 2)
         # Number this batch's jobs after whatever other processes counted this second.
-        nxt = {r["endpoint_id"]: int(r["count"]) - added[r["endpoint_id"]] for r in rows}
+        nxt = {endpoint_id: count - added[endpoint_id] for endpoint_id, count in counted.items()}
         counts = []
         for job in jobs:
             nxt[job.endpoint_id] += 1

@@ -3,7 +3,7 @@
 Writes are group commits: whatever finished while the previous statement ran goes into the
 next one, so nothing waits at low load and a statement carries hundreds of rows at high
 load. Every finished attempt is recorded with its delivery's new state in one statement
-(`queries.RECORD`), every release in another (`queries.RELEASE`). A batch that failed or
+(`worker.store.engine.record`), every release in another (`release`). A batch that failed or
 opened a circuit folds its outcomes into the endpoints' health in the record's own
 transaction (`worker.engine.health`); endpoints a settlement gives up on are disabled there.
 """
@@ -17,15 +17,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from worker.delivery.attempt import Finished, iso, log_fields, log_level, record_params, settle
 from worker.engine import health
-from worker.engine.database import Database, Row
+from worker.engine.database import Database
 from worker.engine.observer import Observer
 from worker.policy import breaker, plan
 from worker.settings import Settings
-from worker.store import queries
+from worker.store import engine as store
 
 __all__ = ["MAX_BATCH", "Writer"]
 
@@ -117,12 +116,8 @@ class Writer:
             }
             for job, release in batch
         ]
-        released = await self._db.execute(
-            queries.RELEASE,
-            {"rows": Jsonb(rows), "ids": [job.id for job, _ in batch]},
-            self._lock_seconds,
-        )
-        moved = {row["id"] for row in released}
+        ids = [job.id for job, _ in batch]
+        moved = await self._db.run(lambda conn: store.release(conn, rows, ids), self._lock_seconds)
         for job, release in batch:
             if release.dead_reason and job.id in moved:
                 if release.dead_reason == "tenant_mismatch":
@@ -135,20 +130,20 @@ class Writer:
         reset, folded = health.split(batch)
         params = record_params(batch, settled, reset)
 
-        async def record(conn: AsyncConnection[Any]) -> tuple[list[Row], list[health.Change]]:
+        async def record(
+            conn: AsyncConnection[Any],
+        ) -> tuple[list[store.Recorded], list[health.Change]]:
             if not folded:  # the common case: one statement, its own transaction
-                cursor = await conn.execute(queries.RECORD, params)
-                return await cursor.fetchall(), []
+                return await store.record(conn, params), []
             async with conn.transaction():
-                cursor = await conn.execute(queries.RECORD, params)
-                recorded = await cursor.fetchall()
+                recorded = await store.record(conn, params)
                 changes = await health.fold(
                     conn, folded, now, self._policy, self._settings.operations_tenant
                 )
             return recorded, changes
 
         recorded, changes = await self._db.run(record, self._lock_seconds)
-        was = {row["id"]: row["was"] for row in recorded}
+        was = {row.id: row.was for row in recorded}
         disable = self._report(batch, settled, was, now)
         for change in changes:
             change.log()

@@ -11,19 +11,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from psycopg.rows import dict_row
 
 from worker.outages import Outage
-from worker.store import queries
+from worker.store import metrics
 
 log = logging.getLogger("webhooks.metrics")
 
-#: The gauges the relay computes from queries.BACKLOG, with their help text.
+#: The gauges the relay computes from `worker.store.metrics.backlog`, with their help text.
 BACKLOG_GAUGES: dict[str, str] = {
     "webhooks_outbox_pending": "Events committed to the outbox and not yet relayed.",
     "webhooks_outbox_oldest_age_seconds": "Age of the oldest event not yet relayed (0: none).",
@@ -41,7 +41,7 @@ BACKLOG_ERRORS = "webhooks_backlog_query_errors"
 
 
 class PostgresBacklog:
-    """Read the backlog gauges with queries.BACKLOG on a connection of its own.
+    """Read the backlog gauges (`worker.store.metrics.backlog`) on a connection of its own.
 
     Every read is bounded: the connection attempt by ``connect_timeout``, the query by a
     transaction-local statement_timeout (which works through PgBouncer in any mode), and a
@@ -54,30 +54,22 @@ class PostgresBacklog:
         self.database_url = database_url
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
-        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._conn: psycopg.Connection[Any] | None = None
 
     def read(self) -> dict[str, float]:
         """Return each gauge's value; raise psycopg.Error when Postgres fails or is slow."""
         try:
-            conn = self._connect()
-            with conn.transaction():
-                conn.execute(
-                    queries.LOCAL_STATEMENT_TIMEOUT,
-                    {"timeout": f"{round(self.statement_timeout * 1000)}ms"},
-                )
-                row = conn.execute(queries.BACKLOG).fetchone()
+            row = metrics.backlog(self._connect(), self.statement_timeout)
         except psycopg.Error:
             self.close()  # a fresh connection next time
             raise
-        assert row is not None
-        return {f"webhooks_{name}": float(value) for name, value in row.items()}
+        return {f"webhooks_{name}": float(value) for name, value in asdict(row).items()}
 
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+    def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self.database_url,
                 autocommit=True,
-                row_factory=dict_row,
                 connect_timeout=self.connect_timeout,
                 tcp_user_timeout=round((self.connect_timeout + self.statement_timeout) * 1000),
                 fallback_application_name="webhooks-metrics",

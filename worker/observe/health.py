@@ -34,7 +34,7 @@ from worker.queue import BrokerError
 from worker.queue import from_url as broker_from_url
 from worker.settings import Settings
 from worker.store import migrate as migrations
-from worker.store import queries
+from worker.store.db import time_limit
 
 log = logging.getLogger("webhooks.health")
 
@@ -147,7 +147,7 @@ class Readiness:
                 ) as conn,
                 conn.transaction(),
             ):
-                conn.execute(queries.LOCAL_STATEMENT_TIMEOUT, {"timeout": "2000ms"})
+                time_limit(conn, 2.0)
                 version = migrations.current_version(conn)
         except psycopg.Error as exc:
             return Verdict(False, f"database unavailable: {first_line(exc)}")

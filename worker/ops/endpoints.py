@@ -254,11 +254,8 @@ class Endpoints:
         with wrapped_errors(), self.conn.transaction():
             row = rows.disable(self.conn, endpoint_uuid(endpoint_id), tenant_id, reason)
             if row is not None and operations.concerns(row.tenant_id, self.operations_tenant):
-                event = operations.endpoint_disabled(
-                    {"id": row.id, "tenant_id": row.tenant_id, "url": row.url},
-                    reason,
-                    row.dead_lettered,
-                )
+                endpoint = operations.Disabled(id=str(row.id), tenant_id=row.tenant_id, url=row.url)
+                event = operations.endpoint_disabled(endpoint, reason, row.dead_lettered)
                 announce(self.conn, [event], self.operations_tenant)
         if row is None:
             raise NotFound("endpoint", endpoint_id)

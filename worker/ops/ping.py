@@ -42,7 +42,8 @@ from worker.policy import plan
 from worker.policy.outcome import Kind
 from worker.queue import LEASE_SECONDS
 from worker.settings import Settings
-from worker.store import queries
+from worker.store import engine as store
+from worker.store import events
 from worker.store.db import Connect, wrapped_errors
 from worker.store.vault import Vault
 
@@ -128,25 +129,19 @@ def _claim(
     lock = settings.request_timeout + LOCK_MARGIN
     payload = {"test": True, "endpoint_id": endpoint.id, "sent_at": _now().isoformat()}
     with wrapped_errors(), conn.transaction():
-        created = conn.execute(
-            queries.CREATE_TEST_EVENT,
-            {
-                "event_id": uuid7(),
-                "tenant": endpoint.tenant_id,
-                "type": event_type,
-                "payload": Jsonb(payload),
-                "endpoint": endpoint.id,
-                "lease": LEASE_SECONDS,
-            },
-        ).fetchone()
-        assert created is not None
+        created = events.create_test_event(
+            conn,
+            event_id=uuid7(),
+            tenant_id=endpoint.tenant_id,
+            event_type=event_type,
+            payload=Jsonb(payload),
+            endpoint_id=endpoint.id,
+            lease=LEASE_SECONDS,
+        )
         # The engine's own claim: the delivery is ours until `lock` runs out.
-        claimed = conn.execute(
-            queries.CLAIM,
-            {"ids": [created["id"]], "message_ids": [created["message_id"]], "lock": lock},
-        ).fetchone()
+        claimed = store.claim_one(conn, created.id, created.message_id, lock)
     assert claimed is not None
-    return plan.Claimed.from_row(claimed)
+    return claimed
 
 
 async def _attempt(sender: Sender, vault: Vault, job: plan.Claimed) -> Finished:
@@ -165,7 +160,7 @@ def _record(
     # operator's `endpoint reset` closes that); a failed test counts toward nothing.
     reset = [job.endpoint_id] if outcome.kind is Kind.SUCCEEDED else []
     with wrapped_errors():
-        conn.execute(queries.RECORD, record_params([finished], [settled], reset))
+        store.record_sync(conn, record_params([finished], [settled], reset))
     if settled.disable_reason:
         # What the receiver said holds for every delivery (410 Gone): as in the engine, and
         # announced like any disable.

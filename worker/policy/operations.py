@@ -7,15 +7,17 @@ retried and recorded like any event. An operator subscribes by adding an endpoin
 tenant. Nothing is said about the operations tenant's own endpoints, so a failing
 operations receiver cannot feed itself.
 
-Pure: these functions build the events; the callers publish them.
+Pure: these functions build the events; the callers publish them. What they are given are
+typed dicts (`Named`, `Disabled`, `DeadLetter`): their keys are checked by mypy, and a test
+writes them by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = [
     "CIRCUIT_OPENED",
@@ -26,6 +28,9 @@ __all__ = [
     "RECOVERED",
     "TYPES",
     "Announcement",
+    "DeadLetter",
+    "Disabled",
+    "Named",
     "circuit_opened",
     "deliveries_dead",
     "endpoint_disabled",
@@ -55,12 +60,40 @@ class Announcement:
     payload: dict[str, Any]
 
 
+class Named(TypedDict):
+    """An endpoint as an operational event names it."""
+
+    id: str
+    tenant_id: str
+    url: str
+
+
+class Disabled(Named, total=False):
+    """A disabled endpoint, with when it was disabled (None or left out: not said)."""
+
+    disabled_at: datetime | None
+
+
+class DeadLetter(TypedDict):
+    """A new dead letter, with what a webhooks.delivery.dead event says of it."""
+
+    delivery_id: int
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    event_type: str
+    reason: str
+    attempts: int
+    died_at: datetime
+    url: str
+
+
 def concerns(tenant_id: str, operations_tenant: str) -> bool:
     """Return whether a change in `tenant_id` is announced (never the operations tenant's)."""
     return tenant_id != operations_tenant
 
 
-def _endpoint(endpoint: Mapping[str, Any]) -> dict[str, Any]:
+def _endpoint(endpoint: Named) -> dict[str, Any]:
     return {
         "endpoint_id": str(endpoint["id"]),
         "tenant_id": endpoint["tenant_id"],
@@ -72,7 +105,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def endpoint_disabled(endpoint: Mapping[str, Any], reason: str, dead_lettered: int) -> Announcement:
+def endpoint_disabled(endpoint: Disabled, reason: str, dead_lettered: int) -> Announcement:
     """The endpoint was disabled (410 Gone, failing too long, or an operator)."""
     return Announcement(
         ENDPOINT_DISABLED,
@@ -85,9 +118,7 @@ def endpoint_disabled(endpoint: Mapping[str, Any], reason: str, dead_lettered: i
     )
 
 
-def circuit_opened(
-    endpoint: Mapping[str, Any], failures: int, open_until: datetime | None
-) -> Announcement:
+def circuit_opened(endpoint: Named, failures: int, open_until: datetime | None) -> Announcement:
     """The endpoint's circuit opened: its deliveries wait for a probe to succeed."""
     return Announcement(
         CIRCUIT_OPENED,
@@ -99,7 +130,7 @@ def circuit_opened(
     )
 
 
-def recovered(endpoint: Mapping[str, Any], failures: int, circuit_was_open: bool) -> Announcement:
+def recovered(endpoint: Named, failures: int, circuit_was_open: bool) -> Announcement:
     """A first success after the circuit was open or after many failures in a row."""
     return Announcement(
         RECOVERED,
@@ -111,12 +142,12 @@ def recovered(endpoint: Mapping[str, Any], failures: int, circuit_was_open: bool
     )
 
 
-def deliveries_dead(rows: Iterable[Mapping[str, Any]]) -> list[Announcement]:
+def deliveries_dead(letters: Iterable[DeadLetter]) -> list[Announcement]:
     """One event per endpoint and reason for a batch of dead letters, each listing at most
     MAX_LISTED of them, so a flood of dead letters yields a bounded number of events."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((str(row["endpoint_id"]), row["reason"]), []).append(row)
+    groups: dict[tuple[str, str], list[DeadLetter]] = {}
+    for letter in letters:
+        groups.setdefault((str(letter["endpoint_id"]), letter["reason"]), []).append(letter)
     out = []
     for (endpoint_id, reason), group in groups.items():
         first = group[0]
@@ -131,13 +162,13 @@ def deliveries_dead(rows: Iterable[Mapping[str, Any]]) -> list[Announcement]:
                     "count": len(group),
                     "dead_letters": [
                         {
-                            "delivery_id": row["delivery_id"],
-                            "event_id": str(row["event_id"]),
-                            "event_type": row["event_type"],
-                            "attempts": row["attempts"],
-                            "died_at": _iso(row["died_at"]),
+                            "delivery_id": letter["delivery_id"],
+                            "event_id": str(letter["event_id"]),
+                            "event_type": letter["event_type"],
+                            "attempts": letter["attempts"],
+                            "died_at": _iso(letter["died_at"]),
                         }
-                        for row in group[:MAX_LISTED]
+                        for letter in group[:MAX_LISTED]
                     ],
                 },
             )

@@ -9,8 +9,8 @@ for too long).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ Status = Literal["pending", "succeeded", "dead"]
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claimed delivery with what its attempt needs (one row of the claim statement)."""
+    """A claimed delivery with what its attempt needs (a row of `worker.store.engine.claim`)."""
 
     id: int
     tenant_id: str
@@ -56,13 +56,6 @@ class Claimed:
     circuit_probe_id: int | None
     circuit_probe_until: datetime | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Claimed:
-        """Build from a claim row, ignoring columns the attempt does not use."""
-        return cls(**{f.name: row[f.name] for f in _CLAIMED_FIELDS})
-
-
-_CLAIMED_FIELDS = fields(Claimed)
 
 #: The delivery's status after each action; "dead" and "disable" end it.
 _STATUS_AFTER: dict[str, Status] = {"succeed": "succeeded", "retry": "pending", "defer": "pending"}

@@ -34,7 +34,7 @@ from worker.outages import TRANSIENT, Outage, retrying
 from worker.policy import operations
 from worker.queue import Queue
 from worker.settings import Settings
-from worker.store import queries
+from worker.store import relay as store
 from worker.store.announce import announce
 from worker.store.db import Opener
 
@@ -111,7 +111,7 @@ class Relay:
         self.stats = Stats()
         self.stopping = threading.Event()
         self._open = open
-        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._conn: psycopg.Connection[Any] | None = None
         self._listener: psycopg.Connection[Any] | None = None
         self.queue = queue
         self._outage = Outage("Postgres or the broker")
@@ -126,18 +126,17 @@ class Relay:
 
     # -- connections ----------------------------------------------------------------------
 
-    def _db(self) -> psycopg.Connection[dict[str, Any]]:
+    def _db(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = self._open(ROLE)
             if not self._redis_checked and self._first_seen is None:
-                row = self._conn.execute(queries.CLOCK).fetchone()
-                self._first_seen = row["now"] if row else None
+                self._first_seen = store.clock(self._conn)
         return self._conn
 
     def _listen(self) -> psycopg.Connection[Any]:
         if self._listener is None or self._listener.closed:
-            self._listener = self._open(ROLE, dict_rows=False)
-            self._listener.execute(queries.LISTEN)
+            self._listener = self._open(ROLE)
+            store.listen(self._listener)
         return self._listener
 
     def close(self) -> None:
@@ -156,22 +155,12 @@ class Relay:
         started = time.monotonic()
         # One statement on an autocommit connection is one transaction: no BEGIN and COMMIT
         # round trips around it (two of the three a batch used to cost).
-        rows = (
-            self._db()
-            .execute(
-                queries.FAN_OUT,
-                {
-                    "batch": self.config.batch_size,
-                    "lease": self.config.lease,
-                    "max_age": self.config.max_age,
-                },
-            )
-            .fetchall()
-        )
-        events = int(rows[0]["events"]) if rows else 0
-        created = [r for r in rows if r["id"] is not None]
+        config = self.config
+        rows = store.fan_out(self._db(), config.batch_size, config.lease, config.max_age)
+        events = rows[0].events if rows else 0
+        created = [(r.id, r.message_id) for r in rows if r.id is not None]
         # Deliveries behind an open circuit have no message: they wait for it to close.
-        items = [(int(r["id"]), r["message_id"]) for r in created if r["message_id"]]
+        items = [(d, m) for d, m in created if m]
         # Committed: the deliveries exist. If the push below fails or this process dies here,
         # the scheduler re-enqueues them once their lease has passed.
         self.queue.enqueue(items)
@@ -206,38 +195,29 @@ class Relay:
         before, self._first_seen = (self._first_seen if first else None), None
         if not self.queue.lost_data():
             return 0
-        row = self._db().execute(queries.RECHECK_QUEUED, {"before": before}).fetchone()
-        lost = int(row["lost"]) if row else 0
-        if lost:
+        row = store.recheck_queued(self._db(), before)
+        if row.lost:
             log.warning(
                 "Redis lost its data: checking every queued delivery now",
-                extra={"deliveries": lost},
+                extra={"deliveries": row.lost},
             )
-        return int(row["rechecked"]) if row else 0
+        return row.rechecked
 
     def schedule_once(self) -> int:
         """Enqueue due and orphaned deliveries; return how many were enqueued."""
         self.check_redis()
-        rows = (
-            self._db()
-            .execute(
-                queries.SCHEDULE, {"batch": self.config.batch_size, "lease": self.config.lease}
-            )
-            .fetchall()
-        )
+        rows = store.schedule(self._db(), self.config.batch_size, self.config.lease)
         if not rows:
             return 0
-        checked = [r for r in rows if r["had_message"]]
+        checked = [r for r in rows if r.had_message]
         # On RabbitMQ every answer is False: whatever outlived its lease is enqueued again
         # (a duplicate makes no second attempt, guarantee 5; see worker.queue.rabbitmq).
-        alive = self.queue.may_be_pending([r["message_id"] for r in checked])
-        still_queued = [int(r["id"]) for r, ok in zip(checked, alive, strict=True) if ok]
+        alive = self.queue.may_be_pending([r.message_id for r in checked])
+        still_queued = [r.id for r, ok in zip(checked, alive, strict=True) if ok]
         if still_queued:
-            self._db().execute(
-                queries.EXTEND_LEASE, {"ids": still_queued, "lease": self.config.recheck}
-            )
+            store.extend_lease(self._db(), still_queued, self.config.recheck)
         keep = set(still_queued)
-        items = [(int(r["id"]), r["message_id"]) for r in rows if int(r["id"]) not in keep]
+        items = [(r.id, r.message_id) for r in rows if r.id not in keep]
         self.queue.enqueue(items)
         lost = len(checked) - len(still_queued)
         self.stats.scheduled += len(items) - lost
@@ -257,26 +237,20 @@ class Relay:
 
     def probe_once(self) -> int:
         """Hand each open circuit whose cooldown is over its one probe; return how many."""
-        rows = (
-            self._db()
-            .execute(queries.PROBE, {"batch": self.config.batch_size, "lease": self.config.lease})
-            .fetchall()
-        )
+        rows = store.probe(self._db(), self.config.batch_size, self.config.lease)
         if rows:
-            self.queue.enqueue([(int(r["id"]), r["message_id"]) for r in rows])
+            self.queue.enqueue([(r.id, r.message_id) for r in rows])
             self.stats.probes += len(rows)
             for r in rows:
-                log.info(
-                    "circuit probe", extra={"endpoint_id": r["endpoint_id"], "delivery_id": r["id"]}
-                )
+                log.info("circuit probe", extra={"endpoint_id": r.endpoint_id, "delivery_id": r.id})
         if time.monotonic() >= self._sweep_at:
             self._sweep_at = time.monotonic() + self.config.sweep_interval
-            for r in self._db().execute(queries.CLOSE_IDLE).fetchall():
+            for endpoint_id in store.close_idle(self._db()):
                 log.info(
                     "circuit closed: no delivery left to probe with",
-                    extra={"endpoint_id": r["endpoint_id"]},
+                    extra={"endpoint_id": endpoint_id},
                 )
-            swept = self._db().execute(queries.SWEEP_PARKED).rowcount
+            swept = store.sweep_parked(self._db())
             if swept:
                 log.info("deliveries no longer behind a circuit", extra={"deliveries": swept})
         return len(rows)
@@ -286,12 +260,12 @@ class Relay:
         tenant = self.config.operations_tenant
         conn = self._db()
         with conn.transaction():
-            rows = conn.execute(queries.ANNOUNCE, {"batch": self.config.batch_size}).fetchall()
-            announced = [r for r in rows if operations.concerns(r["tenant_id"], tenant)]
+            rows = store.new_dead_letters(conn, self.config.batch_size)
+            announced = [r.announced() for r in rows if operations.concerns(r.tenant_id, tenant)]
             if announced:
                 announce(conn, operations.deliveries_dead(announced), tenant)
         for r in rows:
-            reason = r["reason"]
+            reason = r.reason
             self.stats.dead_letters[reason] = self.stats.dead_letters.get(reason, 0) + 1
         return len(rows)
 

@@ -10,6 +10,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from worker.errors import DatabaseError, MigrationError
+from worker.store import queries
+from worker.store.rows import run
 
 #: What lends a connection for the length of a ``with`` block (`worker.app.App.connection`):
 #: given to a service that must not hold one across a slow call.
@@ -19,10 +21,20 @@ Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 class Opener(Protocol):
     """Open a new autocommit connection a daemon keeps (`worker.app.App.open`).
 
-    ``role`` names it in pg_stat_activity; rows are dicts unless ``dict_rows`` is False.
+    ``role`` names it in pg_stat_activity.
     """
 
-    def __call__(self, role: str, *, dict_rows: bool = True) -> psycopg.Connection[Any]: ...
+    def __call__(self, role: str) -> psycopg.Connection[Any]: ...
+
+
+def options(role: str) -> dict[str, Any]:
+    """Return the options of every connection `worker.app.App` pools or opens for ``role``.
+
+    Autocommit, named ``role`` in pg_stat_activity unless the DSN names it. Its own rows are
+    dicts (what a test's ad hoc statement reads); the store's functions read theirs as
+    dataclasses whatever the connection's default (`worker.store.rows`).
+    """
+    return {"autocommit": True, "row_factory": dict_row, "fallback_application_name": role}
 
 
 #: Raised by Postgres when a relation is missing: the schema is not migrated.
@@ -59,3 +71,8 @@ def wrapped_errors() -> Iterator[None]:
             ) from exc
         text = str(exc).strip().splitlines()
         raise DatabaseError(text[0] if text else type(exc).__name__, exc.sqlstate) from exc
+
+
+def time_limit(conn: psycopg.Connection[Any], seconds: float) -> None:
+    """Bound every statement of the caller's transaction to ``seconds`` (works via PgBouncer)."""
+    run(conn, queries.LOCAL_STATEMENT_TIMEOUT, {"timeout": f"{round(seconds * 1000)}ms"})

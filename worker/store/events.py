@@ -65,3 +65,35 @@ def shown(
 ) -> ShownEvent | None:
     """Return one event with its payload (deliveries left empty), or None."""
     return one(conn, ShownEvent, queries.SHOW_EVENT, {"id": event_id, "tenant": tenant_id})
+
+
+@dataclass(frozen=True)
+class Created:
+    """A test event's one delivery, created already claimed (`create_test_event`)."""
+
+    id: int
+    message_id: str
+
+
+def create_test_event(
+    conn: psycopg.Connection[Any],
+    *,
+    event_id: uuid.UUID,
+    tenant_id: str,
+    event_type: str,
+    payload: object,
+    endpoint_id: str,
+    lease: float,
+) -> Created:
+    """Write a test event addressed to one endpoint, marked relayed, with its delivery."""
+    params = {
+        "event_id": event_id,
+        "tenant": tenant_id,
+        "type": event_type,
+        "payload": payload,
+        "endpoint": endpoint_id,
+        "lease": lease,
+    }
+    created = one(conn, Created, queries.CREATE_TEST_EVENT, params)
+    assert created is not None
+    return created
