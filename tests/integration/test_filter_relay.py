@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 
 from producers import publish
 from producers.names import pattern_matches
+from tests.integration.test_relay import relay_once
 from tests.pipeline import Pipeline, fan_out
+from tests.unit.test_metrics import samples
+from worker.observe import metrics
 from worker.policy import filters
 
 PROPERTY = settings(
@@ -141,3 +144,26 @@ def test_the_relay_takes_an_event_type_exactly_when_a_pattern_matches_it(
     expected = any(pattern_matches(pt, event_type) for pt in patterns)
     hypothesis.event(f"matches: {expected}")
     assert (ep in delivered(p, event)) is expected
+
+
+def test_the_relay_counts_what_each_endpoint_filter_dropped(pipeline: Pipeline) -> None:
+    p = pipeline
+    big, _ = p.endpoint("http://127.0.0.1:9/big", filter={"data.amount": {"$gte": 100}})
+    eur, _ = p.endpoint("http://127.0.0.1:9/eur", filter={"data.currency": "EUR"})
+    every, _ = p.endpoint("http://127.0.0.1:9/all")
+    for amount, currency in [(5, "EUR"), (500, "USD"), (50, "USD"), (700, "EUR")]:
+        p.publish("order.paid", {"amount": amount, "currency": currency})
+    relay = relay_once(p)
+    assert relay.stats.events == 4 and relay.stats.deliveries == 4 + 2 + 2
+    assert relay.stats.filtered == {big: 2, eur: 2}
+    got = p.rows("select endpoint_id::text as e, count(*) as n from webhooks.deliveries group by 1")
+    assert {r["e"]: r["n"] for r in got} == {every: 4, big: 2, eur: 2}
+    scraped = samples(
+        metrics.relay_registry(
+            relay.stats,
+            metrics.BacklogCollector(lambda: dict.fromkeys(metrics.BACKLOG_GAUGES, 0.0)),
+        )
+    )
+    assert scraped[("webhooks_events_filtered_total", (("endpoint", big),))] == 2
+    assert scraped[("webhooks_events_filtered_total", (("endpoint", eur),))] == 2
+    assert ("webhooks_events_filtered_total", (("endpoint", every),)) not in scraped

@@ -96,6 +96,8 @@ class Stats:
     batches: int = 0
     #: dead letters counted, by reason, whoever filed them
     dead_letters: dict[str, int] = field(default_factory=dict)
+    #: events an endpoint's payload filter kept from it, by endpoint id
+    filtered: dict[str, int] = field(default_factory=dict)
 
 
 class Relay:
@@ -168,12 +170,19 @@ class Relay:
             self.stats.events += events
             self.stats.deliveries += len(created)
             self.stats.batches += 1
+            filtered = 0
+            for r in rows:
+                if r.filtered_endpoint is not None and r.filtered:
+                    counts = self.stats.filtered
+                    counts[r.filtered_endpoint] = counts.get(r.filtered_endpoint, 0) + r.filtered
+                    filtered += r.filtered
             seconds = time.monotonic() - started
             log.info(
                 "relayed batch",
                 extra={
                     "events": events,
                     "deliveries": len(created),
+                    "filtered": filtered,
                     "seconds": round(seconds, 4),
                 },
             )
