@@ -14,11 +14,11 @@ from worker.policy.filters import (
     MAX_CONDITIONS,
     MAX_DEPTH,
     InvalidFilter,
-    compile_path,
     evaluate,
     parse,
     parse_text,
 )
+from worker.policy.jsonpath import compile_path
 
 DATA: dict[str, Any] = {
     "amount": 120,

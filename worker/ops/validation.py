@@ -32,6 +32,7 @@ from worker.policy.destination import (
 )
 from worker.policy.filters import Filter
 from worker.policy.headers import FIELD_VALUE, RESERVED_HEADERS, TOKEN, is_token, unsendable
+from worker.policy.jsonpath import compile_path
 from worker.settings import IPNetwork
 
 MAX_URL = 2048
@@ -226,7 +227,7 @@ def filter_columns(flt: Filter | None) -> dict[str, Any]:
     """Return the endpoint columns a filter is stored in: as written, and compiled."""
     if flt is None:
         return {"filter": None, "filter_path": None, "filter_vars": None}
-    path, variables = filters.compile_path(flt)
+    path, variables = compile_path(flt)
     return {"filter": Jsonb(flt.source), "filter_path": path, "filter_vars": Jsonb(variables)}
 
 

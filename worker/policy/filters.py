@@ -9,8 +9,8 @@ $gte $lt $lte $in $nin $startsWith $endsWith $exist``. ``$regex`` is refused: a 
 way to stall the relay, and ``$startsWith``/``$endsWith`` cover the common needs.
 
 Values are looked up the way SQL/JSON path's lax mode does, because the relay evaluates the
-compiled form (`compile_path`) inside its fan-out statement and the two must agree (a property
-test holds them to it):
+compiled form (`worker.policy.jsonpath`) inside its fan-out statement and the two must agree
+(a property test holds them to it):
 
 - a key on an array looks into each of its elements (``data.items.sku``: every item's sku);
   a number segment on a value that is not an array reads index 0 as the value itself;
@@ -25,7 +25,6 @@ test holds them to it):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -44,7 +43,6 @@ __all__ = [
     "Filter",
     "InvalidFilter",
     "Not",
-    "compile_path",
     "evaluate",
     "parse",
     "parse_text",
@@ -369,68 +367,3 @@ def _describe(node: Node) -> str:
     if isinstance(node, Condition):
         return f"{node.path} {node.op} {_shown(node.value)}"
     return "the inner filter"
-
-
-# --- compilation to SQL/JSON path ----------------------------------------------------------
-
-
-def compile_path(flt: Filter) -> tuple[str, dict[str, Any]]:
-    """Return the SQL/JSON path predicate of ``flt`` and the variables it reads.
-
-    ``jsonb_path_match(jsonb_build_object('type', t, 'tenant', tn, 'data', payload), path,
-    variables)`` is `evaluate`'s answer. Operands travel as variables (``$v0``...), never as
-    path text, except an ``$endsWith`` suffix, written as an escaped literal regex.
-    """
-    variables: dict[str, Any] = {}
-    return _compile(flt.node, variables), variables
-
-
-def _compile(node: Node, variables: dict[str, Any]) -> str:
-    if isinstance(node, All):
-        return " && ".join(f"({_compile(p, variables)})" for p in node.parts)
-    if isinstance(node, AnyOf):
-        return " || ".join(f"({_compile(p, variables)})" for p in node.parts)
-    if isinstance(node, Not):
-        return f"!({_compile(node.part, variables)})"
-    path = (
-        "$"
-        + _key(node.root)
-        + "".join(f"[{s}]" if isinstance(s, int) else _key(s) for s in node.steps)
-    )
-    if node.op == "$exist":
-        return f"exists({path})" if node.value else f"!(exists({path}))"
-
-    def var(value: Any) -> str:
-        name = f"v{len(variables)}"
-        variables[name] = value
-        return "$" + name
-
-    op = {"$neq": "$eq", "$nin": "$in"}.get(node.op, node.op)
-    if op == "$eq":
-        test = f"@ == {var(node.value)}"
-    elif op == "$in":
-        test = " || ".join(f"@ == {var(v)}" for v in node.value)
-    elif op == "$startsWith":
-        test = f"@ starts with {var(node.value)}"
-    elif op == "$endsWith":
-        test = f"@ like_regex {_string(_literal_regex(node.value) + '$')}"
-    else:
-        sign = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
-        test = f"@ {sign} {var(node.value)}"
-    found = f"exists({path} ? ({test}))"
-    return f"!({found})" if op != node.op else found
-
-
-def _key(name: str) -> str:
-    return "." + _string(name)
-
-
-def _string(text: str) -> str:
-    """Write ``text`` as a SQL/JSON path string literal."""
-    return '"' + re.sub(r'["\\\x00-\x1f\x7f]', lambda m: f"\\u{ord(m[0]):04x}", text) + '"'
-
-
-def _literal_regex(text: str) -> str:
-    # In a Postgres advanced regex a backslash before a non-alphanumeric character makes it
-    # literal (before a letter or digit it would be an escape like \d, so those stay bare).
-    return "".join(f"\\{ch}" if ch.isascii() and not ch.isalnum() else ch for ch in text)

@@ -9,7 +9,7 @@
 --
 -- An endpoint matches an event of its tenant whose type it lists, or matches one of its
 -- patterns (`event_type_regex`, producers.names.pattern_regex), and that passes its payload
--- filter: the filter's SQL/JSON path (worker.policy.filters.compile_path) over the event as
+-- filter: the filter's SQL/JSON path (worker.policy.jsonpath.compile_path) over the event as
 -- {"type", "tenant", "data"}. A filtered-out pair creates no delivery; the last rows count
 -- them by endpoint (`filtered_endpoint`, `filtered`) for webhooks_events_filtered_total.
 -- jsonb_path_match runs silent: a path error (there should be none) filters the pair out
