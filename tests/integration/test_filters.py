@@ -168,7 +168,7 @@ def test_the_api_sets_shows_refuses_and_tries_a_filter(acme: Api, globex: Api) -
     bad = acme.call(
         "POST", "/v1/endpoints", json={"url": "http://127.0.0.1:9/x", "event_types": ["a*"]}
     )
-    assert bad.status_code == 422 and "not a valid pattern" in bad.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("event_types.0: ")
     bad = acme.call("PATCH", f"/v1/endpoints/{made['id']}", json={"filter": {"$or": []}})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("filter.$or: expected")
 

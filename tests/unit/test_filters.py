@@ -206,7 +206,7 @@ def test_the_reason_names_the_condition_that_failed() -> None:
         ({"data.x": {}}, "filter.data.x: expected a value or operators"),
         ({"data.x": "a\x00"}, "filter: contains the character U+0000"),
         ({"data.x": float("nan")}, "filter: not JSON"),
-        ({"data.x.1000000": 1}, "filter.data.x.1000000: index 1000000 is over"),
+        ({"data.x.1000000": 1}, "filter.data.x.1000000: index 1000000 has over 6 digits"),
     ],
 )
 def test_a_bad_filter_is_refused_with_the_path_of_what_is_wrong(

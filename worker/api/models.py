@@ -23,6 +23,8 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from producers.names import EVENT_TYPE, MAX_EVENT_TYPE, MAX_TENANT, TENANT
+from worker.api import filter_schema
+from worker.api.filter_schema import FilterValue
 from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
 from worker.ops.validation import HEADER_NAME, HEADER_VALUE, MAX_HEADER_VALUE
 from worker.policy.destination import is_local_name, refusal, target
@@ -125,14 +127,12 @@ EventType = Annotated[
 EventPattern = Annotated[
     str,
     StringConstraints(
-        min_length=1, max_length=MAX_EVENT_TYPE, pattern=r"^(?:[A-Za-z0-9*][A-Za-z0-9_.:/*-]*)$"
+        min_length=1,
+        max_length=MAX_EVENT_TYPE,
+        pattern=r"^(?:\*|[A-Za-z0-9][A-Za-z0-9_:/-]*)(?:\.(?:\*|[A-Za-z0-9_:/-]*))*$",
     ),
 ]
-FILTER_HELP = (
-    "Deliver only events that pass this filter (worker.policy.filters: fields type, tenant,"
-    " data.<dot.path>; operators $eq $neq $gt $gte $lt $lte $in $nin $startsWith $endsWith"
-    " $exist $and $or $not). null or absent: every event."
-)
+FILTER_HELP = "Deliver only events that pass this filter; null or absent: every event."
 Tenant = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TENANT, pattern=whole(TENANT))
 ]
@@ -244,7 +244,7 @@ class EndpointIn(Strict):
     headers: Headers | None = None
     rate_limit: RateLimit | None = Field(None, description="Requests per second.")
     tenant: Tenant | None = Field(None, description="Admin keys only; default 'default'.")
-    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    filter: FilterValue | None = Field(None, description=FILTER_HELP)
 
 
 class EndpointPatch(Strict):
@@ -258,7 +258,7 @@ class EndpointPatch(Strict):
     event_types: list[EventPattern] | None = Field(None, max_length=100)
     headers: Headers | None = None
     rate_limit: RateLimit | None = None
-    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    filter: FilterValue | None = Field(None, description=FILTER_HELP)
 
 
 class EndpointOut(BaseModel):
@@ -443,7 +443,9 @@ class Page(BaseModel, Generic[T]):
 
 def finish_document(spec: dict[str, Any]) -> dict[str, Any]:
     """Return FastAPI's OpenAPI document as strict as the server: see the functions below."""
-    spec.setdefault("components", {}).setdefault("schemas", {})["JsonValue"] = _JSON_VALUE
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["JsonValue"] = _JSON_VALUE
+    schemas["Filter"] = filter_schema.SCHEMA
     return problem_media_type(integer_bounds(spec))
 
 

@@ -56,7 +56,8 @@ MAX_DEPTH = 8
 MAX_CONDITIONS = 64
 #: Segments of a field path after its root, at most.
 MAX_SEGMENTS = 16
-_MAX_INDEX = 999_999
+#: Digits of an array index, at most.
+_MAX_INDEX_DIGITS = 6
 
 COMPARISONS = ("$gt", "$gte", "$lt", "$lte")
 _OPERATORS = ("$eq", "$neq", *COMPARISONS, "$in", "$nin", "$startsWith", "$endsWith", "$exist")
@@ -167,8 +168,8 @@ def _field(path: str, value: object, where: str, counter: list[int]) -> list[Con
         if not segment:
             raise InvalidFilter(f"{where}: empty segment in the path")
         if segment.isascii() and segment.isdigit():
-            if int(segment) > _MAX_INDEX:
-                raise InvalidFilter(f"{where}: index {segment} is over {_MAX_INDEX}")
+            if len(segment) > _MAX_INDEX_DIGITS:
+                raise InvalidFilter(f"{where}: index {segment} has over {_MAX_INDEX_DIGITS} digits")
             steps.append(int(segment))
         else:
             steps.append(segment)
