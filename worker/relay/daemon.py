@@ -2,8 +2,9 @@
 
 Two jobs share one loop:
 
-- fan-out: claim a batch of committed events, create one delivery per matching endpoint and
-  commit, then push one queue message per delivery (guarantee 2);
+- fan-out: claim a batch of committed events, create one delivery per matching endpoint (its
+  event types or patterns, its payload filter: both decided in the statement) and commit,
+  then push one queue message per delivery (guarantee 2); count what filters dropped;
 - scheduler: enqueue deliveries whose retry is due, and re-enqueue queued deliveries whose
   message Redis lost (relay killed between commit and push, Redis flushed), so nothing stays
   pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6);
