@@ -27,6 +27,7 @@ from worker.api import filter_schema
 from worker.api.filter_schema import FilterValue
 from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
 from worker.ops.validation import HEADER_NAME, HEADER_VALUE, MAX_HEADER_VALUE
+from worker.policy import filters
 from worker.policy.destination import is_local_name, refusal, target
 from worker.policy.guard import parse_ip_literal
 from worker.policy.headers import RESERVED_HEADERS
@@ -337,10 +338,19 @@ class TestIn(Strict):
     event_type: EventType = "webhooks.test"
 
 
+def _storable(value: Any) -> Any:
+    # As the document says (JsonValue): a payload with NUL could never be published.
+    if filters.has_nul(value):
+        raise ValueError("must not contain the NUL character (jsonb cannot store it)")
+    return value
+
+
 class TestFilterIn(Strict):
     """A payload to try against an endpoint's event types and filter."""
 
-    data: JsonValue = Field(..., description="The payload: any JSON value.")
+    data: Annotated[JsonValue, AfterValidator(_storable)] = Field(
+        ..., description="The payload: any JSON value."
+    )
     event_type: EventType | None = Field(
         None, description="Default: the endpoint's first plain event type, else webhooks.test."
     )

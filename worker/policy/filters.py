@@ -44,6 +44,7 @@ __all__ = [
     "InvalidFilter",
     "Not",
     "evaluate",
+    "has_nul",
     "parse",
     "parse_text",
 ]
@@ -123,12 +124,21 @@ def parse(obj: object) -> Filter:
         size = len(text.encode())
     except (TypeError, ValueError) as exc:
         raise InvalidFilter(f"filter: not JSON ({exc})") from None
-    if "\\u0000" in text:
+    if has_nul(obj):
         raise InvalidFilter("filter: contains the character U+0000, which Postgres cannot store")
     if size > MAX_BYTES:
         raise InvalidFilter(f"filter: {size} bytes, over the limit of {MAX_BYTES}")
     counter = [0]
     return Filter(_filter(obj, "filter", 0, counter), obj)
+
+
+def has_nul(value: object) -> bool:
+    """Tell whether a JSON value holds the NUL character in a string or key (jsonb cannot)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(has_nul(v) for v in value)
 
 
 def _filter(obj: object, where: str, depth: int, counter: list[int]) -> Node:
