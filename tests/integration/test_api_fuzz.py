@@ -24,9 +24,10 @@ from worker.ops import apikeys
 
 EXAMPLES = os.environ.get("WEBHOOKS_FUZZ_EXAMPLES", "8")
 SEED = os.environ.get("WEBHOOKS_FUZZ_SEED", "1")
-#: Every operation of the API: endpoints (5 + rotate-secret, enable, disable, test), events
-#: (3), deliveries (4), dead letters (2), status, portal links and event types (6).
-OPERATIONS = 26
+#: Every operation of the API: endpoints (5 + rotate-secret, enable, disable, test,
+#: test-filter), events (3), deliveries (4), dead letters (2), status, portal links and
+#: event types (6).
+OPERATIONS = 27
 
 
 def test_schemathesis_with_every_check_finds_nothing(

@@ -267,3 +267,36 @@ def test_a_form_without_its_token_and_another_tenants_id_are_refused(
     answer = page.goto(server.portal + f"/endpoints/{theirs.id}")
     assert answer is not None and answer.status == 404
     assert "/t" not in page.locator("main").inner_text()
+
+
+def test_an_endpoint_takes_patterns_and_a_filter_checked_like_the_apis(
+    server: Server, receiver: Receiver, browser_context: Callable[..., Any], db_url: str
+) -> None:
+    page = browser_context().new_page()
+    page.goto(server.link("acme"))
+    page.goto(server.portal + "/endpoints/new")
+    page.get_by_label("URL").fill(receiver.url("/f"))
+    page.get_by_label("Event types").fill("order.*")
+    page.get_by_label("Filter").fill('{"data.amount": {"$gt": true}}')
+    page.get_by_role("button", name="Add endpoint").click()
+    alert = page.get_by_role("alert")
+    assert alert.is_visible()
+    assert alert.inner_text() == "filter.data.amount.$gt: expected a number or a string, got true"
+    page.get_by_label("Filter").fill('{"data.amount": {"$gte": 100}}')
+    page.get_by_role("button", name="Add endpoint").click()
+    assert "order.*" in page.content() and "$gte" in page.content()
+    # Saved again as shown, the filter is kept; emptied, it is removed.
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_role("button", name="Save").click()
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select filter from webhooks.endpoints").fetchone() == (
+            {"data.amount": {"$gte": 100}},
+        )
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Filter").fill("")
+    page.get_by_role("button", name="Save").click()
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select filter, filter_path from webhooks.endpoints").fetchone() == (
+            None,
+            None,
+        )

@@ -19,7 +19,9 @@ from worker.api.models import (
     Page,
     RotateIn,
     SecretOut,
+    TestFilterIn,
     TestIn,
+    VerdictOut,
     problem_responses,
 )
 from worker.api.paging import decode_cursor, page
@@ -28,6 +30,7 @@ from worker.api.problems import Problem
 from worker.api.slots import Full
 from worker.ops import ping
 from worker.ops.endpoints import UNCHANGED
+from worker.ops.filtering import verdict
 
 DEFAULT_GRACE = 86400.0
 DEFAULT_REASON = "disabled by operator"
@@ -58,6 +61,7 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
                 headers=body.headers,
                 rate_limit=body.rate_limit,
                 description=body.description,
+                filter=body.filter,
             )
         return EndpointCreated(**EndpointOut.of(ep).model_dump(), secret=secret)
 
@@ -88,7 +92,7 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
     def update_endpoint(
         endpoint_id: EndpointId, body: EndpointPatch, caller: Caller, tenant: TenantQuery = None
     ) -> EndpointOut:
-        """Change the fields given; null clears event_types (all), headers or rate_limit."""
+        """Change the fields given; null clears event_types (all), headers, rate_limit, filter."""
         given = body.model_fields_set
         if ("url" in given and body.url is None) or (
             "description" in given and body.description is None
@@ -104,6 +108,7 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
                 event_types=body.event_types if "event_types" in given else UNCHANGED,
                 headers=body.headers if "headers" in given else UNCHANGED,
                 rate_limit=body.rate_limit if "rate_limit" in given else UNCHANGED,
+                filter=body.filter if "filter" in given else UNCHANGED,
             )
         return EndpointOut.of(ep)
 
@@ -160,6 +165,18 @@ def _actions(v1: APIRouter, services: Services, principal: CallerDependency) -> 
                 tenant_id=caller.scope(tenant),
             )
         return EndpointOut.of(ep)
+
+    @v1.post("/endpoints/{endpoint_id}/test-filter", response_model=VerdictOut, tags=["endpoints"])
+    def test_filter(
+        endpoint_id: EndpointId, body: TestFilterIn, caller: Caller, tenant: TenantQuery = None
+    ) -> VerdictOut:
+        """Say whether an event with this payload would be delivered to the endpoint, and why not.
+
+        Nothing is published or sent.
+        """
+        with services.connection() as conn:
+            ep = services.endpoints(conn).get(endpoint_id, tenant_id=caller.scope(tenant))
+        return VerdictOut(**asdict(verdict(ep, body.data, body.event_type)))
 
     @v1.post("/endpoints/{endpoint_id}/test", tags=["endpoints"], responses=problem_responses(429))
     def test_endpoint(

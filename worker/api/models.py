@@ -23,8 +23,11 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from producers.names import EVENT_TYPE, MAX_EVENT_TYPE, MAX_TENANT, TENANT
+from worker.api import filter_schema
+from worker.api.filter_schema import FilterValue
 from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
 from worker.ops.validation import HEADER_NAME, HEADER_VALUE, MAX_HEADER_VALUE
+from worker.policy import filters
 from worker.policy.destination import is_local_name, refusal, target
 from worker.policy.guard import parse_ip_literal
 from worker.policy.headers import RESERVED_HEADERS
@@ -120,6 +123,17 @@ NO_NUL = r"^[^\x00]*$"
 EventType = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_EVENT_TYPE, pattern=whole(EVENT_TYPE))
 ]
+#: A subscription: an event type, or a pattern with `*` segments (`order.*`, `*`); the
+#: service layer checks that each `*` is a whole segment (producers.names).
+EventPattern = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=MAX_EVENT_TYPE,
+        pattern=r"^(?:\*|[A-Za-z0-9][A-Za-z0-9_:/-]*)(?:\.(?:\*|[A-Za-z0-9_:/-]*))*$",
+    ),
+]
+FILTER_HELP = "Deliver only events that pass this filter; null or absent: every event."
 Tenant = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TENANT, pattern=whole(TENANT))
 ]
@@ -223,12 +237,15 @@ class EndpointIn(Strict):
 
     url: Url = Field(description=URL_HELP)
     description: Description = ""
-    event_types: list[EventType] | None = Field(
-        None, max_length=100, description="Deliver only these types; null or absent: all."
+    event_types: list[EventPattern] | None = Field(
+        None,
+        max_length=100,
+        description="Deliver only these types (or patterns: order.*, *); null or absent: all.",
     )
     headers: Headers | None = None
     rate_limit: RateLimit | None = Field(None, description="Requests per second.")
     tenant: Tenant | None = Field(None, description="Admin keys only; default 'default'.")
+    filter: FilterValue | None = Field(None, description=FILTER_HELP)
 
 
 class EndpointPatch(Strict):
@@ -239,9 +256,10 @@ class EndpointPatch(Strict):
     # Absent keeps the value; null is refused (422), so the document does not offer it.
     url: Url | SkipJsonSchema[None] = Field(None, description=URL_HELP)
     description: Description | SkipJsonSchema[None] = None
-    event_types: list[EventType] | None = Field(None, max_length=100)
+    event_types: list[EventPattern] | None = Field(None, max_length=100)
     headers: Headers | None = None
     rate_limit: RateLimit | None = None
+    filter: FilterValue | None = Field(None, description=FILTER_HELP)
 
 
 class EndpointOut(BaseModel):
@@ -263,6 +281,7 @@ class EndpointOut(BaseModel):
     created_at: datetime
     consecutive_failures: int
     circuit: str
+    filter: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, ep: Endpoint) -> EndpointOut:
@@ -282,6 +301,7 @@ class EndpointOut(BaseModel):
             created_at=ep.created_at,
             consecutive_failures=ep.consecutive_failures,
             circuit="open" if ep.circuit.startswith("open") else ep.circuit,
+            filter=ep.filter,
         )
 
 
@@ -316,6 +336,33 @@ class TestIn(Strict):
     """The event type of a test event."""
 
     event_type: EventType = "webhooks.test"
+
+
+def _storable(value: Any) -> Any:
+    # As the document says (JsonValue): a payload with NUL could never be published.
+    if filters.has_nul(value):
+        raise ValueError("must not contain the NUL character (jsonb cannot store it)")
+    return value
+
+
+class TestFilterIn(Strict):
+    """A payload to try against an endpoint's event types and filter."""
+
+    data: Annotated[JsonValue, AfterValidator(_storable)] = Field(
+        ..., description="The payload: any JSON value."
+    )
+    event_type: EventType | None = Field(
+        None, description="Default: the endpoint's first plain event type, else webhooks.test."
+    )
+
+
+class VerdictOut(BaseModel):
+    """Whether the relay would deliver such an event to the endpoint, and if not why."""
+
+    endpoint_id: str
+    event_type: str
+    delivered: bool
+    reason: str | None
 
 
 class Deleted(BaseModel):
@@ -406,7 +453,9 @@ class Page(BaseModel, Generic[T]):
 
 def finish_document(spec: dict[str, Any]) -> dict[str, Any]:
     """Return FastAPI's OpenAPI document as strict as the server: see the functions below."""
-    spec.setdefault("components", {}).setdefault("schemas", {})["JsonValue"] = _JSON_VALUE
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["JsonValue"] = _JSON_VALUE
+    schemas["Filter"] = filter_schema.SCHEMA
     return problem_media_type(integer_bounds(spec))
 
 

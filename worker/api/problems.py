@@ -126,6 +126,7 @@ def _field_of(message: str) -> str | None:
         ("url", "url"),
         ("header", "headers"),
         ("event type filter", "event_types"),
+        ("filter", "filter"),
         ("event type", "event_type"),
         ("rate limit", "rate_limit"),
         ("description", "description"),

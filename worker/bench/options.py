@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from worker.errors import WebhooksError
+from worker.errors import InvalidEndpoint, WebhooksError
+from worker.policy import filters
 from worker.settings import Settings
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -73,6 +75,9 @@ class Options:
     receiver_delay: float = 0.0
     #: `webhooks worker --concurrency`; None leaves the worker's default.
     concurrency: int | None = None
+    #: A payload filter put on every endpoint (worker.policy.filters), to measure what the
+    #: relay's evaluation costs; every bench event must pass it.
+    filter: dict[str, Any] | None = None
 
     def check(self) -> None:
         """Raise BenchError for values the benchmark cannot run with."""
@@ -99,3 +104,17 @@ class Options:
         for bad, message in problems:
             if bad:
                 raise BenchError(message)
+        if self.filter is not None:
+            self._check_filter(self.filter)
+
+    def _check_filter(self, source: dict[str, Any]) -> None:
+        # Imported here: figures imports this module.
+        from worker.bench.figures import payload
+
+        try:
+            flt = filters.parse(source)
+        except InvalidEndpoint as exc:
+            raise BenchError(f"--filter: {exc}") from None
+        passed, why = filters.evaluate(flt, EVENT_TYPE, "default", payload(0, self.payload_bytes))
+        if not passed:
+            raise BenchError(f"--filter must pass every bench event, and does not: {why}")

@@ -145,7 +145,9 @@ class Rig:
         )
         keys: dict[str, str] = {}
         for k in range(self.opts.endpoints):
-            ep, secret = registry.add(self.receiver.url(f"/e/{k}"), description="bench")
+            ep, secret = registry.add(
+                self.receiver.url(f"/e/{k}"), description="bench", filter=self.opts.filter
+            )
             self.endpoint_paths[ep.id] = f"/e/{k}"
             keys[f"/e/{k}"] = secret
         self.ceiling_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

@@ -7,6 +7,7 @@ import sys
 import click
 
 from worker.cli.common import DURATION, emit, json_option, settings
+from worker.cli.filtering import filter_value
 
 
 @click.command()
@@ -78,6 +79,12 @@ from worker.cli.common import DURATION, emit, json_option, settings
     type=click.IntRange(1, 10_000),
     help="Passed to `webhooks worker --concurrency` (default: the worker's own).",
 )
+@click.option(
+    "--filter",
+    "filter_text",
+    default=None,
+    help="Put this payload filter (JSON or @FILE) on every endpoint; every event must pass it.",
+)
 @json_option
 def bench(
     events: int,
@@ -95,6 +102,7 @@ def bench(
     broker_url: str | None,
     receiver_delay: float,
     concurrency: int | None,
+    filter_text: str | None,
     as_json: bool,
 ) -> None:
     """Benchmark publish, relay, workers and latency on this machine; print a report.
@@ -125,6 +133,7 @@ def bench(
         secret_key=conf.secret_key,
         receiver_delay=receiver_delay,
         concurrency=concurrency,
+        filter=filter_value(filter_text) if filter_text is not None else None,
     )
     try:
         opts.check()  # values click cannot range-check (durations): a usage error, status 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -17,6 +18,7 @@ from worker.cli.common import (
     tenant_option,
     warn,
 )
+from worker.cli.filtering import FILTER_HELP, filter_value, test_filter
 from worker.cli.output import fields, table
 from worker.ops.endpoints import Endpoint, Endpoints, parse_header
 from worker.settings import format_duration
@@ -40,6 +42,7 @@ def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
         ("url", ep.url),
         ("description", ep.description or None),
         ("event types", list(ep.event_types) if ep.event_types else "all"),
+        ("filter", json.dumps(ep.filter, ensure_ascii=False) if ep.filter is not None else None),
         # Redacted values, except in the answer of add and update (`Endpoint.headers`).
         ("headers", ", ".join(f"{k}: {v}" for k, v in ep.headers.items()) or None),
         ("rate limit", f"{ep.rate_limit}/s" if ep.rate_limit else None),
@@ -61,6 +64,7 @@ def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
 @click.option("--header", "headers", multiple=True, help="Extra header 'Name: value' (repeat).")
 @click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per second at most.")
 @click.option("--description", default="", help="Free text shown in listings.")
+@click.option("--filter", "filter_text", default=None, help=FILTER_HELP)
 @json_option
 def endpoint_add(
     url: str,
@@ -69,10 +73,15 @@ def endpoint_add(
     headers: tuple[str, ...],
     rate_limit: int | None,
     description: str,
+    filter_text: str | None,
     as_json: bool,
 ) -> None:
-    """Create an endpoint and print its id and signing secret."""
+    """Create an endpoint and print its id and signing secret.
+
+    --event-type takes patterns too: order.* (one segment), * (every type).
+    """
     parsed = dict(parse_header(h) for h in headers)
+    flt = filter_value(filter_text) if filter_text is not None else None
     with registry(url) as endpoints:
         ep, secret = endpoints.add(
             url,
@@ -81,6 +90,7 @@ def endpoint_add(
             headers=parsed,
             rate_limit=rate_limit,
             description=description,
+            filter=flt,
         )
     _secret_written(
         endpoints, "the secret and the header values are" if parsed else "the secret is"
@@ -112,6 +122,8 @@ def endpoint_add(
 @click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per second at most.")
 @click.option("--no-rate-limit", is_flag=True, help="Remove the rate limit.")
 @click.option("--description", default=None, help="Free text shown in listings.")
+@click.option("--filter", "filter_text", default=None, help=FILTER_HELP)
+@click.option("--no-filter", is_flag=True, help="Remove the payload filter.")
 @tenant_option
 @json_option
 def endpoint_update(
@@ -124,18 +136,22 @@ def endpoint_update(
     rate_limit: int | None,
     no_rate_limit: bool,
     description: str | None,
+    filter_text: str | None,
+    no_filter: bool,
     tenant: str | None,
     as_json: bool,
 ) -> None:
     """Change only what is given; print the endpoint as it is now.
 
     --event-type and --header replace the filter and the custom headers with those given;
-    --all-event-types, --clear-headers and --no-rate-limit remove them.
+    --all-event-types, --clear-headers and --no-rate-limit remove them. --filter replaces
+    the payload filter, --no-filter removes it.
     """
     for given, clear, names in (
         (event_types, all_event_types, "--event-type and --all-event-types"),
         (headers, clear_headers, "--header and --clear-headers"),
         (rate_limit is not None, no_rate_limit, "--rate-limit and --no-rate-limit"),
+        (filter_text is not None, no_filter, "--filter and --no-filter"),
     ):
         if given and clear:
             raise click.UsageError(f"{names} cannot be combined")
@@ -146,10 +162,13 @@ def endpoint_update(
         changes["headers"] = dict(parse_header(h) for h in headers)
     if rate_limit is not None or no_rate_limit:
         changes["rate_limit"] = rate_limit
+    if filter_text is not None or no_filter:
+        changes["filter"] = filter_value(filter_text) if filter_text is not None else None
     if all(v is None for v in (url, description)) and len(changes) == 2:
         raise click.UsageError(
             "nothing to update: give --url, --event-type, --all-event-types, --header, "
-            "--clear-headers, --rate-limit, --no-rate-limit or --description"
+            "--clear-headers, --rate-limit, --no-rate-limit, --description, --filter or"
+            " --no-filter"
         )
     with registry(url) as endpoints:
         ep = endpoints.update(endpoint_id, tenant_id=tenant, **changes)
@@ -365,3 +384,6 @@ def _confirm_delete(endpoints: Endpoints, endpoint_id: str, tenant: str | None) 
     if not click.confirm("Delete it and them?", default=False, err=True):
         click.echo("not deleted", err=True)
         sys.exit(1)
+
+
+endpoint.add_command(test_filter)

@@ -37,7 +37,7 @@ def publish(
     settings = app().settings
     limit = settings.max_payload_bytes
     try:
-        payload = json.loads(_payload_text(data, limit))
+        payload = json.loads(json_text(data, limit))
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
     with connection() as conn, wrapped_errors(), conn.transaction():
@@ -56,8 +56,8 @@ def publish(
     emit(as_json, {"id": event_id, "repeated": repeated}, human)
 
 
-def _payload_text(data: str, max_payload_bytes: int) -> str:
-    """Return the JSON text --data names: itself, a file's contents (@FILE) or stdin (-)."""
+def json_text(data: str, max_payload_bytes: int, option: str = "--data") -> str:
+    """Return the JSON text an option names: itself, a file's contents (@FILE) or stdin (-)."""
     if data != "-" and not data.startswith("@"):
         return data
     name = "stdin" if data == "-" else repr(data[1:])
@@ -72,14 +72,14 @@ def _payload_text(data: str, max_payload_bytes: int) -> str:
                 raw = fh.read(cap)
     except OSError as exc:
         raise click.BadParameter(
-            f"cannot read {name}: {exc.strerror or exc}", param_hint="--data"
+            f"cannot read {name}: {exc.strerror or exc}", param_hint=option
         ) from None
     if len(raw) >= cap:
         raise click.BadParameter(
             f"{name} is far larger than WEBHOOKS_MAX_PAYLOAD_BYTES ({max_payload_bytes})",
-            param_hint="--data",
+            param_hint=option,
         )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise click.BadParameter(f"{name} is not UTF-8 text", param_hint="--data") from None
+        raise click.BadParameter(f"{name} is not UTF-8 text", param_hint=option) from None

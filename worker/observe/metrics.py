@@ -189,6 +189,8 @@ class RelayCounts(Protocol):
     probes: int
     #: dead letters counted, by reason, whoever filed them
     dead_letters: dict[str, int]
+    #: events an endpoint's payload filter kept from it, by endpoint id
+    filtered: dict[str, int]
 
 
 class RelayCollector(Collector):
@@ -224,7 +226,20 @@ class RelayCollector(Collector):
                 stats.probes,
             ),
             self._dead_letters(),
+            self._filtered(),
         ]
+
+    def _filtered(self) -> CounterMetricFamily:
+        # By endpoint, as the issue asks: only endpoints with a filter that dropped an event
+        # have a series, so the label's cardinality is that of filtered endpoints.
+        family = CounterMetricFamily(
+            "webhooks_events_filtered",
+            "Events an endpoint's payload filter kept from it at fan-out (no delivery created).",
+            labels=["endpoint"],
+        )
+        for endpoint, count in sorted(self.stats.filtered.items()):
+            family.add_metric([endpoint], count)
+        return family
 
     def _dead_letters(self) -> CounterMetricFamily:
         family = CounterMetricFamily(

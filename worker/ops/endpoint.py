@@ -7,6 +7,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from worker.store.endpoints import Dependents, EndpointRow
 
@@ -49,6 +50,8 @@ class Endpoint:
     #: None while the circuit is closed; while open, when the next probe may go.
     circuit_open_until: datetime | None = None
     circuit_probing: bool = False
+    #: The payload filter as written (worker.policy.filters); None delivers every payload.
+    filter: dict[str, Any] | None = None
 
     @property
     def circuit(self) -> str:
@@ -83,4 +86,5 @@ class Endpoint:
             circuit_open_until=row.circuit_open_until,
             circuit_probing=row.circuit_probe_until is not None
             and row.circuit_probe_until > datetime.now(UTC),
+            filter=row.filter,
         )

@@ -22,10 +22,13 @@ from worker.ops.validation import (
     check_description,
     check_destination,
     check_event_types,
+    check_filter,
     check_headers,
     check_rate_limit,
     check_tenant,
     endpoint_uuid,
+    event_type_regex,
+    filter_columns,
     parse_header,
     validate_header,
     validate_url,
@@ -63,7 +66,9 @@ __all__ = [
 log = logging.getLogger("webhooks.endpoints")
 
 #: The fields `Endpoints.update` may change, each a parameter of worker.store.endpoints.update.
-_FIELDS = ("url", "event_types", "headers", "rate_limit", "description")
+_FIELDS = ("url", "event_types", "headers", "rate_limit", "description", "filter")
+#: The columns behind them (event types come with their regex, a filter with its compiled form).
+_COLUMNS = (*_FIELDS, "event_type_regex", "filter_path", "filter_vars")
 
 
 class Endpoints:
@@ -122,8 +127,12 @@ class Endpoints:
         headers: Mapping[str, str] | None = None,
         rate_limit: int | None = None,
         description: str = "",
+        filter: object = None,
     ) -> tuple[Endpoint, str]:
         """Create an endpoint; return it with its signing secret (shown only now).
+
+        ``event_types`` may hold patterns (``order.*``, ``*``); ``filter`` is a payload filter
+        (`worker.policy.filters`, a JSON object), refused with the path of what is wrong.
 
         The custom header values are sealed like the secret; the endpoint returned shows them
         in full, every later read redacted.
@@ -131,6 +140,7 @@ class Endpoints:
         validate_url(url)
         check_tenant(tenant_id)
         types = check_event_types(event_types)
+        flt = check_filter(filter)
         checked = check_headers(headers)
         check_rate_limit(rate_limit)
         check_description(description)
@@ -147,6 +157,8 @@ class Endpoints:
                     "url": url,
                     "description": description,
                     "event_types": types,
+                    "event_type_regex": event_type_regex(types),
+                    **filter_columns(flt),
                     "secrets": Jsonb([{"secret": self.vault.seal(secret), "expires_at": None}]),
                     "headers": Jsonb(self.vault.seal_headers(checked)),
                     "rate_limit": rate_limit,
@@ -165,10 +177,12 @@ class Endpoints:
         headers: Mapping[str, str] | Unchanged | None = UNCHANGED,
         rate_limit: int | Unchanged | None = UNCHANGED,
         description: str | None = None,
+        filter: object = UNCHANGED,
     ) -> Endpoint:
         """Change what is given and nothing else; return the endpoint as it is now.
 
         Leaving an argument out keeps its value. ``event_types=None`` delivers every type,
+        ``filter=None`` removes the payload filter,
         ``headers=None`` (or ``{}``) removes the custom headers, ``rate_limit=None`` removes
         the limit; the given event types and headers replace the old ones. Everything is
         checked, as by `add`, before anything is written.
@@ -183,6 +197,9 @@ class Endpoints:
             changes["url"] = validate_url(url)
         if not isinstance(event_types, Unchanged):
             changes["event_types"] = check_event_types(event_types)
+            changes["event_type_regex"] = event_type_regex(changes["event_types"])
+        if not isinstance(filter, Unchanged):
+            changes.update(filter_columns(check_filter(filter)))
         if not isinstance(headers, Unchanged):
             revealed = check_headers(headers)
             if revealed:
@@ -197,7 +214,7 @@ class Endpoints:
         params: dict[str, Any] = {}
         for field in _FIELDS:
             params[f"set_{field}"] = field in changes
-            params[field] = changes.get(field)
+        params.update({name: changes.get(name) for name in _COLUMNS})
         updated = self._update(endpoint_id, tenant_id, rows.update, params, revealed=revealed)
         self.warn_archived(changes.get("event_types"))
         return updated

@@ -1,5 +1,5 @@
 """Check what an endpoint may be set to: its URL and where it leads, its custom headers,
-its event type filter, rate limit, description and tenant.
+its event types (or patterns), payload filter, rate limit, description and tenant.
 
 Every check takes values and raises InvalidEndpoint naming what is wrong; only
 `check_destination` does I/O (it resolves the host name once, within a deadline).
@@ -12,11 +12,15 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 from urllib.parse import urlsplit
+
+from psycopg.types.json import Jsonb
 
 from producers import names
 from producers.errors import InvalidEvent
 from worker.errors import BlockedDestination, InvalidEndpoint, NotFound
+from worker.policy import filters
 from worker.policy.destination import (
     NOT_AN_ADDRESS,
     Resolver,
@@ -26,7 +30,9 @@ from worker.policy.destination import (
     refusal,
     target,
 )
+from worker.policy.filters import Filter
 from worker.policy.headers import FIELD_VALUE, RESERVED_HEADERS, TOKEN, is_token, unsendable
+from worker.policy.jsonpath import compile_path
 from worker.settings import IPNetwork
 
 MAX_URL = 2048
@@ -179,18 +185,50 @@ def validate_header(name: str, value: str) -> tuple[str, str]:
 
 
 def check_event_types(types: Iterable[str] | None) -> list[str] | None:
-    """Return the event type filter without repeats (None: every type), else raise."""
+    """Return the event types subscribed without repeats (None: every type), else raise.
+
+    Each is an event type or a pattern (``order.*``, ``*``: `producers.names.check_event_pattern`).
+    """
     if types is None:
         return None
     out = []
     for t in types:
         try:
-            names.check_event_type(t)
+            names.check_event_pattern(t)
         except InvalidEvent:
-            raise InvalidEndpoint(f"event type filter {t!r} is not a valid event type") from None
+            what = (
+                "pattern (`*` is a whole segment)"
+                if isinstance(t, str) and "*" in t
+                else "event type"
+            )
+            raise InvalidEndpoint(f"event type filter {t!r} is not a valid {what}") from None
         if t not in out:
             out.append(t)
     return out or None
+
+
+def event_type_regex(types: Sequence[str] | None) -> str | None:
+    """Return the regex the relay matches event types with, when ``types`` has a pattern.
+
+    One anchored alternative per entry (`producers.names.pattern_regex`); None when every
+    entry is a plain event type (the relay compares those as they are).
+    """
+    if not types or not any("*" in t for t in types):
+        return None
+    return "|".join(names.pattern_regex(t) for t in types)
+
+
+def check_filter(value: object) -> Filter | None:
+    """Return the parsed filter (None: no filter), else raise InvalidFilter naming the path."""
+    return None if value is None else filters.parse(value)
+
+
+def filter_columns(flt: Filter | None) -> dict[str, Any]:
+    """Return the endpoint columns a filter is stored in: as written, and compiled."""
+    if flt is None:
+        return {"filter": None, "filter_path": None, "filter_vars": None}
+    path, variables = compile_path(flt)
+    return {"filter": Jsonb(flt.source), "filter_path": path, "filter_vars": Jsonb(variables)}
 
 
 def check_test_event_type(event_type: str) -> str:

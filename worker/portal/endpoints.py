@@ -3,6 +3,7 @@ reveal the secret, send a test event."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Seen` is local to the builder, where only evaluated annotations can see it.
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -15,6 +16,7 @@ from worker.ops import portal
 from worker.ops.endpoint import Endpoint
 from worker.ops.endpoints import UNCHANGED
 from worker.ops.validation import endpoint_uuid, parse_header
+from worker.policy import filters
 from worker.policy.redaction import MARKER
 from worker.portal.render import Pages
 from worker.portal.viewer import Refused, Viewer, ViewerDependency
@@ -32,13 +34,21 @@ HIDDEN = (
 def form_of(ep: Endpoint | None) -> dict[str, str]:
     """Return the edit form's fields for an endpoint (empty for a new one)."""
     if ep is None:
-        return {"url": "", "description": "", "event_types": "", "headers": "", "rate_limit": ""}
+        return {
+            "url": "",
+            "description": "",
+            "event_types": "",
+            "headers": "",
+            "rate_limit": "",
+            "filter": "",
+        }
     return {
         "url": ep.url,
         "description": ep.description,
         "event_types": "\n".join(ep.event_types or ()),
         "headers": "\n".join(f"{k}: {v}" for k, v in ep.headers.items()),
         "rate_limit": str(ep.rate_limit or ""),
+        "filter": json.dumps(ep.filter, indent=2, ensure_ascii=False) if ep.filter else "",
     }
 
 
@@ -66,12 +76,15 @@ def parse_form(v: Viewer, shown: Endpoint | None = None) -> dict[str, Any]:
     limit_text = v.value("rate_limit").strip()
     if limit_text and not limit_text.isdigit():
         raise InvalidEndpoint("rate limit must be a whole number of requests a second")
+    filter_text = v.value("filter").strip()
     return {
         "url": v.value("url").strip(),
         "description": v.value("description").strip(),
         "event_types": types or None,
         "headers": headers,
         "rate_limit": int(limit_text) if limit_text else None,
+        # The language's own check, with the path of what is wrong (worker.policy.filters).
+        "filter": filters.parse_text(filter_text).source if filter_text else None,
     }
 
 

@@ -2,8 +2,9 @@
 
 Two jobs share one loop:
 
-- fan-out: claim a batch of committed events, create one delivery per matching endpoint and
-  commit, then push one queue message per delivery (guarantee 2);
+- fan-out: claim a batch of committed events, create one delivery per matching endpoint (its
+  event types or patterns, its payload filter: both decided in the statement) and commit,
+  then push one queue message per delivery (guarantee 2); count what filters dropped;
 - scheduler: enqueue deliveries whose retry is due, and re-enqueue queued deliveries whose
   message Redis lost (relay killed between commit and push, Redis flushed), so nothing stays
   pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6);
@@ -96,6 +97,8 @@ class Stats:
     batches: int = 0
     #: dead letters counted, by reason, whoever filed them
     dead_letters: dict[str, int] = field(default_factory=dict)
+    #: events an endpoint's payload filter kept from it, by endpoint id
+    filtered: dict[str, int] = field(default_factory=dict)
 
 
 class Relay:
@@ -168,12 +171,19 @@ class Relay:
             self.stats.events += events
             self.stats.deliveries += len(created)
             self.stats.batches += 1
+            filtered = 0
+            for r in rows:
+                if r.filtered_endpoint is not None and r.filtered:
+                    counts = self.stats.filtered
+                    counts[r.filtered_endpoint] = counts.get(r.filtered_endpoint, 0) + r.filtered
+                    filtered += r.filtered
             seconds = time.monotonic() - started
             log.info(
                 "relayed batch",
                 extra={
                     "events": events,
                     "deliveries": len(created),
+                    "filtered": filtered,
                     "seconds": round(seconds, 4),
                 },
             )

@@ -39,6 +39,8 @@ class EndpointRow:
     circuit_cooldown: float | None
     circuit_probe_id: int | None
     circuit_probe_until: datetime | None
+    #: The payload filter as written (worker.policy.filters); None: every payload.
+    filter: dict[str, Any] | None = None
     #: Set by `disable`: how many pending deliveries it moved to the dead letters.
     dead_lettered: int = 0
 

@@ -41,7 +41,7 @@ select (select count(*) from ep) as endpoints, (select count(*) from unparked) a
 -- announcements nobody receives are not published).
 select 1 from webhooks.endpoints
 where tenant_id = %(tenant)s and enabled
-  and (event_types is null or %(type)s = any(event_types))
+  and (event_types is null or %(type)s = any(event_types) or %(type)s ~ event_type_regex)
 limit 1;
 
 -- name: sealed_secrets
@@ -58,18 +58,26 @@ where h.value like %(prefix)s;
 -- name: insert_endpoint
 -- Create an endpoint with its first (sealed) secret.
 insert into webhooks.endpoints
-    (id, tenant_id, url, description, event_types, secrets, headers, rate_limit)
-values (%(id)s, %(tenant)s, %(url)s, %(description)s, %(event_types)s, %(secrets)s,
-        %(headers)s, %(rate_limit)s)
+    (id, tenant_id, url, description, event_types, event_type_regex, secrets, headers,
+     rate_limit, filter, filter_path, filter_vars)
+values (%(id)s, %(tenant)s, %(url)s, %(description)s, %(event_types)s, %(event_type_regex)s,
+        %(secrets)s, %(headers)s, %(rate_limit)s, %(filter)s, %(filter_path)s::jsonpath,
+        %(filter_vars)s)
 returning *;
 
 -- name: update_endpoint
 -- Change the fields an operator gave and keep the others: each field comes with a flag
 -- %(set_x)s saying whether it was given, since null is a value of its own (every event type,
--- no rate limit).
+-- no rate limit, no filter). Event types come with their regex, a filter with its compiled
+-- form.
 update webhooks.endpoints
 set url = case when %(set_url)s then %(url)s::text else url end,
     event_types = case when %(set_event_types)s then %(event_types)s::text[] else event_types end,
+    event_type_regex = case when %(set_event_types)s then %(event_type_regex)s::text
+                            else event_type_regex end,
+    filter = case when %(set_filter)s then %(filter)s::jsonb else filter end,
+    filter_path = case when %(set_filter)s then %(filter_path)s::jsonpath else filter_path end,
+    filter_vars = case when %(set_filter)s then %(filter_vars)s::jsonb else filter_vars end,
     headers = case when %(set_headers)s then %(headers)s::jsonb else headers end,
     rate_limit = case when %(set_rate_limit)s then %(rate_limit)s::integer else rate_limit end,
     description = case when %(set_description)s then %(description)s::text else description end,

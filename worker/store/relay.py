@@ -22,12 +22,16 @@ Conn = psycopg.Connection[Any]
 
 @dataclass(frozen=True)
 class FannedOut:
-    """One row of a fan-out: the batch's event count, and a delivery it created (or none)."""
+    """One row of a fan-out: the batch's event count, and a delivery it created (or none),
+    or how many of the batch's events an endpoint's payload filter dropped."""
 
     events: int
     id: int | None
     #: None for a delivery parked behind an open circuit: it gets no message.
     message_id: str | None
+    #: Set on the rows that count what an endpoint's filter dropped (no delivery created).
+    filtered_endpoint: str | None = None
+    filtered: int | None = None
 
 
 @dataclass(frozen=True)

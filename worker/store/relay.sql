@@ -6,8 +6,16 @@
 -- commit; until `lease` has passed the scheduler leaves it to that message. A delivery to an
 -- endpoint whose circuit is open gets no message: it is parked (breaker.park) until the
 -- circuit closes.
+--
+-- An endpoint matches an event of its tenant whose type it lists, or matches one of its
+-- patterns (`event_type_regex`, producers.names.pattern_regex), and that passes its payload
+-- filter: the filter's SQL/JSON path (worker.policy.jsonpath.compile_path) over the event as
+-- {"type", "tenant", "data"}. A filtered-out pair creates no delivery; the last rows count
+-- them by endpoint (`filtered_endpoint`, `filtered`) for webhooks_events_filtered_total.
+-- jsonb_path_match runs silent: a path error (there should be none) filters the pair out
+-- rather than failing the batch for ever.
 with claimed as (
-    select id, tenant_id, event_type, created_at, endpoint_id
+    select id, tenant_id, event_type, created_at, endpoint_id, payload
     from webhooks.outbox
     where relayed_at is null
     order by id
@@ -17,28 +25,43 @@ with claimed as (
     update webhooks.outbox o set relayed_at = now()
     from claimed c where o.id = c.id
     returning o.id
-), created as (
-    insert into webhooks.deliveries
-        (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at,
-         circuit_wait)
-    select c.tenant_id, c.id, e.id, c.created_at,
-           case when e.circuit_open_until is null then gen_random_uuid() end,
-           now() + case when e.circuit_open_until is null then %(lease)s
-                        else %(max_age)s end * interval '1 second',
-           e.circuit_open_until is not null
+), matched as (
+    select c.tenant_id, c.id as event_id, c.created_at, e.id as endpoint_id,
+           e.circuit_open_until,
+           e.filter_path is null
+           or coalesce(jsonb_path_match(
+                  jsonb_build_object('type', c.event_type, 'tenant', c.tenant_id,
+                                     'data', c.payload),
+                  e.filter_path, e.filter_vars, true), false) as passes
     from claimed c
     join webhooks.endpoints e
       on e.tenant_id = c.tenant_id
      and e.enabled
-     and (e.event_types is null or c.event_type = any(e.event_types))
+     and (e.event_types is null or c.event_type = any(e.event_types)
+          or c.event_type ~ e.event_type_regex)
      and (c.endpoint_id is null or e.id = c.endpoint_id)
+), created as (
+    insert into webhooks.deliveries
+        (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at,
+         circuit_wait)
+    select m.tenant_id, m.event_id, m.endpoint_id, m.created_at,
+           case when m.circuit_open_until is null then gen_random_uuid() end,
+           now() + case when m.circuit_open_until is null then %(lease)s
+                        else %(max_age)s end * interval '1 second',
+           m.circuit_open_until is not null
+    from matched m
+    where m.passes
     on conflict (event_id, endpoint_id) do nothing
     returning id, message_id
 )
-select (select count(*) from marked) as events, id, message_id::text as message_id
+select (select count(*) from marked) as events, id, message_id::text as message_id,
+       null::text as filtered_endpoint, null::bigint as filtered
 from created
 union all
-select (select count(*) from marked), null, null;
+select (select count(*) from marked), null, null, null, null
+union all
+select (select count(*) from marked), null, null, m.endpoint_id::text, count(*)
+from matched m where not m.passes group by m.endpoint_id;
 
 -- name: schedule
 -- Take the deliveries the scheduler must look at: retries that are due, and queued ones whose
