@@ -128,7 +128,7 @@ def test_an_endpoint_subscribing_to_an_archived_type_is_told_so(db_url: str) -> 
         (
             ["--schema", "{s}", "--example", "{e}"],
             {"s": INVOICE, "e": {"invoice": 1, "amount": 2}},
-            "example.invoice: 1 is not of type 'string'",
+            'example.invoice: 1 is not of type "string"',
         ),
         (["--schema", "{s}"], {"s": "{not json"}, "--schema {s}: not valid JSON"),
         (["--schema", "{s}"], {"s": {"$ref": "http://169.254.169.254/x"}}, "only local references"),
@@ -149,7 +149,7 @@ def test_bad_names_and_updates_are_refused(db_url: str, tmp_path: Path) -> None:
     assert "event type" in refused(db_url, "event-type", "add", "bad type!")
     cli(db_url, "event-type", "add", "a.type", "--schema", write(tmp_path / "s.json", INVOICE))
     example = write(tmp_path / "e.json", {"invoice": "x"})
-    assert "example: 'amount' is a required property" in refused(
+    assert 'example: "amount" is a required property' in refused(
         db_url, "event-type", "update", "a.type", "--example", example
     )
     assert "nothing to update" in refused(db_url, "event-type", "update", "a.type")

@@ -168,7 +168,7 @@ def test_reject_names_the_path_of_the_first_error_against_the_latest_version(
                 validate="reject",
             )
         conn.rollback()
-    assert "'items' is a required property" in str(missing.value)
+    assert '"items" is a required property' in str(missing.value)
     assert nested.value.path == "data.items[1].qty"
     assert str(nested.value).startswith("data.items[1].qty: 0 is less than the minimum of 1")
     assert "'order.paid', schema version 2" in str(nested.value)
@@ -185,7 +185,7 @@ def test_warn_logs_once_per_type_and_call_and_publishes(
         conn.commit()
     assert outbox_count(catalogue) == 4
     (line,) = [r.getMessage() for r in caplog.records if r.name == "webhooks.producers"]
-    assert line.startswith("payload data.id: 'seven' is not of type 'integer'")
+    assert line.startswith('payload data.id: "seven" is not of type "integer"')
     assert "(3 events of this call)" in line
 
 
@@ -267,7 +267,7 @@ def test_a_schema_version_added_in_another_transaction_applies_to_the_next_call(
         conn.commit()
         with psycopg.connect(catalogue) as other:
             add_schema(other, "order.paid", 3, v3)
-        with pytest.raises(PayloadMismatch, match="'currency' is a required property"):
+        with pytest.raises(PayloadMismatch, match='"currency" is a required property'):
             publish(conn, "order.paid", GOOD, validate="reject")
         conn.rollback()
         publish(conn, "order.paid", {**GOOD, "currency": "EUR"}, validate="reject")
@@ -304,7 +304,7 @@ def test_the_cli_refuses_in_one_line_with_exit_2(catalogue: str) -> None:
     bad = run_cli("publish", "order.paid", "--data", '{"id": 1, "items": "no"}', env=env)
     assert bad.returncode == 2, bad.stderr
     (line,) = bad.stderr.strip().splitlines()
-    assert line.startswith("error: data.items: 'no' is not of type 'array'")
+    assert line.startswith('error: data.items: "no" is not of type "array"')
     good = run_cli("publish", "order.paid", "--data", json.dumps(GOOD), env=env)
     assert good.returncode == 0, good.stderr
     malformed = run_cli(

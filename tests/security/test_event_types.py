@@ -105,7 +105,7 @@ def test_a_remote_ref_is_refused_and_never_fetched(
     # A local reference under a remote $id resolves inside the schema.
     local = {"$id": f"{base}/root.json", "$defs": {"s": {"type": "string"}}, "$ref": "#/$defs/s"}
     check_schema(local)
-    assert first_error(local, 5) == "data: 5 is not of type 'string'"
+    assert first_error(local, 5) == 'data: 5 is not of type "string"'
     assert seen == []
 
 

@@ -89,7 +89,7 @@ def test_refs_into_components_become_defs_and_the_envelope_gives_data() -> None:
     assert set(entry.schema["$defs"]) == {"Money", "Order"}
     check_schema(entry.schema)
     assert first_error(entry.schema, {"total": {"amount": "x"}}) == (
-        "data.total.amount: 'x' is not of type 'number'"
+        'data.total.amount: "x" is not of type "number"'
     )
     assert first_error(entry.schema, {"parent": {"parent": {"total": {"amount": 1}}}}) is None
 

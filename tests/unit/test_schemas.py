@@ -7,6 +7,7 @@ import pytest
 from producers.errors import InvalidPayload, InvalidSchema, PayloadMismatch
 from producers.schemas import (
     MAX_DEPTH,
+    Unresolvable,
     check_schema,
     compile_schema,
     first_error,
@@ -28,14 +29,14 @@ INVOICE = {
 
 def test_a_payload_error_names_its_path_and_reason() -> None:
     assert first_error(INVOICE, {"amount": 1, "lines": [{"qty": 2}]}) is None
-    assert first_error(INVOICE, {"amount": "x"}) == "data.amount: 'x' is not of type 'number'"
+    assert first_error(INVOICE, {"amount": "x"}) == 'data.amount: "x" is not of type "number"'
     assert first_error(INVOICE, {"amount": 1, "lines": [{}, {"qty": "2"}]}) == (
-        "data.lines[1].qty: '2' is not of type 'integer'"
+        'data.lines[1].qty: "2" is not of type "integer"'
     )
     assert first_error(INVOICE, {"amount": 1, "odd key": 3}) == (
-        "data[\"odd key\"]: 3 is not of type 'string'"
+        'data["odd key"]: 3 is not of type "string"'
     )
-    assert first_error(INVOICE, {}) == "data: 'amount' is a required property"
+    assert first_error(INVOICE, {}) == 'data: "amount" is a required property'
 
 
 def test_validate_raises_a_typed_payload_error() -> None:
@@ -43,7 +44,7 @@ def test_validate_raises_a_typed_payload_error() -> None:
         validate(INVOICE, {"amount": None}, root="example")
     assert isinstance(caught.value, InvalidPayload)
     assert caught.value.path == "example.amount"
-    assert str(caught.value) == "example.amount: None is not of type 'number'"
+    assert str(caught.value) == 'example.amount: null is not of type "number"'
 
 
 def test_the_compiled_validator_is_cached_per_schema_text() -> None:
@@ -57,7 +58,7 @@ def test_the_compiled_validator_is_cached_per_schema_text() -> None:
     ("schema", "message"),
     [
         ({"type": "nope"}, "schema is not valid JSON Schema: schema.type: "),
-        ({"properties": {"a": {"minimum": "x"}}}, "schema.properties.a.minimum: 'x' is not"),
+        ({"properties": {"a": {"minimum": "x"}}}, 'schema.properties.a.minimum: "x" is not'),
         ([1], "schema must be a JSON object or boolean, got list"),
         ({"$schema": "https://example.com/mine"}, "unknown $schema 'https://example.com/mine'"),
         ({"$ref": "https://example.com/s.json"}, "only local references"),
@@ -102,3 +103,31 @@ def test_a_validator_kept_by_the_caller_gives_the_same_line() -> None:
     validator = compile_schema(INVOICE)
     assert str(mismatch(validator, {"amount": "x"})) == first_error(INVOICE, {"amount": "x"})
     assert mismatch(validator, {"amount": 1}, root="payload") is None
+
+
+def test_the_shallowest_error_is_the_one_reported() -> None:
+    line = first_error(INVOICE, {"lines": [{"qty": "x"}], "odd key": 1})
+    assert line == 'data: "amount" is a required property'
+
+
+def test_a_pattern_the_validator_cannot_run_is_refused_when_checked() -> None:
+    with pytest.raises(InvalidSchema, match=r"schema\.properties\.a\.pattern: "):
+        check_schema({"properties": {"a": {"pattern": "("}}})
+
+
+def test_only_the_drafts_the_validator_knows_are_accepted() -> None:
+    for known in (
+        "http://json-schema.org/draft-06/schema",
+        "https://json-schema.org/draft/2019-09/schema#",
+    ):
+        check_schema({"$schema": known})
+    with pytest.raises(InvalidSchema, match="unknown"):
+        check_schema({"$schema": "http://json-schema.org/draft-03/schema#"})
+
+
+def test_a_dangling_local_ref_is_checked_but_fails_every_payload() -> None:
+    schema = {"properties": {"a": {"$ref": "#/$defs/nope"}}}
+    assert check_schema(schema) is schema
+    assert isinstance(compile_schema(schema), Unresolvable)
+    line = first_error(schema, {})
+    assert line is not None and "/$defs/nope" in line
