@@ -15,8 +15,8 @@ compiled that version yet (`_COMPILED` keeps one compiled validator per type, th
 version, once added, never changes, and its creation time tells a recreated one apart). A
 schema version added in another transaction is seen by the first call whose snapshot has it.
 Measured (publish_many of 1,000 300-byte events, local Postgres): ``known`` costs nothing
-visible; validating (jsonschema_rs) costs ~1 us an event, 0.82-0.84 times the events per
-second (jsonschema took ~90 us, 0.20 times).
+visible; validating (jsonschema_rs) costs ~1 us an event, ~0.8 times the events per second
+(jsonschema took ~100 us, 0.2 times).
 """
 
 from __future__ import annotations
