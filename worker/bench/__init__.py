@@ -39,7 +39,6 @@ from worker.bench.figures import (
     envelope_bytes,
     figure,
     median,
-    payload,
     percentile,
     targets,
     worker_args,
@@ -57,6 +56,7 @@ from worker.bench.options import (
     VERIFY_EVERY,
     BenchError,
     Options,
+    payload,
 )
 from worker.bench.report import render
 from worker.bench.rig import Records, Rig, Services, find_services

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from worker.bench.figures import ceiling_requests, envelope_bytes, payload
-from worker.bench.options import EVENT_TYPE, BenchError
+from worker.bench.figures import ceiling_requests, envelope_bytes
+from worker.bench.options import EVENT_TYPE, BenchError, payload
 from worker.bench.steps import Steps, stall_seconds
 from worker.bench.system import CpuMeter
 from worker.bench.tally import hmac_signature, signing_key

@@ -71,11 +71,6 @@ def worker_args(opts: Options) -> list[str]:
     return args
 
 
-def payload(seq: int, size: int) -> dict[str, Any]:
-    """Return a payload whose JSON is about `size` bytes."""
-    return {"seq": seq, "pad": "x" * max(0, size - 24)}
-
-
 def envelope_bytes(event_type: str, payload_json: str) -> bytes:
     """Return a Standard Webhooks body like the workers send."""
     stamp = "2024-01-01T00:00:00Z"

@@ -14,12 +14,11 @@ from worker.bench.figures import (
     cpu_ms_per_delivery,
     figure,
     median,
-    payload,
     percentile,
     targets,
     worker_args,
 )
-from worker.bench.options import CEILING_THREADS, CPU_ROLES, EVENT_TYPE
+from worker.bench.options import CEILING_THREADS, CPU_ROLES, EVENT_TYPE, payload
 from worker.bench.system import CpuMeter, Daemon, Sampler, peak_rss_mib, worker_connections
 from worker.store import bench
 

@@ -16,6 +16,13 @@ LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DBS = (15, 14, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
 CLAIM_KEY = "webhooks:bench:owner"
 EVENT_TYPE = "bench.event"
+
+
+def payload(seq: int, size: int) -> dict[str, Any]:
+    """Return the payload of bench event `seq`, whose JSON is about `size` bytes."""
+    return {"seq": seq, "pad": "x" * max(0, size - 24)}
+
+
 #: Enough attempts that a delivery survives even a high --fail-rate (0.5**40 per delivery).
 RETRY_SCHEDULE = "0s" + ",200ms" * 39
 #: The bench's receiver listens on loopback, which the SSRF guard refuses unless allowed.
@@ -108,9 +115,6 @@ class Options:
             self._check_filter(self.filter)
 
     def _check_filter(self, source: dict[str, Any]) -> None:
-        # Imported here: figures imports this module.
-        from worker.bench.figures import payload
-
         try:
             flt = filters.parse(source)
         except InvalidEndpoint as exc:

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from producers import publish_many
-from worker.bench.figures import payload
-from worker.bench.options import EVENT_TYPE, PUBLISH_BATCH, QUEUE, BenchError
+from worker.bench.options import EVENT_TYPE, PUBLISH_BATCH, QUEUE, BenchError, payload
 from worker.bench.rig import Records, Rig
 from worker.bench.system import Daemon
 from worker.queue import from_url as broker_from_url
