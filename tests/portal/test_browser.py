@@ -20,6 +20,8 @@ EXPIRED_TEXT = "This link has expired or was already used: ask for a new one."
 
 
 def secret_on(page: Any) -> str:
+    # `count()` does not wait: after a POST it could read the page being left.
+    page.locator("#secret").first.wait_for()
     assert page.locator("#secret").count() == 1, page.locator("main").inner_text()
     text = page.locator("#secret").inner_text().strip()
     assert text.startswith("whsec_"), text
@@ -121,10 +123,12 @@ def test_a_tenant_runs_its_endpoint_from_the_portal(
     assert new_secret != receiver.secrets["/hook"]
     receiver.secrets["/hook"] = new_secret
     page.get_by_role("button", name="Send a test event").click()
+    page.wait_for_url(re.compile(r"/deliveries/\d+$"))
     assert "succeeded" in page.locator("h1").inner_text()
     assert receiver.to("/hook")[-1].verified is True
 
     page.get_by_role("link", name="Overview").click()
+    page.get_by_role("heading", name="Overview").wait_for()
     assert page.locator(".chart svg rect").count() == 48
     screenshot(page, "overview")
     page.get_by_role("link", name="Event types").click()
