@@ -4,7 +4,7 @@ Every error the product raises on purpose derives from one root::
 
     WebhooksError
     ├── PublishError                 publish() refused its input; nothing was written
-    │   ├── InvalidEvent             event type, tenant or idempotency key malformed
+    │   ├── InvalidEvent             event type, tenant, idempotency or ordering key malformed
     │   │   └── UnknownEventType     not in the catalogue, or archived (EVENT_TYPES=known)
     │   ├── InvalidPayload           payload not JSON-serialisable (or not storable)
     │   │   └── PayloadMismatch      payload does not match its event type's JSON Schema
@@ -30,7 +30,7 @@ class PublishError(WebhooksError, ValueError):
 
 
 class InvalidEvent(PublishError):
-    """Reject a malformed event type, tenant id or idempotency key."""
+    """Reject a malformed event type, tenant id, idempotency key or ordering key."""
 
 
 class InvalidPayload(PublishError):

@@ -46,6 +46,8 @@ from producers.settings import (
 )
 
 MAX_IDEMPOTENCY_KEY = 255
+#: The longest ordering key (`Event.ordering_key`).
+MAX_ORDERING_KEY = 255
 CHANNEL = "webhooks_outbox"
 
 # One statement: insert, or on a repeated idempotency key return the first event's id. DO
@@ -58,8 +60,9 @@ CHANNEL = "webhooks_outbox"
 # per event, 1.5 to 2 times the events per second (`webhooks bench`, publish_many).
 _INSERT_MANY = """
 with inserted as (
-    insert into webhooks.outbox as o (id, tenant_id, event_type, payload, idempotency_key)
-    select * from unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::text[])
+    insert into webhooks.outbox as o
+        (id, tenant_id, event_type, payload, idempotency_key, ordering_key)
+    select * from unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::text[], %b::text[])
     on conflict (tenant_id, idempotency_key) where idempotency_key is not null
     do update set idempotency_key = excluded.idempotency_key
     returning o.id, o.tenant_id, o.idempotency_key
@@ -69,8 +72,9 @@ union all
 select null, null, null from (select pg_notify('webhooks_outbox', '')) as wake
 """
 _INSERT_ONE = """
-insert into webhooks.outbox as o (id, tenant_id, event_type, payload, idempotency_key)
-values (%s, %s, %s, %s::jsonb, %s)
+insert into webhooks.outbox as o
+    (id, tenant_id, event_type, payload, idempotency_key, ordering_key)
+values (%s, %s, %s, %s::jsonb, %s, %s)
 on conflict (tenant_id, idempotency_key) where idempotency_key is not null
 do update set idempotency_key = excluded.idempotency_key
 returning o.id, pg_notify('webhooks_outbox', '') is null
@@ -79,12 +83,18 @@ returning o.id, pg_notify('webhooks_outbox', '') is null
 
 @dataclass(frozen=True)
 class Event:
-    """One event for `publish_many`."""
+    """One event for `publish_many`.
+
+    ``ordering_key``: on an endpoint marked ordered, events with the same key are delivered
+    one after another in publish order (README, "Ordered delivery"); elsewhere it is kept
+    and ignored.
+    """
 
     event_type: str
     payload: Any
     tenant_id: str = "default"
     idempotency_key: str | None = None
+    ordering_key: str | None = None
 
 
 def _max_payload_bytes(explicit: int | None) -> int:
@@ -114,21 +124,29 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def prepare(event: Event, max_payload_bytes: int) -> tuple[str, str, str, str | None]:
-    """Validate one event; return (tenant, type, payload JSON, key) or raise PublishError."""
+#: A prepared event: (tenant, type, payload JSON, idempotency key, ordering key).
+Prepared = tuple[str, str, str, str | None, str | None]
+
+
+def _check_key(name: str, key: object, longest: int) -> str | None:
+    """Return ``key`` if it is None or storable text of 1 to ``longest`` characters."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > longest:
+        raise InvalidEvent(f"{name} must be a non-empty string of at most {longest} characters")
+    if "\x00" in key:
+        raise InvalidEvent(f"{name} contains a NUL character")
+    if not key.isascii() and not _is_utf8(key):
+        raise InvalidEvent(f"{name} is not valid text (it has a lone surrogate)")
+    return key
+
+
+def prepare(event: Event, max_payload_bytes: int) -> Prepared:
+    """Validate one event; return it prepared (`Prepared`) or raise PublishError."""
     event_type = check_event_type(event.event_type)
     tenant = check_tenant(event.tenant_id)
-    key = event.idempotency_key
-    if key is not None:
-        if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY:
-            raise InvalidEvent(
-                f"idempotency key must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY}"
-                " characters"
-            )
-        if "\x00" in key:
-            raise InvalidEvent("idempotency key contains a NUL character")
-        if not key.isascii() and not _is_utf8(key):
-            raise InvalidEvent("idempotency key is not valid text (it has a lone surrogate)")
+    key = _check_key("idempotency key", event.idempotency_key, MAX_IDEMPOTENCY_KEY)
+    ordering = _check_key("ordering key", event.ordering_key, MAX_ORDERING_KEY)
     try:
         body = json.dumps(event.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         # Encoding refuses lone surrogates (what invalid UTF-8 on a command line decodes
@@ -143,7 +161,7 @@ def prepare(event: Event, max_payload_bytes: int) -> tuple[str, str, str, str | 
         raise InvalidPayload("payload contains a NUL character (\\u0000), which jsonb cannot store")
     if size > max_payload_bytes:
         raise PayloadTooLarge(size, max_payload_bytes)
-    return tenant, event_type, body, key
+    return tenant, event_type, body, key, ordering
 
 
 #: A NUL character as json.dumps writes it: ``\u0000`` after an even number of backslashes
@@ -184,6 +202,7 @@ def publish(
     *,
     tenant_id: str = "default",
     idempotency_key: str | None = None,
+    ordering_key: str | None = None,
     max_payload_bytes: int | None = None,
     event_types: EventTypes | None = None,
     validate: ValidatePayloads | None = None,
@@ -191,17 +210,18 @@ def publish(
     """Append one event to the outbox in the caller's transaction; return its id.
 
     A repeated ``idempotency_key`` in the same tenant returns the first event's id and adds
-    no row. Never commits and never opens a connection. ``event_types`` (``open`` or
-    ``known``) and ``validate`` (``off``, ``warn`` or ``reject``) override
-    WEBHOOKS_EVENT_TYPES and WEBHOOKS_VALIDATE_PAYLOADS (`producers.catalogue`).
+    no row. ``ordering_key`` orders delivery on ordered endpoints (`Event`). Never commits
+    and never opens a connection. ``event_types`` (``open`` or ``known``) and ``validate``
+    (``off``, ``warn`` or ``reject``) override WEBHOOKS_EVENT_TYPES and
+    WEBHOOKS_VALIDATE_PAYLOADS (`producers.catalogue`).
     """
     limit, checks = _max_payload_bytes(max_payload_bytes), _checks(event_types, validate)
-    tenant, etype, body, key = prepare(
-        Event(event_type, payload, tenant_id, idempotency_key), limit
+    tenant, etype, body, key, ordering = prepare(
+        Event(event_type, payload, tenant_id, idempotency_key, ordering_key), limit
     )
     target = _check_sync(conn)
     catalogue.check(target, [(etype, body)], *checks)
-    row = target.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key)).fetchone()
+    row = target.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key, ordering)).fetchone()
     assert row is not None
     return str(row[0] if not isinstance(row, Mapping) else row["id"])
 
@@ -213,14 +233,15 @@ async def apublish(
     *,
     tenant_id: str = "default",
     idempotency_key: str | None = None,
+    ordering_key: str | None = None,
     max_payload_bytes: int | None = None,
     event_types: EventTypes | None = None,
     validate: ValidatePayloads | None = None,
 ) -> str:
     """Append one event on an AsyncConnection or AsyncCursor; see `publish`."""
     limit, checks = _max_payload_bytes(max_payload_bytes), _checks(event_types, validate)
-    tenant, etype, body, key = prepare(
-        Event(event_type, payload, tenant_id, idempotency_key), limit
+    tenant, etype, body, key, ordering = prepare(
+        Event(event_type, payload, tenant_id, idempotency_key, ordering_key), limit
     )
     if isinstance(conn, psycopg.AsyncCursor):
         owner: object = conn.connection
@@ -233,7 +254,7 @@ async def apublish(
     assert isinstance(owner, psycopg.AsyncConnection)
     _check_transaction(owner.autocommit, owner.info.transaction_status)
     await catalogue.acheck(conn, [(etype, body)], *checks)
-    cur = await conn.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key))
+    cur = await conn.execute(_INSERT_ONE, (uuid7(), tenant, etype, body, key, ordering))
     row = await cur.fetchone()
     assert row is not None
     return str(row[0] if not isinstance(row, Mapping) else row["id"])
@@ -258,11 +279,11 @@ def publish_many(
     target = _check_sync(conn)
     if not prepared:
         return []
-    catalogue.check(target, [(etype, body) for _, etype, body, _ in prepared], *checks)
+    catalogue.check(target, [(p[1], p[2]) for p in prepared], *checks)
     ids: list[str] = []
     first_by_key: dict[tuple[str, str], str] = {}
-    cols: tuple[list[Any], ...] = ([], [], [], [], [])
-    for tenant, etype, body, key in prepared:
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    for tenant, etype, body, key, ordering in prepared:
         if key is not None and (tenant, key) in first_by_key:
             # A key repeated inside the batch names the same event: one row, one id.
             ids.append(first_by_key[(tenant, key)])
@@ -271,7 +292,7 @@ def publish_many(
         ids.append(str(new_id))
         if key is not None:
             first_by_key[(tenant, key)] = str(new_id)
-        for col, value in zip(cols, (new_id, tenant, etype, body, key), strict=True):
+        for col, value in zip(cols, (new_id, tenant, etype, body, key, ordering), strict=True):
             col.append(value)
     rows = target.execute(_INSERT_MANY, cols).fetchall()
     if first_by_key:

@@ -119,11 +119,35 @@ def test_bad_input_is_refused_before_anything_is_written(
 
 def test_bad_tenant_and_key_are_refused(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        for kwargs in ({"tenant_id": ""}, {"tenant_id": "a b"}, {"idempotency_key": ""}):
+        for kwargs in (
+            {"tenant_id": ""},
+            {"tenant_id": "a b"},
+            {"idempotency_key": ""},
+            {"ordering_key": ""},
+            {"ordering_key": "k" * 256},
+            {"ordering_key": "a\x00b"},
+            {"ordering_key": 42},
+        ):
             with pytest.raises(InvalidEvent):
                 publish(conn, "a.b", {}, **kwargs)  # type: ignore[arg-type]
         conn.commit()
     assert outbox_count(db_url) == 0
+
+
+def test_ordering_keys_are_stored_with_their_events(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        one = publish(conn, "a.b", {}, ordering_key="invoice-42")
+        many = publish_many(
+            conn,
+            [
+                Event("a.b", {}, ordering_key="invoice-43"),
+                ("a.b", {}),
+                {"event_type": "a.b", "payload": {}, "ordering_key": "invoice-42"},
+            ],
+        )
+        conn.commit()
+        rows = dict(conn.execute("select id::text, ordering_key from webhooks.outbox").fetchall())
+    assert [rows[i] for i in [one, *many]] == ["invoice-42", "invoice-43", None, "invoice-42"]
 
 
 def test_payload_limit_is_configurable(db_url: str) -> None:

@@ -59,7 +59,7 @@ BIG = 10**9
 def test_an_accepted_event_round_trips_its_json(
     event_type: str, tenant: str, key: str | None, payload: Any
 ) -> None:
-    got_tenant, got_type, body, got_key = prepare(Event(event_type, payload, tenant, key), BIG)
+    got_tenant, got_type, body, got_key, _ = prepare(Event(event_type, payload, tenant, key), BIG)
     assert (got_tenant, got_type, got_key) == (tenant, event_type, key)
     assert json.loads(body) == payload
     body.encode()  # storable: valid UTF-8
