@@ -110,6 +110,7 @@ EXTEND_LEASE = _sql("extend_lease")
 PROBE = _sql("probe")
 CLOSE_IDLE = _sql("close_idle")
 SWEEP_PARKED = _sql("sweep_parked")
+SWEEP_ORDERED = _sql("sweep_ordered")
 ANNOUNCE = _sql("announce")
 
 # engine.sql: claim, record, release a batch; endpoint health; the Postgres rate limit.
@@ -119,6 +120,7 @@ RELEASE = _sql("release")
 HEALTH_LOCK = _sql("health_lock")
 HEALTH_WRITE = _sql("health_write")
 UNPARK = _sql("unpark")
+ORDER_NEXT = _sql("order_next")
 RATE_COUNT = _sql("rate_count")
 RATE_PRUNE = _sql("rate_prune")
 
