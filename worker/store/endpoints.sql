@@ -130,7 +130,8 @@ select count(*) as attempts_24h,
        (select count(*) from webhooks.deliveries d4
          where d4.endpoint_id = %(id)s and d4.status = 'pending') as pending,
        (select count(*) from webhooks.dead_letters dl
-         where dl.endpoint_id = %(id)s and dl.replayed_at is null)
+         where dl.endpoint_id = %(id)s and dl.replayed_at is null
+           and dl.discarded_at is null)
            as dead_letters
 from webhooks.attempts a
 join webhooks.deliveries d on d.id = a.delivery_id
@@ -156,7 +157,8 @@ select (select count(*) from webhooks.deliveries where endpoint_id = %(id)s) as 
        (select count(*) from webhooks.deliveries
          where endpoint_id = %(id)s and status = 'pending') as pending,
        (select count(*) from webhooks.dead_letters
-         where endpoint_id = %(id)s and replayed_at is null) as dead_letters;
+         where endpoint_id = %(id)s and replayed_at is null
+           and discarded_at is null) as dead_letters;
 
 -- name: delete_endpoint
 -- Delete an endpoint; its deliveries, attempts and dead letters go by cascade.

@@ -168,6 +168,7 @@ CURRENT_DEAD_LETTER_IDS = _sql("current_dead_letter_ids")
 DISABLED_SELECTED_ENDPOINTS = _sql("disabled_selected_endpoints")
 ENABLE_ENDPOINTS = _sql("enable_endpoints")
 REPLAY_BATCH = _sql("replay_batch")
+DISCARD_BATCH = _sql("discard_batch")
 
 # prune.sql: retention.
 PRUNABLE_EVENTS = _sql("prunable_events")
@@ -190,6 +191,7 @@ PORTAL_ENDPOINT_HEALTH = _sql("portal_endpoint_health")
 
 # status.sql: `webhooks status` and the invariants of `webhooks check`.
 PIPELINE_STATUS = _sql("pipeline_status")
+BLOCKED_KEYS = _sql("blocked_keys")
 CHECK_ONE_DELIVERY_PER_MATCHING_ENDPOINT = _sql("check_one_delivery_per_matching_endpoint")
 CHECK_ATTEMPT_COUNT_MATCHES_ROWS = _sql("check_attempt_count_matches_rows")
 CHECK_TERMINAL_STATE_IS_UNIQUE = _sql("check_terminal_state_is_unique")
