@@ -9,6 +9,7 @@ answered 2xx (or had died, where `continue` lets its key go on).
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -91,7 +92,7 @@ class OrderLog:
         died = set(dead)
         previous: dict[str, str] = {}
         for ids in order:
-            for before, after in zip(ids, ids[1:], strict=False):
+            for before, after in itertools.pairwise(ids):
                 previous[after] = before
         found = []
         for v in visits:

@@ -16,9 +16,9 @@
 -- rather than failing the batch for ever.
 --
 -- A delivery to an ordered endpoint carries the event's ordering key ('' for none). Only the
--- first of its key gets a message: a later one in the batch, or one whose key already has a
--- pending delivery, is created waiting (`order_wait`, parked at its expiry like a circuit's)
--- until the one before it finishes (worker.policy.ordering).
+-- first of its key gets a message: a later one in the batch, or one whose key already has an
+-- earlier pending delivery (or one under way), is created waiting (`order_wait`, parked at
+-- its expiry like a circuit's) until the one before it finishes (worker.policy.ordering).
 with claimed as (
     select id, tenant_id, event_type, created_at, endpoint_id, payload, ordering_key
     from webhooks.outbox
@@ -57,7 +57,8 @@ with claimed as (
                h.event_id is distinct from m.event_id
                or exists (select 1 from webhooks.deliveries p
                           where p.endpoint_id = m.endpoint_id
-                            and p.ordering_key = m.ordering_key and p.status = 'pending')
+                            and p.ordering_key = m.ordering_key and p.status = 'pending'
+                            and (p.event_id < m.event_id or not p.order_wait))
            ) as order_wait
     from matched m
     left join heads h on h.endpoint_id = m.endpoint_id and h.ordering_key = m.ordering_key
