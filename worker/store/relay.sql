@@ -46,22 +46,19 @@ with claimed as (
      and (e.event_types is null or c.event_type = any(e.event_types)
           or c.event_type ~ e.event_type_regex)
      and (c.endpoint_id is null or e.id = c.endpoint_id)
-), heads as (
-    select distinct on (m.endpoint_id, m.ordering_key) m.endpoint_id, m.ordering_key, m.event_id
-    from matched m
-    where m.ordering_key is not null and m.passes
-    order by m.endpoint_id, m.ordering_key, m.event_id
 ), placed as (
+    -- One pass over the batch (a window, not a join: the planner cannot size a CTE, and a
+    -- join of it to itself ran as a nested loop, 15 times slower).
     select m.*,
            m.ordering_key is not null and (
-               h.event_id is distinct from m.event_id
+               row_number() over (partition by m.endpoint_id, m.ordering_key
+                                  order by m.event_id) > 1
                or exists (select 1 from webhooks.deliveries p
                           where p.endpoint_id = m.endpoint_id
                             and p.ordering_key = m.ordering_key and p.status = 'pending'
                             and (p.event_id < m.event_id or not p.order_wait))
            ) as order_wait
     from matched m
-    left join heads h on h.endpoint_id = m.endpoint_id and h.ordering_key = m.ordering_key
     where m.passes
 ), created as (
     insert into webhooks.deliveries
