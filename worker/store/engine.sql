@@ -3,7 +3,9 @@
 -- message a delivery expects (a stale or duplicate message finds nothing, guarantee 5), only
 -- while pending, and only if no other worker holds it. Rows are locked in id order, so
 -- concurrent claims never deadlock. The lock outlives one attempt; the scheduler leaves the
--- delivery alone until it expires (a worker killed mid-attempt is retried after that).
+-- delivery alone until it expires (a worker killed mid-attempt is retried after that), and
+-- no longer: the message is used, so a lease the scheduler extended for it (a long queue)
+-- must not hold the delivery beyond the lock.
 --
 -- Rows are found by primary key whatever the statistics say. Message ids are random UUIDs,
 -- so "id in the batch and message id in the batch" pairs each delivery with its own message.
@@ -21,7 +23,7 @@ with wanted as (
 )
 update webhooks.deliveries d
 set locked_until = now() + %(lock)s * interval '1 second',
-    next_attempt_at = greatest(d.next_attempt_at, now() + %(lock)s * interval '1 second')
+    next_attempt_at = now() + %(lock)s * interval '1 second'
 from wanted, webhooks.outbox o, webhooks.endpoints e
 where d.id = wanted.id
   and o.id = d.event_id
