@@ -96,13 +96,25 @@ select upd.id, upd.status, prev.status as was from upd join prev on prev.id = up
 -- or kill them without one (too old, endpoint disabled, tenant mismatch), a batch at once.
 --
 -- A delivery an open circuit holds back is parked (`wait`) only if the circuit is still open
--- now: one that closed since the claim makes it due at once instead.
-with r as (
-    select r.*, r.wait and e.circuit_open_until is not null as parked
+-- now: one that closed since the claim makes it due at once instead. Open circuits are read
+-- under a share lock of their endpoints' rows (in id order, as `health_lock` takes them): a
+-- close under way (`health_lock` .. `unpark`, one transaction) is waited for and then seen,
+-- and a close that comes later waits for this park and unparks it. Read without the lock, a
+-- close committed meanwhile was missed and the delivery stayed parked behind a closed
+-- circuit until the relay's sweep (`sweep_parked`, 30 s).
+with held as (
+    select e.id
+    from webhooks.endpoints e
+    where e.id in (select d.endpoint_id from webhooks.deliveries d
+                   where d.id = any(%(ids)s::bigint[]))
+      and e.circuit_open_until is not null
+    order by e.id
+    for share of e
+), r as (
+    select r.*, r.wait and d0.endpoint_id in (select id from held) as parked
     from jsonb_to_recordset(%(rows)s::jsonb) as r(id bigint, next timestamptz, status text,
                                                   dead_reason text, wait boolean)
     join webhooks.deliveries d0 on d0.id = r.id and d0.id = any(%(ids)s::bigint[])
-    join webhooks.endpoints e on e.id = d0.endpoint_id
 )
 update webhooks.deliveries d
 set next_attempt_at = case when r.wait and not r.parked then now()

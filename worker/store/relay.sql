@@ -5,7 +5,8 @@
 -- (guarantee 2). Each delivery gets the id of the queue message the relay pushes after the
 -- commit; until `lease` has passed the scheduler leaves it to that message. A delivery to an
 -- endpoint whose circuit is open gets no message: it is parked (breaker.park) until the
--- circuit closes.
+-- circuit closes. Open circuits are read under a share lock (`held`, as the engine's
+-- `release` does): a circuit closing now is seen closed, not parked behind after its unpark.
 --
 -- An endpoint matches an event of its tenant whose type it lists, or matches one of its
 -- patterns (`event_type_regex`, producers.names.pattern_regex), and that passes its payload
@@ -25,9 +26,16 @@ with claimed as (
     update webhooks.outbox o set relayed_at = now()
     from claimed c where o.id = c.id
     returning o.id
+), held as (
+    select e.id, e.circuit_open_until
+    from webhooks.endpoints e
+    where e.circuit_open_until is not null
+      and e.tenant_id in (select tenant_id from claimed)
+    order by e.id
+    for share of e
 ), matched as (
     select c.tenant_id, c.id as event_id, c.created_at, e.id as endpoint_id,
-           e.circuit_open_until,
+           (select h.circuit_open_until from held h where h.id = e.id) as circuit_open_until,
            e.filter_path is null
            or coalesce(jsonb_path_match(
                   jsonb_build_object('type', c.event_type, 'tenant', c.tenant_id,
