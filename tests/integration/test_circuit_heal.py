@@ -9,14 +9,16 @@ backlog goes at once), and an endpoint gets one probe at a time, across every pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import itertools
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests.pipeline import Pipeline, fan_out
-from tests.receiver import Receiver, ok
+from tests.receiver import Receiver, hold_until, ok
 from worker.store import engine as engine_store
 from worker.store import relay as relay_store
 from worker.store.db import options
@@ -125,3 +127,95 @@ def test_an_event_fanned_out_while_its_endpoints_circuit_closes_is_not_parked(
     [created] = [r for r in rows if r.id is not None]
     assert created.message_id is not None  # queued at once, as for any closed circuit
     assert delivery(p, created.id)["circuit_wait"] is False
+
+
+@pytest.fixture
+def claim_under_way(p: Pipeline) -> Iterator[Callable[[int], None]]:
+    """Start a worker's claim of a delivery and leave it uncommitted until the test ends."""
+    conn = psycopg.connect(p.settings.database_url, **options("test"))
+    conn.autocommit = False
+
+    def claim(delivery_id: int) -> None:
+        conn.execute(
+            "update webhooks.deliveries set locked_until = now() + interval '35 seconds'"
+            " where id = %s",
+            (delivery_id,),
+        )
+
+    try:
+        yield claim
+    finally:
+        conn.commit()
+        conn.close()
+
+
+def test_the_probe_goes_to_a_delivery_no_worker_is_claiming(
+    p: Pipeline, receiver: Receiver, claim_under_way: Callable[[int], None]
+) -> None:
+    # The scheduler picked the most overdue delivery as it read it; a worker's claim of
+    # that same delivery committed just after. The probe took it anyway: the worker, which
+    # had claimed it as an ordinary delivery, parked it and cleared its message, and the
+    # circuit went unprobed for a whole lease (30 s) while the endpoint might be back.
+    endpoint_id, _ = p.endpoint(receiver.on("/ep", ok))
+    p.publish("order.paid", {"n": 1})
+    p.publish("order.paid", {"n": 2})
+    first, second = sorted(d for d, _ in fan_out(p))
+    p.conn.execute(
+        "update webhooks.deliveries set next_attempt_at = now() - interval '1 minute'"
+        " where id = %s",
+        (first,),
+    )
+    open_circuit(p, endpoint_id, cooldown_over=True)
+    claim_under_way(first)
+
+    probes: list[relay_store.Probe] = []
+
+    def probe() -> None:
+        with psycopg.connect(p.settings.database_url, **options("test")) as conn:
+            probes.extend(relay_store.probe(conn, 10, 30.0))
+
+    relay = threading.Thread(target=probe)
+    relay.start()
+    relay.join(5)
+    assert not relay.is_alive(), "the probe waits for the claim"
+    assert [r.id for r in probes] == [second]
+    assert (
+        p.value("select circuit_probe_id from webhooks.endpoints where id = %s", endpoint_id)
+        == second
+    )
+
+
+def test_one_probe_at_a_time_even_when_a_probe_outlasts_the_lease(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver, gate: threading.Event
+) -> None:
+    # The receiver accepts and never answers: every attempt ends at the request deadline
+    # (2 s), later than a probe's turn (the relay's lease, 1 s). The relay then gave the
+    # turn to another delivery while the first probe was still in flight, and the failure of
+    # the first, no longer the probe, neither restarted nor doubled the cooldown: a probe
+    # every lease, two at a time, instead of one per cooldown across all processes.
+    p = make_pipeline(
+        request_timeout=2.0,
+        retry_schedule=(0.0,) + (0.1,) * 30,
+        circuit_failures=2,
+        circuit_cooldown=0.5,
+        circuit_max_cooldown=4.0,
+    )
+    endpoint_id, _ = p.endpoint(receiver.on("/hang", hold_until(gate)))
+    p.start_relay(lease=1.0)
+    p.start_worker(concurrency=16)
+    p.start_worker(concurrency=16)  # two engines: one circuit, one probe for both
+    for n in range(6):
+        p.publish("order.paid", {"n": n})
+    p.wait_until(
+        lambda: (
+            p.value("select circuit_cooldown from webhooks.endpoints where id = %s", endpoint_id)
+            == 4.0
+        ),
+        40,
+        "three failed probes in a row, each doubling the cooldown",
+    )
+    first_wave = min(r.at for r in receiver.to("/hang"))
+    probes = sorted(r.at for r in receiver.to("/hang") if r.at > first_wave + 1.0)
+    # Each probe starts after the previous one ended (its deadline): never two at once.
+    assert len(probes) >= 3
+    assert all(b - a >= 2.0 for a, b in itertools.pairwise(probes)), probes

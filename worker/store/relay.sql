@@ -121,6 +121,13 @@ where id = any(%(ids)s) and status = 'pending';
 -- probe's turn until `lease` has passed (a probe lost with its worker is replaced then).
 -- Endpoints are taken SKIP LOCKED, so two relays never probe one endpoint twice (guarantee
 -- 7, and one probe across all processes).
+--
+-- The probe's delivery is locked too, SKIP LOCKED: one a worker is claiming right now is
+-- passed over. Taken anyway, it was claimed as an ordinary delivery, parked, and its probe
+-- message found nothing: no probe for a whole lease. And a turn lasts while a worker holds
+-- the probe (its claim's lock): a probe slower than the lease (a receiver that answers at
+-- the request deadline, or never) is not joined by a second one, and its failure, still the
+-- probe's, restarts and doubles the cooldown.
 with due as (
     select e.id as endpoint_id, p.id
     from webhooks.endpoints e
@@ -131,9 +138,12 @@ with due as (
           and (d.locked_until is null or d.locked_until < now())
         order by d.next_attempt_at
         limit 1
+        for update of d skip locked
     ) p
     where e.circuit_open_until is not null and e.circuit_open_until <= now()
       and (e.circuit_probe_until is null or e.circuit_probe_until < now())
+      and not exists (select 1 from webhooks.deliveries h
+                      where h.id = e.circuit_probe_id and h.locked_until > now())
       and e.enabled
     limit %(batch)s
     for update of e skip locked
