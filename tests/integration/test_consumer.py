@@ -72,3 +72,53 @@ def test_acknowledgements_are_sent_in_batches_and_forget_each_message(redis_url:
         client.delete(held, queue.queue_key(name), queue.messages_key(name))
         client.close()
         broker.close()
+
+
+def test_a_dead_consumers_fetched_messages_go_back_on_the_queue_and_a_live_ones_stay(
+    redis_url: str,
+) -> None:
+    # A worker killed with messages fetched and not yet handed over: Dramatiq would requeue
+    # them after a minute of missing heartbeats, at the whim of its random maintenance. A
+    # consumer beats before it fetches; once its liveness key expires, one call puts back
+    # what it held (only what still exists) and forgets it.
+    name = "abandon-test"
+    client = redis.Redis.from_url(redis_url)
+    brokers = [WakefulRedisBroker(url=redis_url, namespace=queue.NAMESPACE) for _ in range(2)]  # type: ignore[no-untyped-call]
+    dead, live = (b.consume(name, prefetch=3, timeout=100) for b in brokers)
+    dead_id, live_id = (b.broker_id for b in brokers)
+    relay_side = queue.RedisQueue(redis_url, name)
+    try:
+        queue.enqueue(client, name, [(i, f"m-{i}") for i in range(6)])
+        first = next(dead)  # type: ignore[call-overload]
+        assert next(live) is not None  # type: ignore[call-overload]
+        assert first.args == (0, "m-0")
+        for consumer_id in (dead_id, live_id):
+            assert client.scard(queue.acks_key(name, consumer_id)) == 3
+            assert 0 < client.pttl(queue.alive_key(name, consumer_id)) <= queue.ALIVE_MS
+        assert client.smembers(queue.consumers_key(name)) == {dead_id.encode(), live_id.encode()}
+        assert client.llen(queue.queue_key(name)) == 0
+        assert relay_side.requeue_abandoned() == 0  # both alive: nothing moves
+
+        client.delete(queue.alive_key(name, dead_id))  # five seconds without a beat
+        client.hdel(queue.messages_key(name), "m-2")  # acknowledged elsewhere meanwhile
+        assert relay_side.requeue_abandoned() == 2
+        assert sorted(client.lrange(queue.queue_key(name), 0, -1)) == [b"m-0", b"m-1"]
+        assert relay_side.may_be_pending(["m-0", "m-1"]) == [True, True]
+        assert not client.exists(queue.acks_key(name, dead_id))
+        assert client.smembers(queue.consumers_key(name)) == {live_id.encode()}
+        assert client.scard(queue.acks_key(name, live_id)) == 3
+        assert relay_side.requeue_abandoned() == 0  # taken once, by whichever relay came first
+    finally:
+        for consumer in (dead, live):
+            consumer.close()  # type: ignore[attr-defined]
+        client.delete(
+            queue.queue_key(name),
+            queue.messages_key(name),
+            queue.consumers_key(name),
+            *(queue.acks_key(name, c) for c in (dead_id, live_id)),
+            *(queue.alive_key(name, c) for c in (dead_id, live_id)),
+        )
+        relay_side.close()
+        client.close()
+        for broker in brokers:
+            broker.close()

@@ -89,6 +89,13 @@ class Queue(Protocol):
     def lost_data(self) -> bool:
         """Tell whether the broker lost its data since a relay last asked (once per loss)."""
 
+    def requeue_abandoned(self) -> int:
+        """Requeue the messages consumers that died had fetched; return how many.
+
+        Within seconds of the death, so they are delivered within the request deadline plus
+        a few seconds, like the deliveries the dead engine held (their claims' locks).
+        """
+
     def depth(self) -> int:
         """Return how many messages wait in the queue."""
 

@@ -36,6 +36,10 @@ class MemoryQueue:
         lost, self.lost = self.lost, False
         return lost
 
+    def requeue_abandoned(self) -> int:
+        self._check()
+        return 0
+
     def depth(self) -> int:
         self._check()
         return len(self.items)

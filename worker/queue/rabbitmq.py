@@ -124,6 +124,10 @@ class RabbitQueue:
         # Nothing to detect: every lost message is re-enqueued within its lease anyway.
         return False
 
+    def requeue_abandoned(self) -> int:
+        # RabbitMQ requeues a consumer's unacknowledged messages when its connection closes.
+        return 0
+
     def depth(self) -> int:
         with self._use() as channel:
             declared = channel.queue_declare(

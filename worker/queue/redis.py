@@ -22,6 +22,21 @@ sent late, or lost with a killed process, leaves a message whose delivery Postgr
 tracks (`worker.engine`): it is requeued with the dead worker's others and finds nothing to
 claim.
 
+A worker killed with messages fetched and not yet handed to its engine leaves them in its
+acknowledgement set, where they look alive to the scheduler (`existing`) and no one else may
+take them. Dramatiq's own remedy is its maintenance: a random one in a hundred broker calls
+requeues the sets of workers whose heartbeat is older than a minute. Its heartbeat is only
+a side effect of those calls, so a consumer whose prefetch is full (its engine busy) beats
+no more than a dead one, which is why the timeout has to be that long. So here each
+consumer renews a liveness key with a few seconds' expiry once a second, from its own
+thread (`_WakefulConsumer._beat`), and the relay, once a scheduler pass, requeues the sets
+of consumers whose key expired (`requeue_abandoned`): deterministic, within seconds of the
+death, on Redis's clock alone (no clock skew between hosts). A consumer that is only stalled
+past the expiry has its messages requeued while it still holds them: the copies are
+duplicates, and a duplicate makes no second attempt (a claim takes a delivery once, with its
+current message id, guarantee 5). The beat also renews the consumer's Dramatiq heartbeat,
+so Dramatiq's maintenance stops taking a busy consumer for a dead one.
+
 This module is the only one that touches Dramatiq's private Redis layout.
 """
 
@@ -36,7 +51,7 @@ from typing import Any
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff
+from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed
 
 from worker.outages import ConsumerOutage, first_line
@@ -95,6 +110,74 @@ def depth(client: redis.Redis, queue: str) -> int:
     return int(client.llen(queue_key(queue)))
 
 
+#: Seconds between a live consumer's beats (its liveness key renewed).
+BEAT_SECONDS = 1.0
+#: A consumer whose liveness key outlived this many ms without a beat is dead: five missed
+#: beats. Its fetched messages are then requeued by the next scheduler pass (about a second).
+ALIVE_MS = 5_000
+
+
+def consumers_key(queue: str) -> str:
+    """Return the Redis set of the consumers of a queue that have beaten (Dramatiq ids)."""
+    return f"webhooks:consumers:{queue}"
+
+
+def alive_key(queue: str, consumer: str) -> str:
+    """Return the key a live consumer keeps with a short expiry (`ALIVE_MS`)."""
+    return f"webhooks:alive:{queue}:{consumer}"
+
+
+def acks_key(queue: str, consumer: str) -> str:
+    """Return Dramatiq's set of the messages a consumer fetched and has not acknowledged."""
+    return f"{NAMESPACE}:__acks__.{consumer}.{queue}"
+
+
+# Dramatiq's maintenance (dispatch.lua), for the consumers whose liveness key expired: their
+# unacknowledged messages go back on the queue, if they still exist, and they are forgotten.
+_REQUEUE_ABANDONED = """
+local consumers, queue, messages = KEYS[1], KEYS[2], KEYS[3]
+local alive, acks_prefix, acks_suffix = ARGV[1], ARGV[2], ARGV[3]
+local requeued = 0
+for _, id in ipairs(redis.call("smembers", consumers)) do
+    if redis.call("exists", alive .. id) == 0 then
+        local acks = acks_prefix .. id .. acks_suffix
+        for _, message_id in ipairs(redis.call("smembers", acks)) do
+            if redis.call("hexists", messages, message_id) == 1 then
+                redis.call("rpush", queue, message_id)
+                requeued = requeued + 1
+            end
+        end
+        redis.call("del", acks)
+        redis.call("srem", consumers, id)
+    end
+end
+return requeued
+"""
+
+
+def requeue_abandoned(client: redis.Redis, queue: str) -> int:
+    """Requeue what dead consumers of ``queue`` had fetched; return how many messages.
+
+    Idle workers are woken, as by `enqueue`. Safe to run from any number of relays at once
+    (one script: the first takes a dead consumer's set, the others find it gone).
+    """
+    requeued = int(
+        client.eval(
+            _REQUEUE_ABANDONED,
+            3,
+            consumers_key(queue),
+            queue_key(queue),
+            messages_key(queue),
+            alive_key(queue, ""),  # + consumer id
+            f"{NAMESPACE}:__acks__.",  # + consumer id + ".queue": acks_key
+            f".{queue}",
+        )
+    )
+    if requeued:
+        client.publish(wake_channel(client, queue), requeued)
+    return requeued
+
+
 class RedisQueue:
     """The `worker.queue.Queue` of a Dramatiq Redis broker."""
 
@@ -133,6 +216,10 @@ class RedisQueue:
         """Tell whether the relays' sentinel key is gone (SET NX: one relay of many sees it)."""
         with _wrapped():
             return bool(self.client.set(SENTINEL_KEY, "1", nx=True))
+
+    def requeue_abandoned(self) -> int:
+        with _wrapped():
+            return requeue_abandoned(self.client, self.name)
 
     def depth(self) -> int:
         with _wrapped():
@@ -230,6 +317,7 @@ class _WakefulConsumer(_RedisConsumer):
             f"{broker.namespace}:{queue_name}.msgs",
         ]
         self._ack_many = broker.client.register_script(_ACK_MANY)
+        self._beaten = -BEAT_SECONDS  # time.monotonic() of the last beat; none yet
 
     def ack(self, message: Any) -> None:
         # Called by Dramatiq's worker threads; the consumer thread sends the batch.
@@ -254,7 +342,25 @@ class _WakefulConsumer(_RedisConsumer):
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
         self._acks_sent = time.monotonic()
 
+    def _beat(self) -> None:
+        """Say this consumer is alive, once a second at most (before any fetch)."""
+        now = time.monotonic()
+        if now - self._beaten < BEAT_SECONDS:
+            return
+        consumer, queue = self.broker.broker_id, self.queue_name
+        try:
+            pipe = self.broker.client.pipeline(transaction=False)
+            pipe.set(alive_key(queue, consumer), 1, px=ALIVE_MS)
+            pipe.sadd(consumers_key(queue), consumer)
+            # Dramatiq's heartbeat, which its own calls renew only when they fetch or ack.
+            pipe.zadd(f"{self.broker.namespace}:__heartbeats__", {consumer: current_millis()})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+        self._beaten = now
+
     def __next__(self) -> Any:
+        self._beat()
         self._send_acks()
         message = super().__next__()  # type: ignore[no-untyped-call]
         outage = self.broker.outage

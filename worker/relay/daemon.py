@@ -8,6 +8,7 @@ Two jobs share one loop:
 - scheduler: enqueue deliveries whose retry is due, and re-enqueue queued deliveries whose
   message Redis lost (relay killed between commit and push, Redis flushed), so nothing stays
   pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6);
+  requeue what dead workers had fetched and not handed over (`Queue.requeue_abandoned`);
   hand each open circuit whose cooldown is over its one probe; wake ordered deliveries left
   waiting with nothing before them (a safety net: workers wake the next of a key at once);
 - dead letters: count every new one (webhooks_dead_letters_total, whoever filed it) and
@@ -100,6 +101,8 @@ class Stats:
     scheduled: int = 0
     reenqueued: int = 0
     probes: int = 0
+    #: messages dead workers had fetched, put back on the queue
+    requeued: int = 0
     batches: int = 0
     #: dead letters counted, by reason, whoever filed them
     dead_letters: dict[str, int] = field(default_factory=dict)
@@ -220,6 +223,14 @@ class Relay:
             )
         return row.rechecked
 
+    def requeue_once(self) -> int:
+        """Put back on the queue what dead workers had fetched; return how many messages."""
+        requeued = self.queue.requeue_abandoned()
+        if requeued:
+            self.stats.requeued += requeued
+            log.warning("requeued the messages of a worker that died", extra={"messages": requeued})
+        return requeued
+
     def schedule_once(self) -> int:
         """Enqueue due and orphaned deliveries; return how many were enqueued."""
         self.check_redis()
@@ -314,6 +325,7 @@ class Relay:
             self._announce_at = now + self.config.announce_interval
         if now < self._schedule_at:
             return work
+        work += self.requeue_once()
         while not self.stopping.is_set():
             n = self.schedule_once()
             work += n

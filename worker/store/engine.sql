@@ -3,7 +3,9 @@
 -- message a delivery expects (a stale or duplicate message finds nothing, guarantee 5), only
 -- while pending, and only if no other worker holds it. Rows are locked in id order, so
 -- concurrent claims never deadlock. The lock outlives one attempt; the scheduler leaves the
--- delivery alone until it expires (a worker killed mid-attempt is retried after that).
+-- delivery alone until it expires (a worker killed mid-attempt is retried after that), and
+-- no longer: the message is used, so a lease the scheduler extended for it (a long queue)
+-- must not hold the delivery beyond the lock.
 --
 -- Rows are found by primary key whatever the statistics say. Message ids are random UUIDs,
 -- so "id in the batch and message id in the batch" pairs each delivery with its own message.
@@ -21,7 +23,7 @@ with wanted as (
 )
 update webhooks.deliveries d
 set locked_until = now() + %(lock)s * interval '1 second',
-    next_attempt_at = greatest(d.next_attempt_at, now() + %(lock)s * interval '1 second')
+    next_attempt_at = now() + %(lock)s * interval '1 second'
 from wanted, webhooks.outbox o, webhooks.endpoints e
 where d.id = wanted.id
   and o.id = d.event_id
@@ -116,16 +118,28 @@ select upd.id, upd.status, prev.status as was from upd join prev on prev.id = up
 -- or kill them without one (too old, endpoint disabled, tenant mismatch), a batch at once.
 --
 -- A delivery an open circuit holds back is parked (`wait`) only if the circuit is still open
--- now: one that closed since the claim makes it due at once instead. One that waits for the
--- delivery before it in its ordering key is parked (`order_wait`) until that one wakes it
+-- now: one that closed since the claim makes it due at once instead. Open circuits are read
+-- under a share lock of their endpoints' rows (in id order, as `health_lock` takes them): a
+-- close under way (`health_lock` .. `unpark`, one transaction) is waited for and then seen,
+-- and a close that comes later waits for this park and unparks it. Read without the lock, a
+-- close committed meanwhile was missed and the delivery stayed parked behind a closed
+-- circuit until the relay's sweep (`sweep_parked`, 30 s). One that waits for the delivery
+-- before it in its ordering key is parked (`order_wait`) until that one wakes it
 -- (`order_next`).
-with r as (
-    select r.*, r.wait and e.circuit_open_until is not null as parked
+with held as (
+    select e.id
+    from webhooks.endpoints e
+    where e.id in (select d.endpoint_id from webhooks.deliveries d
+                   where d.id = any(%(ids)s::bigint[]))
+      and e.circuit_open_until is not null
+    order by e.id
+    for share of e
+), r as (
+    select r.*, r.wait and d0.endpoint_id in (select id from held) as parked
     from jsonb_to_recordset(%(rows)s::jsonb) as r(id bigint, next timestamptz, status text,
                                                   dead_reason text, wait boolean,
                                                   order_wait boolean)
     join webhooks.deliveries d0 on d0.id = r.id and d0.id = any(%(ids)s::bigint[])
-    join webhooks.endpoints e on e.id = d0.endpoint_id
 )
 update webhooks.deliveries d
 set next_attempt_at = case when r.wait and not r.parked then now()

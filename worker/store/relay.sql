@@ -5,7 +5,8 @@
 -- (guarantee 2). Each delivery gets the id of the queue message the relay pushes after the
 -- commit; until `lease` has passed the scheduler leaves it to that message. A delivery to an
 -- endpoint whose circuit is open gets no message: it is parked (breaker.park) until the
--- circuit closes.
+-- circuit closes. Open circuits are read under a share lock (`held`, as the engine's
+-- `release` does): a circuit closing now is seen closed, not parked behind after its unpark.
 --
 -- An endpoint matches an event of its tenant whose type it lists, or matches one of its
 -- patterns (`event_type_regex`, producers.names.pattern_regex), and that passes its payload
@@ -30,9 +31,16 @@ with claimed as (
     update webhooks.outbox o set relayed_at = now()
     from claimed c where o.id = c.id
     returning o.id
+), held as (
+    select e.id, e.circuit_open_until
+    from webhooks.endpoints e
+    where e.circuit_open_until is not null
+      and e.tenant_id in (select tenant_id from claimed)
+    order by e.id
+    for share of e
 ), matched as (
     select c.tenant_id, c.id as event_id, c.created_at, e.id as endpoint_id,
-           e.circuit_open_until,
+           (select h.circuit_open_until from held h where h.id = e.id) as circuit_open_until,
            case when e.ordered then coalesce(c.ordering_key, '') end as ordering_key,
            e.filter_path is null
            or coalesce(jsonb_path_match(
@@ -134,6 +142,13 @@ where id = any(%(ids)s) and status = 'pending';
 -- probe's turn until `lease` has passed (a probe lost with its worker is replaced then).
 -- Endpoints are taken SKIP LOCKED, so two relays never probe one endpoint twice (guarantee
 -- 7, and one probe across all processes).
+--
+-- The probe's delivery is locked too, SKIP LOCKED: one a worker is claiming right now is
+-- passed over. Taken anyway, it was claimed as an ordinary delivery, parked, and its probe
+-- message found nothing: no probe for a whole lease. And a turn lasts while a worker holds
+-- the probe (its claim's lock): a probe slower than the lease (a receiver that answers at
+-- the request deadline, or never) is not joined by a second one, and its failure, still the
+-- probe's, restarts and doubles the cooldown.
 with due as (
     select e.id as endpoint_id, p.id
     from webhooks.endpoints e
@@ -144,9 +159,12 @@ with due as (
           and (d.locked_until is null or d.locked_until < now())
         order by d.next_attempt_at
         limit 1
+        for update of d skip locked
     ) p
     where e.circuit_open_until is not null and e.circuit_open_until <= now()
       and (e.circuit_probe_until is null or e.circuit_probe_until < now())
+      and not exists (select 1 from webhooks.deliveries h
+                      where h.id = e.circuit_probe_id and h.locked_until > now())
       and e.enabled
     limit %(batch)s
     for update of e skip locked
