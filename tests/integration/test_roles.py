@@ -23,7 +23,10 @@ ROLES = Path(__file__).resolve().parents[2] / "deploy" / "roles.sql"
 
 #: What publish() needs on webhooks.outbox, column by column, and nothing more.
 PRODUCER_NEEDS = {
-    *(("INSERT", c) for c in ("id", "tenant_id", "event_type", "payload", "idempotency_key")),
+    *(
+        ("INSERT", c)
+        for c in ("id", "tenant_id", "event_type", "payload", "idempotency_key", "ordering_key")
+    ),
     *(("SELECT", c) for c in ("id", "tenant_id", "idempotency_key")),
     ("UPDATE", "idempotency_key"),
 }
