@@ -245,3 +245,13 @@ def test_apublish_on_an_async_connection(db_url: str) -> None:
             "select tenant_id from webhooks.outbox where id = %s", (event_id,)
         ).fetchone()
     assert row == ("t",)
+
+
+def test_a_connection_with_client_side_binding_publishes_batches(db_url: str) -> None:
+    # Django's psycopg 3 connections make ClientCursors, which cannot send binary arrays.
+    with psycopg.connect(db_url, cursor_factory=psycopg.ClientCursor) as conn:
+        ids = publish_many(conn, [Event("a.b", {"n": i}) for i in range(3)])
+        ids.append(publish(conn, "a.b", {"n": 3}))
+        conn.commit()
+    assert len(set(ids)) == 4
+    assert outbox_count(db_url) == 4
