@@ -34,7 +34,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
-from producers import catalogue, statements
+from producers import catalogue, statements, tracing
 from producers.errors import (
     InvalidEvent,
     InvalidPayload,
@@ -178,6 +178,8 @@ class Call:
     validate: ValidatePayloads
     #: One event, `publish`: returned id in a single-row statement (INSERT_ONE).
     one: bool = False
+    #: The caller's trace context, stored with every event of the call (`producers.tracing`).
+    trace: str | None = None
 
     @classmethod
     def of(
@@ -192,7 +194,7 @@ class Call:
         """Validate ``events``; raise PublishError at the first bad one (nothing is sent)."""
         limit, checks = _max_payload_bytes(max_payload_bytes), _checks(event_types, validate)
         prepared = [prepare(_as_event(item), limit) for item in events]
-        return cls(prepared, *checks, one=one)
+        return cls(prepared, *checks, one=one, trace=tracing.current())
 
     def steps(self, style: Style) -> Generator[Statement, Rows, list[str]]:
         """Yield each statement to run in ``style``, take its rows; return the event ids."""
@@ -206,7 +208,7 @@ class Call:
         if self.one:
             tenant, etype, body, key, ordering = self.prepared[0]
             event_id = uuid7()
-            values = (_id(event_id, style), tenant, etype, body, key, ordering)
+            values = (_id(event_id, style), tenant, etype, body, key, ordering, self.trace)
             rows = yield render(statements.INSERT_ONE, style), values
             return [str(rows[0][0])]
         return (yield from self._many(style))
@@ -224,7 +226,7 @@ class Call:
             ids.append(str(new_id))
             if key is not None:
                 first_by_key[(tenant, key)] = str(new_id)
-            batch.append((_id(new_id, style), tenant, etype, body, key, ordering))
+            batch.append((_id(new_id, style), tenant, etype, body, key, ordering, self.trace))
         returned: list[Sequence[Any]] = []
         for chunk in _chunks(batch):
             statement: Statement

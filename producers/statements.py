@@ -48,6 +48,8 @@ class Column:
 
     name: str
     type: str
+    #: May be null: a jsonb column's JSON null is then stored as SQL null.
+    nullable: bool = False
 
 
 #: The columns publish writes, in the order of every statement and of each prepared row.
@@ -58,6 +60,7 @@ COLUMNS = (
     Column("payload", "jsonb"),
     Column("idempotency_key", "text"),
     Column("ordering_key", "text"),
+    Column("trace_context", "jsonb", nullable=True),
 )
 
 
@@ -127,6 +130,8 @@ INSERT_MANY = _insert_rows(f"select * from unnest({', '.join(f'%b::{c.type}[]' f
 
 
 def _field(index: int, column: Column) -> str:
+    if column.type == "jsonb" and column.nullable:
+        return f"nullif(r -> {index}, 'null')"
     if column.type == "jsonb":
         return f"r -> {index}"
     return f"(r ->> {index})::{column.type}"

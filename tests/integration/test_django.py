@@ -147,6 +147,13 @@ def test_a_batch_keeps_order_payloads_and_idempotency_keys(site: Site) -> None:
             (ids[2], "default", None, None, "o-1"),
         ]
     )
+    with psycopg.connect(site.db_url) as conn:
+        nulls = conn.execute(
+            "select jsonb_typeof(payload), trace_context is null from webhooks.outbox"
+            " where id = %s",
+            (ids[2],),
+        ).fetchone()
+    assert nulls == ("null", True)  # a JSON null payload; no trace context (SQL null)
 
 
 def test_using_publishes_through_that_alias_and_its_own_transaction(site: Site) -> None:

@@ -200,6 +200,13 @@ def check_batch(db_url: str, ids: list[str], again: str) -> None:
             (ids[2], "default", None, None, "o-1"),
         ]
     )
+    with psycopg.connect(db_url) as conn:
+        nulls = conn.execute(
+            "select jsonb_typeof(payload), trace_context is null from webhooks.outbox"
+            " where id = %s",
+            (ids[2],),
+        ).fetchone()
+    assert nulls == ("null", True)  # a JSON null payload; no trace context (SQL null)
 
 
 def test_a_batch_keeps_payloads_keys_and_idempotency(engine: Engine, db_url: str) -> None:

@@ -52,3 +52,23 @@ def test_a_missing_extra_is_one_line_naming_the_install(
         f"try:\n    import {module}\nexcept ImportError as e:\n    print(type(e).__name__)"
     )
     assert caught.stdout.strip() == "ExtraNotInstalled"
+
+
+def test_without_opentelemetry_publish_stores_no_trace_context() -> None:
+    done = python(
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from producers import tracing\n"
+        "print(tracing.current(), tracing.current())"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None None"
+
+
+def test_with_opentelemetry_and_no_span_current_nothing_is_stored() -> None:
+    done = python(
+        "from producers import tracing\n"
+        "import sys\n"
+        "print(tracing.current(), 'opentelemetry' in sys.modules)"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None True"  # loaded by the first call, not by the import

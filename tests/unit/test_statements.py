@@ -50,9 +50,18 @@ def test_client_side_binding_gets_no_binary_parameter() -> None:
 
 def test_the_document_keeps_payloads_as_json_and_writes_the_rest_as_strings() -> None:
     event_id = uuid.uuid4()
-    doc = document([(event_id, "acme", "a.b", '{"x":[1,"é"]}', None, "k")])
-    assert json.loads(doc) == [[str(event_id), "acme", "a.b", {"x": [1, "é"]}, None, "k"]]
+    trace = '{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}'
+    doc = document([(event_id, "acme", "a.b", '{"x":[1,"é"]}', None, "k", trace)])
+    assert json.loads(doc) == [
+        [str(event_id), "acme", "a.b", {"x": [1, "é"]}, None, "k", json.loads(trace)]
+    ]
     assert document([]) == "[]"
     # Quotes, backslashes and newlines in a key survive the trip.
     tricky = 'a"b\\c\nd'
-    assert json.loads(document([(event_id, tricky, "a.b", "null", tricky, None)]))[0][4] == tricky
+    row = (event_id, tricky, "a.b", "null", tricky, None, None)
+    assert json.loads(document([row]))[0][4] == tricky
+
+
+def test_a_null_payload_stays_json_null_and_a_missing_trace_context_is_sql_null() -> None:
+    assert "r -> 3," in INSERT_DOCUMENT  # payload: JSON null is a payload like any other
+    assert "nullif(r -> 6, 'null')" in INSERT_DOCUMENT  # trace_context: absent

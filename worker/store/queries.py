@@ -36,6 +36,7 @@ FILES = (
     "migrate",
     "bench",
     "event_types",
+    "traces",
 )
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.M)
@@ -239,3 +240,7 @@ SET_EVENT_TYPE_EXAMPLE = _sql("set_event_type_example")
 EVENT_TYPES = _sql("event_types")
 EVENT_TYPE_SCHEMAS = _sql("event_type_schemas")
 ARCHIVED_EVENT_TYPES = _sql("archived_event_types")
+
+# traces.sql: the trace contexts of published events (only when tracing is on).
+FANNED_OUT_TRACES = _sql("fanned_out_traces")
+EVENT_TRACES = _sql("event_traces")
