@@ -32,7 +32,8 @@ alter table webhooks.dead_letters
     add column ordering_key text,
     -- set by `webhooks dlq discard`: the operator gave the delivery up; under
     -- WEBHOOKS_ORDERED_ON_DEATH=block its key goes on. Cleared by a replay.
-    add column discarded_at timestamptz;
+    add column discarded_at timestamptz,
+    add column discarded_by text;
 
 -- "Is an earlier delivery of this key dead, and neither replayed nor discarded?" (block).
 create index dead_letters_ordering on webhooks.dead_letters (endpoint_id, ordering_key, event_id)

@@ -26,6 +26,7 @@ from producers.settings import (
 )
 from worker.errors import ConfigError
 from worker.policy.guard import IPNetwork as IPNetwork
+from worker.policy.ordering import OnDeath
 from worker.queue import AMQP_SCHEMES, LEASE_SECONDS, REDIS_SCHEMES
 from worker.store.vault import check_keys
 
@@ -47,6 +48,7 @@ VARIABLES = (
     "WEBHOOKS_CIRCUIT_COOLDOWN",
     "WEBHOOKS_CIRCUIT_MAX_COOLDOWN",
     "WEBHOOKS_OPERATIONS_TENANT",
+    "WEBHOOKS_ORDERED_ON_DEATH",
     "WEBHOOKS_METRICS_PORT",
     "WEBHOOKS_RELAY_METRICS_PORT",
     "WEBHOOKS_LOG_FORMAT",
@@ -242,6 +244,15 @@ def traces_exporters(env: Env) -> tuple[str, ...]:
     return names
 
 
+def parse_ordered_on_death(raw: str) -> OnDeath:
+    """Accept ``continue`` or ``block``."""
+    if raw == "continue":
+        return "continue"
+    if raw == "block":
+        return "block"
+    raise ValueError(f"must be 'continue' or 'block', got {raw!r}")
+
+
 def parse_redis_url(raw: str) -> str:
     """Accept a Redis URL."""
     if not raw.startswith(REDIS_SCHEMES):
@@ -358,6 +369,9 @@ class Settings:
     circuit_cooldown: float = 30.0
     circuit_max_cooldown: float = 600.0
     operations_tenant: str = "operations"
+    #: WEBHOOKS_ORDERED_ON_DEATH: when the head of an ordering key dies, its key goes on
+    #: (``continue``) or waits until it is replayed or discarded (``block``).
+    ordered_on_death: OnDeath = "continue"
     #: WEBHOOKS_PORTAL_SESSION_TTL: how long a portal session lasts after its link is opened.
     portal_session_ttl: float = 8 * 3600.0
     #: WEBHOOKS_PORTAL_LINK_TTL: how long a portal link may wait to be opened, by default.
@@ -410,6 +424,9 @@ class Settings:
             circuit_max_cooldown=max_cooldown,
             operations_tenant=read(
                 env, "WEBHOOKS_OPERATIONS_TENANT", parse_tenant, defaults.operations_tenant
+            ),
+            ordered_on_death=read(
+                env, "WEBHOOKS_ORDERED_ON_DEATH", parse_ordered_on_death, defaults.ordered_on_death
             ),
             database_url=read(env, "DATABASE_URL", parse_database_url, None),
             secret_key=read(env, "WEBHOOKS_SECRET_KEY", check_keys, None),

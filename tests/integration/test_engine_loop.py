@@ -172,3 +172,77 @@ def test_close_finishes_and_records_what_was_handed_over(p: Pipeline) -> None:
     assert len(sender.requests) == 20 and sender.closed
     assert p.value("select count(*) from webhooks.attempts") == 20
     assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 20
+
+
+def ordered_key(p: Pipeline, events: int) -> list[str]:
+    """Publish ``events`` events of one ordering key to an ordered endpoint."""
+    p.endpoint(URL, ordered=True)
+    return [
+        p.publish("invoice.updated", {"n": i}, ordering_key="invoice-42") for i in range(events)
+    ]
+
+
+def test_an_ordered_key_waits_for_the_delivery_before_it_even_when_each_has_a_message(
+    p: Pipeline,
+) -> None:
+    # A race handed out a message for every delivery of the key (a second relay, a stale
+    # message): the claim's gate holds the later ones until the one before them succeeded.
+    ids = ordered_key(p, 3)
+    fan_out(p)
+    handed = [
+        (r["id"], r["message_id"])
+        for r in p.rows(
+            "update webhooks.deliveries set message_id = gen_random_uuid(), order_wait = false"
+            " returning id, message_id::text"
+        )
+    ]
+    sender = FakeSender(Reply(200, delay=0.05))
+    engine = engine_over(p.settings, sender)
+    try:
+        for delivery_id, message_id in handed:
+            engine.submit(delivery_id, message_id)
+        p.wait_until(lambda: len(sender.requests) == 3, what="the three sent")
+        wait_idle(engine)
+    finally:
+        engine.close()
+    assert [r.headers["webhook-id"] for r in sender.requests] == ids
+    assert sender.most_in_flight == 1
+    assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 3
+    # Each was attempted once: the ones held back spent no attempt.
+    assert p.value("select sum(attempts) from webhooks.deliveries") == 3
+
+
+def test_an_ordered_delivery_waits_for_an_earlier_event_of_its_key_not_yet_fanned_out(
+    p: Pipeline,
+) -> None:
+    first, second = ordered_key(p, 2)
+    fan_out(p)
+    # The first event is back in the outbox, unrelayed (another relay's batch, not committed
+    # yet); the second has a message.
+    p.rows("delete from webhooks.deliveries where event_id = %s returning id", first)
+    p.rows("update webhooks.outbox set relayed_at = null where id = %s returning id", first)
+    [(delivery_id, message_id)] = [
+        (r["id"], r["message_id"])
+        for r in p.rows(
+            "update webhooks.deliveries set message_id = gen_random_uuid(), order_wait = false"
+            " returning id, message_id::text"
+        )
+    ]
+    sender = FakeSender(Reply(200))
+    engine = engine_over(p.settings, sender)
+    try:
+        engine.submit(delivery_id, message_id)
+        p.wait_until(
+            lambda: p.value("select order_wait from webhooks.deliveries") is True,
+            what="the second put back to wait",
+        )
+        assert sender.requests == []
+        # The first is fanned out now: it goes first (its key's later delivery waits), and
+        # its success wakes the second.
+        for d, m in fan_out(p):
+            engine.submit(d, m)
+        p.wait_until(lambda: len(sender.requests) == 2, what="both sent")
+        wait_idle(engine)
+    finally:
+        engine.close()
+    assert [r.headers["webhook-id"] for r in sender.requests] == [first, second]

@@ -166,3 +166,25 @@ def test_targets_judge_a_fast_receiver_by_ratio_and_a_slow_one_by_rate() -> None
     )
     assert "pipeline_ratio" not in slow
     assert slow["end_to_end_per_s"]["met"] and not slow["worker_pg_connections"]["met"]
+
+
+def test_the_bench_counts_requests_that_overtook_the_event_before_them_in_their_key() -> None:
+    from worker.bench.steps import order_violations
+
+    # Two keys: events a, c are key 0; b, d key 1 (event j has key j % 2).
+    events = ["a", "b", "c", "d"]
+    path = b"/e/0"
+    in_order = (
+        [0.0, 0.1, 0.2, 0.3, 0.4],
+        [path] * 5,
+        [b"a", b"b", b"c", b"a", b"d"],
+        [200, 500, 200, 200, 200],
+    )
+    # b's only answer is a 500 at 0.1, so d (its successor) at 0.4 overtook it; a was
+    # answered 2xx at 0.0, before c arrived.
+    assert order_violations(events, 2, in_order) == 1
+    fixed = (in_order[0], in_order[1], in_order[2], [200, 200, 200, 200, 200])
+    assert order_violations(events, 2, fixed) == 0
+    # The same event ids to another endpoint are checked against that endpoint's answers.
+    other = ([0.0, 0.1], [path, b"/e/1"], [b"a", b"c"], [200, 200])
+    assert order_violations(["a", "b", "c"], 2, other) == 1

@@ -44,6 +44,10 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
     return routes
 
 
+#: The fields of a PATCH that may be absent but not null.
+_NOT_NULL = ("url", "description", "ordered")
+
+
 # One short closure per route; the builder is as long as the routes it registers.
 def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> None:
     Caller = Annotated[Principal, Depends(principal)]
@@ -62,6 +66,7 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
                 rate_limit=body.rate_limit,
                 description=body.description,
                 filter=body.filter,
+                ordered=body.ordered,
             )
         return EndpointCreated(**EndpointOut.of(ep).model_dump(), secret=secret)
 
@@ -94,10 +99,8 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
     ) -> EndpointOut:
         """Change the fields given; null clears event_types (all), headers, rate_limit, filter."""
         given = body.model_fields_set
-        if ("url" in given and body.url is None) or (
-            "description" in given and body.description is None
-        ):
-            raise Problem(422, "url and description cannot be null", kind="invalid-value")
+        if any(name in given and getattr(body, name) is None for name in _NOT_NULL):
+            raise Problem(422, "url, description and ordered cannot be null", kind="invalid-value")
         resolved = services.prefetch(body.url)
         with services.connection() as conn:
             ep = services.endpoints(conn, resolver=resolved).update(
@@ -109,6 +112,7 @@ def _records(v1: APIRouter, services: Services, principal: CallerDependency) -> 
                 headers=body.headers if "headers" in given else UNCHANGED,
                 rate_limit=body.rate_limit if "rate_limit" in given else UNCHANGED,
                 filter=body.filter if "filter" in given else UNCHANGED,
+                ordered=body.ordered,
             )
         return EndpointOut.of(ep)
 

@@ -52,6 +52,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
                     body.data,
                     tenant_id=tenant,
                     idempotency_key=idempotency_key,
+                    ordering_key=body.ordering_key,
                     max_payload_bytes=services.settings.max_payload_bytes,
                     event_types=services.settings.event_types,
                     validate=services.settings.validate_payloads,

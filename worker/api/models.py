@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from producers.names import EVENT_TYPE, MAX_EVENT_TYPE, MAX_TENANT, TENANT
+from producers.publish import MAX_ORDERING_KEY
 from worker.api import filter_schema
 from worker.api.filter_schema import FilterValue
 from worker.ops.endpoints import MAX_HEADERS, MAX_URL, Endpoint
@@ -134,6 +135,9 @@ EventPattern = Annotated[
     ),
 ]
 FILTER_HELP = "Deliver only events that pass this filter; null or absent: every event."
+OrderingKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ORDERING_KEY, pattern=NO_NUL)
+]
 Tenant = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TENANT, pattern=whole(TENANT))
 ]
@@ -232,6 +236,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+ORDERED_HELP = (
+    "Deliver the events of one ordering_key one after another, in publish order (from the"
+    " next event fanned out)."
+)
+
+
 class EndpointIn(Strict):
     """Register an endpoint."""
 
@@ -246,6 +256,7 @@ class EndpointIn(Strict):
     rate_limit: RateLimit | None = Field(None, description="Requests per second.")
     tenant: Tenant | None = Field(None, description="Admin keys only; default 'default'.")
     filter: FilterValue | None = Field(None, description=FILTER_HELP)
+    ordered: bool = Field(False, description=ORDERED_HELP)
 
 
 class EndpointPatch(Strict):
@@ -260,6 +271,7 @@ class EndpointPatch(Strict):
     headers: Headers | None = None
     rate_limit: RateLimit | None = None
     filter: FilterValue | None = Field(None, description=FILTER_HELP)
+    ordered: bool | SkipJsonSchema[None] = Field(None, description=ORDERED_HELP)
 
 
 class EndpointOut(BaseModel):
@@ -282,6 +294,7 @@ class EndpointOut(BaseModel):
     consecutive_failures: int
     circuit: str
     filter: dict[str, Any] | None = None
+    ordered: bool = False
 
     @classmethod
     def of(cls, ep: Endpoint) -> EndpointOut:
@@ -302,6 +315,7 @@ class EndpointOut(BaseModel):
             consecutive_failures=ep.consecutive_failures,
             circuit="open" if ep.circuit.startswith("open") else ep.circuit,
             filter=ep.filter,
+            ordered=ep.ordered,
         )
 
 
@@ -380,6 +394,11 @@ class EventIn(Strict):
     event_type: EventType
     data: JsonValue = Field(..., description="The payload: any JSON value.")
     tenant: Tenant | None = Field(None, description="Admin keys only; default 'default'.")
+    ordering_key: OrderingKey | None = Field(
+        None,
+        description="Ordered endpoints receive the events of one key one after another,"
+        " in publish order.",
+    )
 
 
 def _chosen(field: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from producers import publish, publish_many
+from producers import Event, publish, publish_many
 from worker.bench.ceiling import Ceiling
 from worker.bench.figures import (
     cpu_ms_per_delivery,
@@ -58,15 +58,17 @@ class Bench(Ceiling):
         runs = []
         for r in range(self.opts.repeats):
             self.reset()
+            key = self.opts.ordering_key
             events = [
-                (EVENT_TYPE, payload(i, self.opts.payload_bytes)) for i in range(self.opts.events)
+                Event(EVENT_TYPE, payload(i, self.opts.payload_bytes), ordering_key=key(i))
+                for i in range(self.opts.events)
             ]
             with self.conn.transaction():
                 publish_many(self.conn, events)
             committed = time.perf_counter()
             meter = CpuMeter(self.roles)
             meter.start()
-            done = self._wait_enqueued(expected, relay)
+            done = self._wait_fanned_out(self.opts.events, relay)
             self.results["cpu_relay"] = meter.stop()
             runs.append(expected / (done - committed))
             self.say(f"  relay run {r + 1}: {runs[-1]:,.0f} deliveries/s")
@@ -88,7 +90,7 @@ class Bench(Ceiling):
         # process start (interpreter start-up is not relaying).
         self._wait_listening(relay, interval=0.001)
         started = time.perf_counter()
-        done = self._wait_enqueued(expected, relay)
+        done = self._wait_fanned_out(backlog, relay)
         rate = expected / max(done - started, 1e-9)
         self.say(f"  relay with a backlog of {backlog:,}: {rate:,.0f} deliveries/s")
         self.results["relay_backlog_per_s"] = figure([rate])
@@ -164,7 +166,12 @@ class Bench(Ceiling):
             else:
                 late = max(late, -delay)
             with self.conn.transaction():
-                event_id = publish(self.conn, EVENT_TYPE, payload(i, size))
+                event_id = publish(
+                    self.conn,
+                    EVENT_TYPE,
+                    payload(i, size),
+                    ordering_key=self.opts.ordering_key(i),
+                )
             committed[event_id] = time.time()
         offered = count / (time.perf_counter() - begin)
         self.wait_received(count * self.opts.endpoints, [relay, workers])

@@ -85,6 +85,13 @@ class Options:
     #: A payload filter put on every endpoint (worker.policy.filters), to measure what the
     #: relay's evaluation costs; every bench event must pass it.
     filter: dict[str, Any] | None = None
+    #: With N, every endpoint is ordered and event `seq` has ordering key ``k{seq % N}``;
+    #: the receiver's records are checked for order (`order_violations`).
+    ordering_keys: int | None = None
+
+    def ordering_key(self, seq: int) -> str | None:
+        """Return the ordering key of bench event ``seq`` (None: unordered run)."""
+        return f"k{seq % self.ordering_keys}" if self.ordering_keys else None
 
     def check(self) -> None:
         """Raise BenchError for values the benchmark cannot run with."""
@@ -107,6 +114,10 @@ class Options:
                 f"--receiver-delay must be between 0 and {MAX_RECEIVER_DELAY:g}s",
             ),
             (self.concurrency is not None and self.concurrency < 1, "--concurrency must be >= 1"),
+            (
+                self.ordering_keys is not None and self.ordering_keys < 1,
+                "--ordering-keys must be at least 1",
+            ),
         ]
         for bad, message in problems:
             if bad:

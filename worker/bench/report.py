@@ -149,6 +149,13 @@ def _correctness(res: dict[str, Any]) -> list[str]:
         f" {dupes} duplicates, {dead} dead, {failed} answered 500 and retried;"
         f" signatures {c['signatures_checked']} checked, {c['signatures_bad']} bad",
     ]
+    keys = res.get("options", {}).get("ordering_keys")
+    if keys:
+        overtaken = sum(x.get("order_violations", 0) for x in [*e2e, c["latency"]])
+        lines.append(
+            f"  ordered endpoints, {keys:,} ordering keys: {overtaken} requests overtook the"
+            " event before them in their key"
+        )
     unsuccessful: dict[str, int] = {}
     for run in [*e2e, c["latency"]]:
         for why, n in run.get("unsuccessful_attempts", {}).items():

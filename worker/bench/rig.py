@@ -146,7 +146,10 @@ class Rig:
         keys: dict[str, str] = {}
         for k in range(self.opts.endpoints):
             ep, secret = registry.add(
-                self.receiver.url(f"/e/{k}"), description="bench", filter=self.opts.filter
+                self.receiver.url(f"/e/{k}"),
+                description="bench",
+                filter=self.opts.filter,
+                ordered=self.opts.ordering_keys is not None,
             )
             self.endpoint_paths[ep.id] = f"/e/{k}"
             keys[f"/e/{k}"] = secret

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from producers import publish_many
+from producers import Event, publish_many
 from worker.bench.options import EVENT_TYPE, PUBLISH_BATCH, QUEUE, BenchError, payload
 from worker.bench.rig import Records, Rig
 from worker.bench.system import Daemon
@@ -55,8 +55,13 @@ class Steps(Rig):
         for start in range(first, first + count, PUBLISH_BATCH):
             stop = min(first + count, start + PUBLISH_BATCH)
             with self.conn.transaction():
+                key = self.opts.ordering_key
                 ids += publish_many(
-                    self.conn, [(EVENT_TYPE, payload(i, size)) for i in range(start, stop)]
+                    self.conn,
+                    [
+                        Event(EVENT_TYPE, payload(i, size), ordering_key=key(i))
+                        for i in range(start, stop)
+                    ],
                 )
         return ids
 
@@ -120,7 +125,16 @@ class Steps(Rig):
                 for row in bench.unsuccessful(self.conn)
             },
         }
-        if lost or state.succeeded != len(wanted) or state.deliveries != len(wanted):
+        if self.opts.ordering_keys:
+            result["order_violations"] = order_violations(
+                event_ids, self.opts.ordering_keys, records
+            )
+        if (
+            lost
+            or state.succeeded != len(wanted)
+            or state.deliveries != len(wanted)
+            or result.get("order_violations")
+        ):
             self.problems.append(f"{label}: {result}")
         return result
 
@@ -133,6 +147,23 @@ class Steps(Rig):
             if time.monotonic() > deadline:
                 raise BenchError("the relay did not start listening within 60s")
             time.sleep(interval)
+
+    def _wait_fanned_out(self, events: int, daemon: Daemon) -> float:
+        """Wait until the relay has made every delivery of ``events`` events; return when.
+
+        Unordered, that is when the queue holds a message per delivery. Ordered, only the
+        first delivery of each key gets one (the others wait for it): when those are queued
+        and the outbox is empty.
+        """
+        endpoints = self.opts.endpoints
+        keys = self.opts.ordering_keys
+        if not keys:
+            return self._wait_enqueued(events * endpoints, daemon)
+        self._wait_enqueued(min(events, keys) * endpoints, daemon)
+        while self.state().unrelayed:
+            daemon.check()
+            time.sleep(0.002)
+        return time.perf_counter()
 
     def _wait_enqueued(self, expected: int, daemon: Daemon) -> float:
         """Poll the queue length until it holds `expected` messages; return when it did."""
@@ -147,3 +178,29 @@ class Steps(Rig):
                 raise BenchError(f"relay stalled at {depth} of {expected} messages")
             daemon.check()
             time.sleep(0.002)
+
+
+def order_violations(event_ids: Sequence[str], keys: int, records: Records) -> int:
+    """Count requests that reached an endpoint before the previous event of their ordering
+    key had been answered 2xx there (event ``j`` of ``event_ids`` has key ``j % keys``).
+
+    The receiver notes arrivals, and answers in the order requests arrive on a connection,
+    so "answered 2xx before" is read as "a 2xx request for it arrived earlier".
+    """
+    times, paths, ids, codes = records
+    previous = {
+        event_ids[j].encode(): event_ids[j - keys].encode() for j in range(keys, len(event_ids))
+    }
+    first_ok: dict[tuple[bytes, bytes], float] = {}
+    for at, path, event_id, code in zip(times, paths, ids, codes, strict=True):
+        if code == 200 and (event_id, path) not in first_ok:
+            first_ok[(event_id, path)] = at
+    violations = 0
+    for at, path, event_id in zip(times, paths, ids, strict=True):
+        before = previous.get(event_id)
+        if before is None:
+            continue
+        ok_at = first_ok.get((before, path))
+        if ok_at is None or ok_at > at:
+            violations += 1
+    return violations

@@ -85,6 +85,13 @@ from worker.cli.filtering import filter_value
     default=None,
     help="Put this payload filter (JSON or @FILE) on every endpoint; every event must pass it.",
 )
+@click.option(
+    "--ordering-keys",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Make every endpoint ordered and spread the events over this many ordering keys;"
+    " the receiver checks the order.",
+)
 @json_option
 def bench(
     events: int,
@@ -103,6 +110,7 @@ def bench(
     receiver_delay: float,
     concurrency: int | None,
     filter_text: str | None,
+    ordering_keys: int | None,
     as_json: bool,
 ) -> None:
     """Benchmark publish, relay, workers and latency on this machine; print a report.
@@ -134,6 +142,7 @@ def bench(
         receiver_delay=receiver_delay,
         concurrency=concurrency,
         filter=filter_value(filter_text) if filter_text is not None else None,
+        ordering_keys=ordering_keys,
     )
     try:
         opts.check()  # values click cannot range-check (durations): a usage error, status 2

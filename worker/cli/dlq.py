@@ -26,7 +26,7 @@ from worker.policy.retry import DEAD_REASONS
 
 @click.group()
 def dlq() -> None:
-    """Inspect and replay dead letters."""
+    """Inspect, replay and discard dead letters."""
 
 
 def selection_options(func: F) -> F:
@@ -115,6 +115,11 @@ def dlq_show(delivery_id: int, tenant: str | None, as_json: bool) -> None:
                 ("last error", row.last_error),
                 ("replays", row.replay_count),
                 ("replayed at", row.replayed_at),
+                ("ordering key", _ordering(row.ordering_key, row.order_broken)),
+                (
+                    "discarded",
+                    f"{row.discarded_at} by {row.discarded_by}" if row.discarded_at else None,
+                ),
             ],
             row.attempts,
             middle="\npayload: " + json.dumps(row.payload)[:2000],
@@ -190,7 +195,76 @@ def dlq_replay(
     else:
         lines = [f"enabled endpoint {ep}" for ep in result.enabled_endpoints]
         lines.append(f"replayed {_dead_letters(result.replayed)}")
+        if result.out_of_order:
+            lines.append(
+                f"{result.out_of_order} of them arrive out of order: later events of their"
+                " ordering key were delivered already"
+            )
     emit(as_json, result, "\n".join(lines))
+
+
+@dlq.command("discard")
+@click.option("--id", "ids", multiple=True, type=int, help="A dead letter's delivery id (repeat).")
+@selection_options
+@click.option("--all", "everything", is_flag=True, help="Every current dead letter.")
+@click.option("--dry-run", is_flag=True, help="Count what would be discarded; change nothing.")
+@json_option
+def dlq_discard(
+    ids: tuple[int, ...],
+    endpoint_id: str | None,
+    event_type: str | None,
+    since: str | None,
+    reason: str | None,
+    tenant: str | None,
+    everything: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Give dead letters up for good; the ordering keys they held up go on.
+
+    Discarded dead letters leave the list (dlq list --history shows them) and no replay
+    takes them. Under WEBHOOKS_ORDERED_ON_DEATH=block this is how a key whose head is dead
+    goes on without it.
+    """
+    from worker.ops import dlq as letters
+
+    selection = letters.Selection(
+        ids=ids,
+        endpoint_id=endpoint_id,
+        event_type=event_type,
+        since=when(since),
+        reason=reason,
+        tenant_id=tenant,
+        everything=everything,
+    )
+    if selection.is_empty():
+        raise click.UsageError(
+            "choose what to discard: --id, --endpoint, --event-type, "
+            "--since, --reason, --tenant or --all"
+        )
+    with connection() as conn:
+        result = letters.discard(
+            conn,
+            None if dry_run else queue(),
+            selection,
+            dry_run=dry_run,
+            queue_name=app().settings.queue_name,
+        )
+    if dry_run:
+        human = f"would discard {_dead_letters(result.discarded)}"
+    else:
+        human = f"discarded {_dead_letters(result.discarded)}"
+        if result.woken:
+            human += f"; {result.woken} ordering key(s) go on"
+    emit(as_json, result, human)
+
+
+def _ordering(key: str | None, broken: bool) -> str | None:
+    """Say which ordering key a dead letter held, and whether its key went on without it."""
+    if key is None:
+        return None
+    shown = key or "(none: the endpoint's events as a whole)"
+    return shown + (" - later events went on: it broke the order" if broken else "")
 
 
 def _dead_letters(count: int) -> str:

@@ -23,6 +23,11 @@ from worker.cli.output import fields, table
 from worker.ops.endpoints import Endpoint, Endpoints, parse_header
 from worker.settings import format_duration
 
+ORDERED_HELP = (
+    "Deliver the events of one ordering key one after another, in publish order"
+    " (publish --ordering-key)."
+)
+
 
 @click.group()
 def endpoint() -> None:
@@ -46,6 +51,7 @@ def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
         # Redacted values, except in the answer of add and update (`Endpoint.headers`).
         ("headers", ", ".join(f"{k}: {v}" for k, v in ep.headers.items()) or None),
         ("rate limit", f"{ep.rate_limit}/s" if ep.rate_limit else None),
+        ("ordered", "per ordering key" if ep.ordered else None),
         ("enabled", ep.enabled),
         ("disabled reason", ep.disabled_reason),
         ("disabled at", ep.disabled_at),
@@ -65,6 +71,7 @@ def _endpoint_fields(ep: Endpoint) -> list[tuple[str, Any]]:
 @click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per second at most.")
 @click.option("--description", default="", help="Free text shown in listings.")
 @click.option("--filter", "filter_text", default=None, help=FILTER_HELP)
+@click.option("--ordered", is_flag=True, help=ORDERED_HELP)
 @json_option
 def endpoint_add(
     url: str,
@@ -74,6 +81,7 @@ def endpoint_add(
     rate_limit: int | None,
     description: str,
     filter_text: str | None,
+    ordered: bool,
     as_json: bool,
 ) -> None:
     """Create an endpoint and print its id and signing secret.
@@ -91,6 +99,7 @@ def endpoint_add(
             rate_limit=rate_limit,
             description=description,
             filter=flt,
+            ordered=ordered,
         )
     _secret_written(
         endpoints, "the secret and the header values are" if parsed else "the secret is"
@@ -124,6 +133,11 @@ def endpoint_add(
 @click.option("--description", default=None, help="Free text shown in listings.")
 @click.option("--filter", "filter_text", default=None, help=FILTER_HELP)
 @click.option("--no-filter", is_flag=True, help="Remove the payload filter.")
+@click.option(
+    "--ordered/--unordered",
+    default=None,
+    help=ORDERED_HELP + " --unordered: in parallel (from the next event on).",
+)
 @tenant_option
 @json_option
 def endpoint_update(
@@ -138,6 +152,7 @@ def endpoint_update(
     description: str | None,
     filter_text: str | None,
     no_filter: bool,
+    ordered: bool | None,
     tenant: str | None,
     as_json: bool,
 ) -> None:
@@ -155,7 +170,7 @@ def endpoint_update(
     ):
         if given and clear:
             raise click.UsageError(f"{names} cannot be combined")
-    changes: dict[str, Any] = {"url": url, "description": description}
+    changes: dict[str, Any] = {"url": url, "description": description, "ordered": ordered}
     if event_types or all_event_types:
         changes["event_types"] = event_types or None
     if headers or clear_headers:
@@ -164,11 +179,11 @@ def endpoint_update(
         changes["rate_limit"] = rate_limit
     if filter_text is not None or no_filter:
         changes["filter"] = filter_value(filter_text) if filter_text is not None else None
-    if all(v is None for v in (url, description)) and len(changes) == 2:
+    if all(v is None for v in (url, description, ordered)) and len(changes) == 3:
         raise click.UsageError(
             "nothing to update: give --url, --event-type, --all-event-types, --header, "
-            "--clear-headers, --rate-limit, --no-rate-limit, --description, --filter or"
-            " --no-filter"
+            "--clear-headers, --rate-limit, --no-rate-limit, --description, --filter,"
+            " --no-filter, --ordered or --unordered"
         )
     with registry(url) as endpoints:
         ep = endpoints.update(endpoint_id, tenant_id=tenant, **changes)

@@ -25,9 +25,19 @@ _DATA_SLACK = 8
 )
 @click.option("--tenant", default="default", show_default=True)
 @click.option("--idempotency-key", default=None, help="Publishing the same key again is a no-op.")
+@click.option(
+    "--ordering-key",
+    default=None,
+    help="Ordered endpoints receive the events of one key one after another.",
+)
 @json_option
 def publish(
-    event_type: str, data: str, tenant: str, idempotency_key: str | None, as_json: bool
+    event_type: str,
+    data: str,
+    tenant: str,
+    idempotency_key: str | None,
+    ordering_key: str | None,
+    as_json: bool,
 ) -> None:
     """Publish one event (in its own transaction).
 
@@ -47,6 +57,7 @@ def publish(
             payload,
             tenant_id=tenant,
             idempotency_key=idempotency_key,
+            ordering_key=ordering_key,
             max_payload_bytes=limit,
             event_types=settings.event_types,
             validate=settings.validate_payloads,

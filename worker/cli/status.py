@@ -50,7 +50,18 @@ def _status_fields(row: Status, tenant: str | None) -> str:
             ("  due, not queued", row.due),
             ("  waiting to retry", row.waiting),
             ("  behind open circuits", row.behind_open_circuits),
+            ("  behind their ordering key", row.behind_their_key),
             ("dead letters", row.dead_letters),
+            ("ordering keys blocked", row.blocked_keys),
+            *(
+                (
+                    f"  {b.ordering_key or '(no key)'}",
+                    f"endpoint {b.endpoint_id}: delivery {b.delivery_id} dead since"
+                    f" {b.died_at:%Y-%m-%d %H:%M:%S} UTC, {b.waiting} waiting"
+                    " (dlq replay or dlq discard it)",
+                )
+                for b in row.blocked
+            ),
             ("endpoints", row.endpoints),
             ("disabled endpoints", row.disabled_endpoints),
             ("open circuits", row.open_circuits),

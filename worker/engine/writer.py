@@ -48,6 +48,7 @@ class Writer:
         lock_seconds: float,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         done: Callable[[int], None],
+        adopt: Callable[[list[tuple[int, str]]], None],
     ) -> None:
         self._db = db
         self._settings = settings
@@ -56,6 +57,7 @@ class Writer:
         self._lock_seconds = lock_seconds
         self._spawn = spawn
         self._done = done  # told how many deliveries each batch handed back
+        self._adopt = adopt  # given the deliveries a batch woke, in the finished ones' slots
         self._finished: list[Finished] = []
         self._releases: list[tuple[plan.Claimed, plan.Release]] = []
         self._wake: asyncio.Event | None = None
@@ -95,17 +97,39 @@ class Writer:
                     await self._guarded(self._write_attempts, finished)
 
     async def _guarded(
-        self, write: Callable[[Sequence[B]], Awaitable[None]], batch: Sequence[B]
+        self, write: Callable[[Sequence[B]], Awaitable[list[int]]], batch: Sequence[B]
     ) -> None:
+        adopted = 0
         try:
-            await write(batch)
+            finished = await write(batch)
+            if finished:
+                adopted = await self._wake_next(finished)
         except Exception:
             # The claims' locks run out and the scheduler takes the deliveries up again.
             log.exception("could not write %d deliveries back; they will be retried", len(batch))
         finally:
-            self._done(len(batch))
+            self._done(len(batch) - adopted)
 
-    async def _write_releases(self, batch: Sequence[tuple[plan.Claimed, plan.Release]]) -> None:
+    async def _wake_next(self, finished: list[int]) -> int:
+        """Wake the next delivery of each ordering key that just finished; return how many
+        the engine took over. Lost with the process, they go when their lease ends."""
+        lease = self._settings.relay_lease
+
+        async def wake(conn: AsyncConnection[Any]) -> list[store.Woken]:
+            return await store.order_next(conn, finished, lease)
+
+        try:
+            woken = await self._db.run(wake, self._lock_seconds)
+        except Exception:
+            log.exception("could not wake the next deliveries of %d ordering keys", len(finished))
+            return 0
+        self._adopt([(w.id, w.message_id) for w in woken])
+        return len(woken)
+
+    async def _write_releases(
+        self, batch: Sequence[tuple[plan.Claimed, plan.Release]]
+    ) -> list[int]:
+        """Write a batch of releases; return the ordered deliveries it killed."""
         rows = [
             {
                 "id": job.id,
@@ -113,6 +137,7 @@ class Writer:
                 "status": "dead" if release.dead_reason else "pending",
                 "dead_reason": release.dead_reason,
                 "wait": release.circuit_wait,
+                "order_wait": release.order_wait,
             }
             for job, release in batch
         ]
@@ -123,8 +148,14 @@ class Writer:
                 if release.dead_reason == "tenant_mismatch":
                     log.error("delivery crosses tenants", extra={"delivery_id": job.id})
                 log.warning("delivery dead", extra=log_fields(job, reason=release.dead_reason))
+        return [
+            job.id
+            for job, release in batch
+            if release.dead_reason and job.ordering_key is not None and job.id in moved
+        ]
 
-    async def _write_attempts(self, batch: Sequence[Finished]) -> None:
+    async def _write_attempts(self, batch: Sequence[Finished]) -> list[int]:
+        """Record a batch of attempts; return the ordered deliveries it finished."""
         now = datetime.now(UTC)
         settled = [settle(f, self._settings, now) for f in batch]
         reset, folded = health.split(batch)
@@ -144,6 +175,8 @@ class Writer:
 
         recorded, changes = await self._db.run(record, self._lock_seconds)
         was = {row.id: row.was for row in recorded}
+        ordered = {f.job.id for f in batch if f.job.ordering_key is not None}
+        finished = [row.id for row in recorded if row.id in ordered and row.status != "pending"]
         disable = self._report(batch, settled, was, now)
         for change in changes:
             change.log()
@@ -157,6 +190,7 @@ class Writer:
                     self._lock_seconds,
                 )
             )
+        return finished
 
     def _report(
         self,

@@ -27,6 +27,7 @@ from worker.store.db import wrapped_errors
 from worker.store.deliveries import attempts
 from worker.store.dlq import Letter, ShownLetter
 from worker.store.endpoints import close_circuit
+from worker.store.engine import order_next_sync
 
 #: Dead letters replayed per transaction.
 BATCH = 1000
@@ -136,6 +137,9 @@ class ReplayResult:
     #: In a dry run, the selected endpoints that are disabled: the replay itself needs
     #: ``enable_endpoints`` (``--enable-endpoint``) for them.
     disabled_endpoints: tuple[str, ...] = ()
+    #: Replayed deliveries of an ordered endpoint whose key went on without them: a later
+    #: event of their key was sent already, so they arrive out of order.
+    out_of_order: int = 0
 
 
 def replay(
@@ -175,10 +179,11 @@ def replay(
     if broker is None:
         raise WebhooksError("a broker connection is needed to replay")
     target = as_queue(broker, queue_name)
-    for items in _batches(conn, params, limit, by or operator()):
+    for items, overtaken in _batches(conn, params, limit, by or operator()):
         # Committed before the push: if the push fails, the relay's scheduler re-enqueues
         # these deliveries once their lease has passed, so none is lost.
         result.replayed += len(items)
+        result.out_of_order += overtaken
         try:
             target.enqueue(items)
         except BrokerError as exc:
@@ -229,7 +234,7 @@ def _open_endpoints(
 
 def _batches(
     conn: psycopg.Connection[Any], params: dict[str, Any], limit: int | None, by: str
-) -> Iterator[list[tuple[int, str]]]:
+) -> Iterator[tuple[list[tuple[int, str]], int]]:
     left = limit
     while left is None or left > 0:
         size = BATCH if left is None else min(BATCH, left)
@@ -250,4 +255,62 @@ def _batches(
             return
         if left is not None:
             left -= marked
-        yield items
+        yield items, sum(1 for r in batch if r.out_of_order)
+
+
+@dataclass
+class DiscardResult:
+    """What a discard did: dead letters given up, and later deliveries of their ordering
+    keys woken (WEBHOOKS_ORDERED_ON_DEATH=block: a discarded head lets its key go on)."""
+
+    discarded: int = 0
+    woken: int = 0
+    dry_run: bool = False
+
+
+def discard(
+    conn: psycopg.Connection[Any],
+    broker: Queue | Any | None,
+    selection: Selection,
+    *,
+    dry_run: bool = False,
+    queue_name: str = "webhooks",
+    by: str | None = None,
+) -> DiscardResult:
+    """Give up the selected dead letters for good, and let their ordering keys go on.
+
+    They leave the current dead letters (lists show them with ``history``); a replay no
+    longer takes them. The next delivery of each of their ordering keys is woken and
+    enqueued (a lost push: the relay enqueues it when its lease ends).
+    """
+    if selection.is_empty():
+        raise InvalidEndpoint("choose dead letters to discard (--id, --endpoint, ... or --all)")
+    params = selection.params()
+    with wrapped_errors():
+        if selection.ids:
+            unknown = sorted(set(selection.ids) - rows.current_ids(conn, params))
+            if unknown:
+                raise NotFound("current dead letter", ", ".join(map(str, unknown)))
+        if dry_run:
+            return DiscardResult(count(conn, selection), dry_run=True)
+    if broker is None:
+        raise WebhooksError("a broker connection is needed to discard")
+    target = as_queue(broker, queue_name)
+    result = DiscardResult()
+    who = by or operator()
+    while True:
+        with wrapped_errors(), conn.transaction():
+            ids = rows.discard_batch(conn, {**params, "batch": BATCH, "by": who})
+            woken = order_next_sync(conn, ids, LEASE_SECONDS) if ids else []
+        if not ids:
+            return result
+        result.discarded += len(ids)
+        result.woken += len(woken)
+        if woken:
+            try:
+                target.enqueue([(w.id, w.message_id) for w in woken])
+            except BrokerError as exc:
+                raise WebhooksError(
+                    f"discarded {result.discarded}; could not enqueue the deliveries they held"
+                    f" up ({first_line(exc)}): the relay will enqueue them within its lease"
+                ) from exc

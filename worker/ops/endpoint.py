@@ -52,6 +52,8 @@ class Endpoint:
     circuit_probing: bool = False
     #: The payload filter as written (worker.policy.filters); None delivers every payload.
     filter: dict[str, Any] | None = None
+    #: Events of one ordering key are delivered one after another (worker.policy.ordering).
+    ordered: bool = False
 
     @property
     def circuit(self) -> str:
@@ -87,4 +89,5 @@ class Endpoint:
             circuit_probing=row.circuit_probe_until is not None
             and row.circuit_probe_until > datetime.now(UTC),
             filter=row.filter,
+            ordered=row.ordered,
         )

@@ -24,6 +24,7 @@ from worker.ops.validation import (
     check_event_types,
     check_filter,
     check_headers,
+    check_ordered,
     check_rate_limit,
     check_tenant,
     endpoint_uuid,
@@ -66,7 +67,7 @@ __all__ = [
 log = logging.getLogger("webhooks.endpoints")
 
 #: The fields `Endpoints.update` may change, each a parameter of worker.store.endpoints.update.
-_FIELDS = ("url", "event_types", "headers", "rate_limit", "description", "filter")
+_FIELDS = ("url", "event_types", "headers", "rate_limit", "description", "filter", "ordered")
 #: The columns behind them (event types come with their regex, a filter with its compiled form).
 _COLUMNS = (*_FIELDS, "event_type_regex", "filter_path", "filter_vars")
 
@@ -128,11 +129,14 @@ class Endpoints:
         rate_limit: int | None = None,
         description: str = "",
         filter: object = None,
+        ordered: bool = False,
     ) -> tuple[Endpoint, str]:
         """Create an endpoint; return it with its signing secret (shown only now).
 
         ``event_types`` may hold patterns (``order.*``, ``*``); ``filter`` is a payload filter
         (`worker.policy.filters`, a JSON object), refused with the path of what is wrong.
+        ``ordered`` delivers the events of one ordering key one after another
+        (`worker.policy.ordering`).
 
         The custom header values are sealed like the secret; the endpoint returned shows them
         in full, every later read redacted.
@@ -162,6 +166,7 @@ class Endpoints:
                     "secrets": Jsonb([{"secret": self.vault.seal(secret), "expires_at": None}]),
                     "headers": Jsonb(self.vault.seal_headers(checked)),
                     "rate_limit": rate_limit,
+                    "ordered": check_ordered(ordered),
                 },
             )
         self.warn_archived(types)
@@ -178,13 +183,15 @@ class Endpoints:
         rate_limit: int | Unchanged | None = UNCHANGED,
         description: str | None = None,
         filter: object = UNCHANGED,
+        ordered: bool | None = None,
     ) -> Endpoint:
         """Change what is given and nothing else; return the endpoint as it is now.
 
         Leaving an argument out keeps its value. ``event_types=None`` delivers every type,
         ``filter=None`` removes the payload filter,
         ``headers=None`` (or ``{}``) removes the custom headers, ``rate_limit=None`` removes
-        the limit; the given event types and headers replace the old ones. Everything is
+        the limit; the given event types and headers replace the old ones. ``ordered``
+        applies to the events fanned out from then on. Everything is
         checked, as by `add`, before anything is written.
 
         The endpoint returned shows in full the headers given here (the caller has them
@@ -209,6 +216,8 @@ class Endpoints:
             changes["rate_limit"] = check_rate_limit(rate_limit)
         if description is not None:
             changes["description"] = check_description(description)
+        if ordered is not None:
+            changes["ordered"] = check_ordered(ordered)
         if not changes:
             raise InvalidEndpoint("nothing to update")
         params: dict[str, Any] = {}

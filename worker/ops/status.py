@@ -29,12 +29,14 @@ def status(
     """
     with wrapped_errors():
         row = rows.status(conn, tenant_id)
+        blocked = rows.blocked_keys(conn, tenant_id) if row.blocked_keys else []
     age = row.outbox_oldest_age_seconds
     return replace(
         row,
         tenant=tenant_id,
         outbox_oldest_age_seconds=float(age) if age is not None else None,
         queue_depth=queue_depth(broker, queue_name),
+        blocked=tuple(blocked),
     )
 
 

@@ -247,6 +247,13 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return checked
 
 
+def check_ordered(ordered: object) -> bool:
+    """Return ``ordered`` if it is a boolean."""
+    if not isinstance(ordered, bool):
+        raise InvalidEndpoint("ordered must be true or false")
+    return ordered
+
+
 def check_rate_limit(rate_limit: int | None) -> int | None:
     """Return the rate limit if it is a positive integer or None (no limit)."""
     if rate_limit is not None and (

@@ -55,6 +55,13 @@ class Claimed:
     circuit_open_until: datetime | None
     circuit_probe_id: int | None
     circuit_probe_until: datetime | None
+    #: Null unless the endpoint is ordered: the event's ordering key, ``""`` for none.
+    ordering_key: str | None = None
+    #: Ordered only: an earlier delivery of the key is pending, or an earlier event of the
+    #: key is not fanned out yet (`worker.policy.ordering`).
+    ahead_pending: bool = False
+    #: Ordered only: an earlier delivery of the key is dead, neither replayed nor discarded.
+    ahead_dead: bool = False
 
 
 #: The delivery's status after each action; "dead" and "disable" end it.
@@ -65,12 +72,14 @@ _STATUS_AFTER: dict[str, Status] = {"succeed": "succeeded", "retry": "pending", 
 class Release:
     """Put a delivery back without an attempt: later (`next_attempt_at`) or dead.
 
-    `circuit_wait` parks it until its endpoint's circuit closes (or it expires).
+    `circuit_wait` parks it until its endpoint's circuit closes (or it expires);
+    `order_wait` until the delivery before it in its ordering key finishes (or it expires).
     """
 
     next_attempt_at: datetime | None = None
     dead_reason: str | None = None
     circuit_wait: bool = False
+    order_wait: bool = False
 
 
 @dataclass(frozen=True)

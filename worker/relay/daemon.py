@@ -8,7 +8,8 @@ Two jobs share one loop:
 - scheduler: enqueue deliveries whose retry is due, and re-enqueue queued deliveries whose
   message Redis lost (relay killed between commit and push, Redis flushed), so nothing stays
   pending for ever and Redis holds nothing Postgres cannot rebuild (guarantees 3 and 6);
-  hand each open circuit whose cooldown is over its one probe;
+  hand each open circuit whose cooldown is over its one probe; wake ordered deliveries left
+  waiting with nothing before them (a safety net: workers wake the next of a key at once);
 - dead letters: count every new one (webhooks_dead_letters_total, whoever filed it) and
   announce them as `webhooks.delivery.dead` events (worker.policy.operations).
 
@@ -58,6 +59,8 @@ class RelayConfig:
     max_age: float
     #: WEBHOOKS_OPERATIONS_TENANT: where operational events are published.
     operations_tenant: str
+    #: WEBHOOKS_ORDERED_ON_DEATH is ``block``: a key whose head is dead waits for an operator.
+    block_on_death: bool = False
     #: Seconds to wait before checking again on a message Redis still holds (long queue).
     #: Short enough that a message a worker had to drop (its claim failed while Postgres
     #: was down) is replaced within a minute; long enough that a long queue is not rechecked
@@ -72,6 +75,8 @@ class RelayConfig:
     announce_interval: float = 10.0
     #: Seconds between sweeps for deliveries parked behind a circuit that has closed.
     sweep_interval: float = 30.0
+    #: Seconds between sweeps for ordered deliveries left waiting with nothing before them.
+    order_sweep_interval: float = 5.0
 
     @classmethod
     def of(cls, settings: Settings) -> RelayConfig:
@@ -82,6 +87,7 @@ class RelayConfig:
             lease=settings.relay_lease,
             max_age=settings.max_delivery_age,
             operations_tenant=settings.operations_tenant,
+            block_on_death=settings.ordered_on_death == "block",
         )
 
 
@@ -121,6 +127,7 @@ class Relay:
         self._schedule_at = 0.0  # time.monotonic() when the scheduler is next due
         self._announce_at = 0.0
         self._sweep_at = 0.0
+        self._order_sweep_at = 0.0
         # Postgres's clock when this relay first connected; None once Redis was checked.
         self._first_seen: datetime | None = None
         self._redis_checked = False
@@ -272,6 +279,17 @@ class Relay:
                 log.info("deliveries no longer behind a circuit", extra={"deliveries": swept})
         return len(rows)
 
+    def sweep_ordered_once(self) -> int:
+        """Wake ordered deliveries left waiting with nothing before them; return how many."""
+        config = self.config
+        rows = store.sweep_ordered(
+            self._db(), config.batch_size, config.lease, config.block_on_death
+        )
+        if rows:
+            self.queue.enqueue([(r.id, r.message_id) for r in rows])
+            log.info("ordered deliveries woken by the sweep", extra={"deliveries": len(rows)})
+        return len(rows)
+
     def announce_once(self) -> int:
         """Count and announce a batch of new dead letters; return how many."""
         tenant = self.config.operations_tenant
@@ -310,6 +328,9 @@ class Relay:
                 break
         if not self.stopping.is_set():
             work += self.probe_once()
+        if not self.stopping.is_set() and now >= self._order_sweep_at:
+            self._order_sweep_at = now + self.config.order_sweep_interval
+            work += self.sweep_ordered_once()
         self._schedule_at = time.monotonic() + self.config.poll_interval
         return work
 

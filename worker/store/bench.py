@@ -56,8 +56,18 @@ class Server:
 
 
 def truncate(conn: psycopg.Connection[Any]) -> None:
-    """Empty the history tables (the endpoints stay)."""
-    run(conn, queries.BENCH_TRUNCATE)
+    """Empty the history tables (the endpoints stay).
+
+    A relay left running between phases reads these tables in its own order; a deadlock
+    with it ends its statement or this one, so this one is tried again.
+    """
+    for attempt in range(5):
+        try:
+            run(conn, queries.BENCH_TRUNCATE)
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
 
 
 def state(conn: psycopg.Connection[Any]) -> State:

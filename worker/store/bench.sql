@@ -66,7 +66,7 @@ order by a.id;
 -- name: dev_dead_letters
 -- The dead letters not replayed yet; `webhooks dev` announces each once.
 select delivery_id, reason, attempts from webhooks.dead_letters
-where replayed_at is null;
+where replayed_at is null and discarded_at is null;
 
 -- name: dev_demo_outcomes
 -- The demo's own events' deliveries per state, so `webhooks dev` says once that the demo is

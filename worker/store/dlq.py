@@ -33,6 +33,10 @@ class Letter:
     died_at: datetime
     replayed_at: datetime | None
     replay_count: int
+    #: When `dlq discard` gave it up (lists show it with ``history`` only).
+    discarded_at: datetime | None
+    #: The event's ordering key, on an ordered endpoint ('' for none).
+    ordering_key: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +63,11 @@ class ShownLetter:
     payload: Any
     event_created_at: datetime
     delivery_status: str
+    ordering_key: str | None = None
+    discarded_at: datetime | None = None
+    discarded_by: str | None = None
+    #: A later event of its ordering key was sent after it died (its key went on).
+    order_broken: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,8 @@ class Replayed:
     marked: int
     id: int | None
     message_id: str | None
+    #: A later event of its ordering key was sent already: this one arrives out of order.
+    out_of_order: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,11 @@ def disabled_endpoints(
 def enable_endpoints(conn: psycopg.Connection[Any], endpoint_ids: list[str]) -> None:
     """Enable endpoints and close their circuits, for a replay to them."""
     run(conn, queries.ENABLE_ENDPOINTS, {"ids": endpoint_ids})
+
+
+def discard_batch(conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[int]:
+    """Give up one batch of the selection; return their delivery ids."""
+    return [r.delivery_id for r in many(conn, _Id, queries.DISCARD_BATCH, params)]
 
 
 def replay_batch(conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[Replayed]:

@@ -18,10 +18,10 @@ and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s::text);
 -- %(after_id)s are the last row of the previous page (keyset pagination).
 select dl.delivery_id, dl.tenant_id, dl.event_id::text, dl.endpoint_id::text, e.url,
        dl.event_type, dl.reason, dl.attempts, dl.last_status_code, dl.last_error, dl.died_at,
-       dl.replayed_at, dl.replay_count
+       dl.replayed_at, dl.replay_count, dl.discarded_at, dl.ordering_key
 from webhooks.dead_letters dl
 join webhooks.endpoints e on e.id = dl.endpoint_id
-where (dl.replayed_at is null or %(history)s)
+where ((dl.replayed_at is null and dl.discarded_at is null) or %(history)s)
   and (%(after_at)s::timestamptz is null
        or (dl.died_at, dl.delivery_id) < (%(after_at)s::timestamptz, %(after_id)s::bigint))
   and
@@ -36,7 +36,9 @@ select dl.delivery_id, dl.tenant_id, dl.event_id::text as event_id,
        dl.endpoint_id::text as endpoint_id, dl.event_type, dl.reason, dl.last_status_code,
        dl.last_error, dl.died_at, dl.replayed_at, dl.replay_count, dl.replays, dl.announced_at,
        e.url, e.enabled, e.disabled_reason, o.payload, o.created_at as event_created_at,
-       d.status as delivery_status
+       d.status as delivery_status, dl.ordering_key, dl.discarded_at, dl.discarded_by,
+       -- include: overtaken
+       as order_broken
 from webhooks.dead_letters dl
 join webhooks.endpoints e on e.id = dl.endpoint_id
 join webhooks.outbox o on o.id = dl.event_id
@@ -46,7 +48,7 @@ where dl.delivery_id = %(id)s and (%(tenant)s::text is null or dl.tenant_id = %(
 -- name: count_dead_letters
 -- How many current dead letters a selection holds (a replay's dry run).
 select count(*) as n from webhooks.dead_letters dl
-where dl.replayed_at is null and
+where dl.replayed_at is null and dl.discarded_at is null and
   -- include: dead_letters_selected
 ;
 
@@ -54,7 +56,7 @@ where dl.replayed_at is null and
 -- Which of the ids asked for name a current dead letter (the tenant filter applies), so an
 -- unknown id is refused before anything is written.
 select dl.delivery_id from webhooks.dead_letters dl
-where dl.replayed_at is null and dl.delivery_id = any(%(ids)s::bigint[])
+where dl.replayed_at is null and dl.discarded_at is null and dl.delivery_id = any(%(ids)s::bigint[])
   and (%(tenant)s::text is null or dl.tenant_id = %(tenant)s::text);
 
 -- name: disabled_selected_endpoints
@@ -62,7 +64,7 @@ where dl.replayed_at is null and dl.delivery_id = any(%(ids)s::bigint[])
 -- refused unless the operator asks to enable them.
 select distinct e.id::text as id, e.url
 from webhooks.dead_letters dl join webhooks.endpoints e on e.id = dl.endpoint_id
-where dl.replayed_at is null and not e.enabled and
+where dl.replayed_at is null and dl.discarded_at is null and not e.enabled and
   -- include: dead_letters_selected
 ;
 
@@ -83,7 +85,7 @@ where id = any(%(ids)s::uuid[]);
 with picked as (
     select dl.delivery_id
     from webhooks.dead_letters dl
-    where dl.replayed_at is null and
+    where dl.replayed_at is null and dl.discarded_at is null and
         -- include: dead_letters_selected
     order by dl.delivery_id
     limit %(batch)s
@@ -94,7 +96,9 @@ with picked as (
         -- include: rearm
     from picked
     where d.id = picked.delivery_id and d.status = 'dead'
-    returning d.id, d.message_id::text as message_id
+    returning d.id, d.message_id::text as message_id,
+              -- include: overtaken
+              as out_of_order
 ), marked as (
     update webhooks.dead_letters dl
     set
@@ -103,6 +107,34 @@ with picked as (
     where dl.delivery_id = picked.delivery_id
     returning dl.delivery_id
 )
-select (select count(*) from marked) as marked, id, message_id from revived
+select (select count(*) from marked) as marked, id, message_id, out_of_order from revived
 union all
-select (select count(*) from marked), null, null;
+select (select count(*) from marked), null, null, null;
+
+-- name: overtaken
+-- Whether a later event of a dead delivery's ordering key has been sent since it died (its
+-- key went on: WEBHOOKS_ORDERED_ON_DEATH=continue): it broke the order, and a replay
+-- arrives out of order. An expression over the delivery, webhooks.deliveries d.
+(d.ordering_key is not null and exists (
+    select 1 from webhooks.deliveries later
+    where later.endpoint_id = d.endpoint_id and later.ordering_key = d.ordering_key
+      and later.event_id > d.event_id and later.attempts > 0))
+
+-- name: discard_batch
+-- Give up one batch of the selection for good (`dlq discard`): its dead letters leave the
+-- current ones (lists, counts, replays) and, under WEBHOOKS_ORDERED_ON_DEATH=block, no longer
+-- hold their ordering key. SKIP LOCKED, as a replay.
+with picked as (
+    select dl.delivery_id
+    from webhooks.dead_letters dl
+    where dl.replayed_at is null and dl.discarded_at is null and
+        -- include: dead_letters_selected
+    order by dl.delivery_id
+    limit %(batch)s
+    for update of dl skip locked
+)
+update webhooks.dead_letters dl
+set discarded_at = now(), discarded_by = %(by)s::text
+from picked
+where dl.delivery_id = picked.delivery_id
+returning dl.delivery_id;

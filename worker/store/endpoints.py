@@ -41,6 +41,8 @@ class EndpointRow:
     circuit_probe_until: datetime | None
     #: The payload filter as written (worker.policy.filters); None: every payload.
     filter: dict[str, Any] | None = None
+    #: Events of one ordering key are delivered one after another (worker.policy.ordering).
+    ordered: bool = False
     #: Set by `disable`: how many pending deliveries it moved to the dead letters.
     dead_lettered: int = 0
 

@@ -59,10 +59,10 @@ where h.value like %(prefix)s;
 -- Create an endpoint with its first (sealed) secret.
 insert into webhooks.endpoints
     (id, tenant_id, url, description, event_types, event_type_regex, secrets, headers,
-     rate_limit, filter, filter_path, filter_vars)
+     rate_limit, filter, filter_path, filter_vars, ordered)
 values (%(id)s, %(tenant)s, %(url)s, %(description)s, %(event_types)s, %(event_type_regex)s,
         %(secrets)s, %(headers)s, %(rate_limit)s, %(filter)s, %(filter_path)s::jsonpath,
-        %(filter_vars)s)
+        %(filter_vars)s, %(ordered)s)
 returning *;
 
 -- name: update_endpoint
@@ -81,6 +81,7 @@ set url = case when %(set_url)s then %(url)s::text else url end,
     headers = case when %(set_headers)s then %(headers)s::jsonb else headers end,
     rate_limit = case when %(set_rate_limit)s then %(rate_limit)s::integer else rate_limit end,
     description = case when %(set_description)s then %(description)s::text else description end,
+    ordered = case when %(set_ordered)s then %(ordered)s::boolean else ordered end,
     updated_at = now()
 where id = %(id)s and (%(tenant)s::text is null or tenant_id = %(tenant)s)
 returning *;
@@ -129,7 +130,8 @@ select count(*) as attempts_24h,
        (select count(*) from webhooks.deliveries d4
          where d4.endpoint_id = %(id)s and d4.status = 'pending') as pending,
        (select count(*) from webhooks.dead_letters dl
-         where dl.endpoint_id = %(id)s and dl.replayed_at is null)
+         where dl.endpoint_id = %(id)s and dl.replayed_at is null
+           and dl.discarded_at is null)
            as dead_letters
 from webhooks.attempts a
 join webhooks.deliveries d on d.id = a.delivery_id
@@ -155,7 +157,8 @@ select (select count(*) from webhooks.deliveries where endpoint_id = %(id)s) as 
        (select count(*) from webhooks.deliveries
          where endpoint_id = %(id)s and status = 'pending') as pending,
        (select count(*) from webhooks.dead_letters
-         where endpoint_id = %(id)s and replayed_at is null) as dead_letters;
+         where endpoint_id = %(id)s and replayed_at is null
+           and discarded_at is null) as dead_letters;
 
 -- name: delete_endpoint
 -- Delete an endpoint; its deliveries, attempts and dead letters go by cascade.

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from worker.policy.plan import Claimed
 from worker.store import queries
-from worker.store.rows import amany, aone, arun, one, run
+from worker.store.rows import amany, aone, arun, many, one, run
 
 AsyncConn = psycopg.AsyncConnection[Any]
 
@@ -91,6 +91,26 @@ async def release(conn: AsyncConn, rows: list[dict[str, Any]], ids: list[int]) -
     """Put deliveries back or kill them (`queries.RELEASE` rows); return the ids moved."""
     params = {"rows": Jsonb(rows), "ids": ids}
     return {r.id for r in await amany(conn, _Id, queries.RELEASE, params)}
+
+
+@dataclass(frozen=True)
+class Woken:
+    """The next delivery of an ordering key, woken with a message of its own."""
+
+    id: int
+    message_id: str
+
+
+async def order_next(conn: AsyncConn, finished: list[int], lease: float) -> list[Woken]:
+    """Wake the next delivery of the keys of these finished ordered deliveries."""
+    return await amany(conn, Woken, queries.ORDER_NEXT, {"ids": finished, "lease": lease})
+
+
+def order_next_sync(
+    conn: psycopg.Connection[Any], finished: list[int], lease: float
+) -> list[Woken]:
+    """Wake the next deliveries as `order_next` does, on a sync connection (operators)."""
+    return many(conn, Woken, queries.ORDER_NEXT, {"ids": finished, "lease": lease})
 
 
 async def record(conn: AsyncConn, params: dict[str, Any]) -> list[Recorded]:

@@ -30,7 +30,29 @@ returning d.id, d.tenant_id, d.attempts, d.spent, d.budget_started_at, d.next_tr
           d.event_created_at, o.id::text as event_id, o.event_type, o.payload::text as payload,
           e.id::text as endpoint_id, e.tenant_id as endpoint_tenant, e.url, e.secrets,
           e.headers, e.rate_limit, e.enabled, e.failing_since, e.consecutive_failures,
-          e.circuit_open_until, e.circuit_probe_id, e.circuit_probe_until;
+          e.circuit_open_until, e.circuit_probe_id, e.circuit_probe_until, d.ordering_key,
+          -- Ordered endpoints only (worker.policy.ordering.may_go decides): is an earlier
+          -- delivery of the key pending, or an earlier event of the key not fanned out yet
+          -- (a concurrent relay's batch, not committed)? Is an earlier one dead, neither
+          -- replayed nor discarded?
+          d.ordering_key is not null and (
+              exists (select 1 from webhooks.deliveries p
+                      where p.endpoint_id = d.endpoint_id and p.ordering_key = d.ordering_key
+                        and p.status = 'pending' and p.event_id < d.event_id)
+              or (d.ordering_key <> '' and exists (
+                      select 1 from webhooks.outbox u
+                      where u.relayed_at is null and u.tenant_id = d.tenant_id
+                        and u.ordering_key = d.ordering_key and u.id < d.event_id))
+              or (d.ordering_key = '' and exists (
+                      select 1 from webhooks.outbox u
+                      where u.relayed_at is null and u.tenant_id = d.tenant_id
+                        and u.ordering_key is null and u.id < d.event_id))
+          ) as ahead_pending,
+          d.ordering_key is not null and exists (
+              select 1 from webhooks.dead_letters l
+              where l.endpoint_id = d.endpoint_id and l.ordering_key = d.ordering_key
+                and l.event_id < d.event_id and l.replayed_at is null and l.discarded_at is null
+          ) as ahead_dead;
 
 -- name: record
 -- Record a batch of HTTP attempts and their deliveries' new states in one statement: each
@@ -94,11 +116,14 @@ select upd.id, upd.status, prev.status as was from upd join prev on prev.id = up
 -- or kill them without one (too old, endpoint disabled, tenant mismatch), a batch at once.
 --
 -- A delivery an open circuit holds back is parked (`wait`) only if the circuit is still open
--- now: one that closed since the claim makes it due at once instead.
+-- now: one that closed since the claim makes it due at once instead. One that waits for the
+-- delivery before it in its ordering key is parked (`order_wait`) until that one wakes it
+-- (`order_next`).
 with r as (
     select r.*, r.wait and e.circuit_open_until is not null as parked
     from jsonb_to_recordset(%(rows)s::jsonb) as r(id bigint, next timestamptz, status text,
-                                                  dead_reason text, wait boolean)
+                                                  dead_reason text, wait boolean,
+                                                  order_wait boolean)
     join webhooks.deliveries d0 on d0.id = r.id and d0.id = any(%(ids)s::bigint[])
     join webhooks.endpoints e on e.id = d0.endpoint_id
 )
@@ -106,6 +131,7 @@ update webhooks.deliveries d
 set next_attempt_at = case when r.wait and not r.parked then now()
                            else coalesce(r.next, d.next_attempt_at) end,
     circuit_wait = r.parked,
+    order_wait = coalesce(r.order_wait, false),
     status = r.status,
     dead_reason = r.dead_reason,
     finished_at = case when r.status = 'dead' then now() else null end,
@@ -161,3 +187,34 @@ returning endpoint_id::text as endpoint_id, count;
 -- name: rate_prune
 -- Forget counts older than the window (run now and then by each worker process).
 delete from webhooks.rate_counts where second < %(before)s;
+
+-- name: order_next
+-- Wake the next delivery of each ordering key whose delivery before it just finished
+-- (succeeded, died, or was discarded): the earliest pending one of the key, if it is
+-- waiting. It gets a message id and a lease, and is returned so the caller hands it over at
+-- once (the engine to itself, an operator's command to the queue); if that is lost, the
+-- scheduler enqueues it when the lease ends. Two wakers of one key: the second finds it no
+-- longer waiting (the row is re-read under its lock) and leaves it.
+with keys as (
+    select distinct d.endpoint_id, d.ordering_key
+    from webhooks.deliveries d
+    where d.id = any(%(ids)s::bigint[]) and d.ordering_key is not null
+), heads as (
+    select h.id
+    from keys k
+    cross join lateral (
+        select w.id, w.order_wait
+        from webhooks.deliveries w
+        where w.endpoint_id = k.endpoint_id and w.ordering_key = k.ordering_key
+          and w.status = 'pending'
+        order by w.event_id
+        limit 1
+    ) h
+    where h.order_wait
+)
+update webhooks.deliveries d
+set order_wait = false, message_id = gen_random_uuid(),
+    next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+from heads
+where d.id = heads.id and d.order_wait and d.status = 'pending'
+returning d.id, d.message_id::text as message_id;

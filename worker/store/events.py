@@ -25,6 +25,7 @@ class Event:
     tenant_id: str
     event_type: str
     idempotency_key: str | None
+    ordering_key: str | None
     created_at: datetime
     relayed_at: datetime | None
 
@@ -37,6 +38,7 @@ class ShownEvent:
     tenant_id: str
     event_type: str
     idempotency_key: str | None
+    ordering_key: str | None
     payload: Any
     created_at: datetime
     relayed_at: datetime | None

@@ -1,7 +1,8 @@
 -- name: list_events
 -- Events without their payloads, newest first; %(after)s is the id of the last event of the
 -- previous page (keyset pagination; ids are UUIDv7, so id order is creation order).
-select id::text as id, tenant_id, event_type, idempotency_key, created_at, relayed_at
+select id::text as id, tenant_id, event_type, idempotency_key, ordering_key, created_at,
+       relayed_at
 from webhooks.outbox
 where (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
   and (%(event_type)s::text is null or event_type = %(event_type)s::text)
@@ -14,7 +15,8 @@ limit %(limit)s;
 
 -- name: show_event
 -- One event with its payload.
-select id::text as id, tenant_id, event_type, idempotency_key, payload, created_at, relayed_at
+select id::text as id, tenant_id, event_type, idempotency_key, ordering_key, payload,
+       created_at, relayed_at
 from webhooks.outbox
 where id = %(id)s and (%(tenant)s::text is null or tenant_id = %(tenant)s::text);
 

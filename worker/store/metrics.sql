@@ -17,7 +17,8 @@ select outbox.pending as outbox_pending,
        deliveries.pending as deliveries_pending,
        coalesce(greatest(extract(epoch from now() - deliveries.oldest_due), 0), 0)
            as deliveries_due_oldest_age_seconds,
-       (select count(*) from webhooks.dead_letters where replayed_at is null)
+       (select count(*) from webhooks.dead_letters where replayed_at is null
+                                                    and discarded_at is null)
            as dead_letters_current,
        (select count(*) from webhooks.endpoints where not enabled) as endpoints_disabled,
        (select count(*) from webhooks.endpoints

@@ -99,7 +99,8 @@ select count(*) as attempts_24h,
        (select count(*) from webhooks.deliveries d4
          where d4.endpoint_id = %(id)s and d4.status = 'pending') as pending,
        (select count(*) from webhooks.dead_letters dl
-         where dl.endpoint_id = %(id)s and dl.replayed_at is null) as dead_letters
+         where dl.endpoint_id = %(id)s and dl.replayed_at is null
+           and dl.discarded_at is null) as dead_letters
 from webhooks.attempts a
 where a.started_at > now() - interval '24 hours'
   and a.tenant_id = %(tenant)s

@@ -111,6 +111,7 @@ EXTEND_LEASE = _sql("extend_lease")
 PROBE = _sql("probe")
 CLOSE_IDLE = _sql("close_idle")
 SWEEP_PARKED = _sql("sweep_parked")
+SWEEP_ORDERED = _sql("sweep_ordered")
 ANNOUNCE = _sql("announce")
 
 # engine.sql: claim, record, release a batch; endpoint health; the Postgres rate limit.
@@ -120,6 +121,7 @@ RELEASE = _sql("release")
 HEALTH_LOCK = _sql("health_lock")
 HEALTH_WRITE = _sql("health_write")
 UNPARK = _sql("unpark")
+ORDER_NEXT = _sql("order_next")
 RATE_COUNT = _sql("rate_count")
 RATE_PRUNE = _sql("rate_prune")
 
@@ -167,6 +169,7 @@ CURRENT_DEAD_LETTER_IDS = _sql("current_dead_letter_ids")
 DISABLED_SELECTED_ENDPOINTS = _sql("disabled_selected_endpoints")
 ENABLE_ENDPOINTS = _sql("enable_endpoints")
 REPLAY_BATCH = _sql("replay_batch")
+DISCARD_BATCH = _sql("discard_batch")
 
 # prune.sql: retention.
 PRUNABLE_EVENTS = _sql("prunable_events")
@@ -189,6 +192,7 @@ PORTAL_ENDPOINT_HEALTH = _sql("portal_endpoint_health")
 
 # status.sql: `webhooks status` and the invariants of `webhooks check`.
 PIPELINE_STATUS = _sql("pipeline_status")
+BLOCKED_KEYS = _sql("blocked_keys")
 CHECK_ONE_DELIVERY_PER_MATCHING_ENDPOINT = _sql("check_one_delivery_per_matching_endpoint")
 CHECK_ATTEMPT_COUNT_MATCHES_ROWS = _sql("check_attempt_count_matches_rows")
 CHECK_TERMINAL_STATE_IS_UNIQUE = _sql("check_terminal_state_is_unique")

@@ -15,6 +15,7 @@ from psycopg.rows import tuple_row
 
 from worker.policy import operations
 from worker.store import queries
+from worker.store.engine import Woken
 from worker.store.rows import many, one, run, scalar
 
 Conn = psycopg.Connection[Any]
@@ -142,6 +143,12 @@ def close_idle(conn: Conn) -> list[str]:
 def sweep_parked(conn: Conn) -> int:
     """Make due the deliveries parked behind a closed circuit; return how many."""
     return run(conn, queries.SWEEP_PARKED)
+
+
+def sweep_ordered(conn: Conn, batch: int, lease: float, block: bool) -> list[Woken]:
+    """Wake the first waiting delivery of ordering keys with nothing pending before it."""
+    params = {"batch": batch, "lease": lease, "block": block}
+    return many(conn, Woken, queries.SWEEP_ORDERED, params)
 
 
 def new_dead_letters(conn: Conn, batch: int) -> list[DeadLetter]:

@@ -14,8 +14,13 @@
 -- them by endpoint (`filtered_endpoint`, `filtered`) for webhooks_events_filtered_total.
 -- jsonb_path_match runs silent: a path error (there should be none) filters the pair out
 -- rather than failing the batch for ever.
+--
+-- A delivery to an ordered endpoint carries the event's ordering key ('' for none). Only the
+-- first of its key gets a message: a later one in the batch, or one whose key already has an
+-- earlier pending delivery (or one under way), is created waiting (`order_wait`, parked at
+-- its expiry like a circuit's) until the one before it finishes (worker.policy.ordering).
 with claimed as (
-    select id, tenant_id, event_type, created_at, endpoint_id, payload
+    select id, tenant_id, event_type, created_at, endpoint_id, payload, ordering_key
     from webhooks.outbox
     where relayed_at is null
     order by id
@@ -28,6 +33,7 @@ with claimed as (
 ), matched as (
     select c.tenant_id, c.id as event_id, c.created_at, e.id as endpoint_id,
            e.circuit_open_until,
+           case when e.ordered then coalesce(c.ordering_key, '') end as ordering_key,
            e.filter_path is null
            or coalesce(jsonb_path_match(
                   jsonb_build_object('type', c.event_type, 'tenant', c.tenant_id,
@@ -40,17 +46,32 @@ with claimed as (
      and (e.event_types is null or c.event_type = any(e.event_types)
           or c.event_type ~ e.event_type_regex)
      and (c.endpoint_id is null or e.id = c.endpoint_id)
+), placed as (
+    -- One pass over the batch (a window, not a join: the planner cannot size a CTE, and a
+    -- join of it to itself ran as a nested loop, 15 times slower).
+    select m.*,
+           m.ordering_key is not null and (
+               row_number() over (partition by m.endpoint_id, m.ordering_key
+                                  order by m.event_id) > 1
+               or exists (select 1 from webhooks.deliveries p
+                          where p.endpoint_id = m.endpoint_id
+                            and p.ordering_key = m.ordering_key and p.status = 'pending'
+                            and (p.event_id < m.event_id or not p.order_wait))
+           ) as order_wait
+    from matched m
+    where m.passes
 ), created as (
     insert into webhooks.deliveries
         (tenant_id, event_id, endpoint_id, event_created_at, message_id, next_attempt_at,
-         circuit_wait)
+         circuit_wait, ordering_key, order_wait)
     select m.tenant_id, m.event_id, m.endpoint_id, m.created_at,
-           case when m.circuit_open_until is null then gen_random_uuid() end,
-           now() + case when m.circuit_open_until is null then %(lease)s
+           case when m.circuit_open_until is null and not m.order_wait
+                then gen_random_uuid() end,
+           now() + case when m.circuit_open_until is null and not m.order_wait then %(lease)s
                         else %(max_age)s end * interval '1 second',
-           m.circuit_open_until is not null
-    from matched m
-    where m.passes
+           m.circuit_open_until is not null and not m.order_wait,
+           m.ordering_key, m.order_wait
+    from placed m
     on conflict (event_id, endpoint_id) do nothing
     returning id, message_id
 )
@@ -119,7 +140,7 @@ with due as (
     cross join lateral (
         select d.id
         from webhooks.deliveries d
-        where d.endpoint_id = e.id and d.status = 'pending'
+        where d.endpoint_id = e.id and d.status = 'pending' and not d.order_wait
           and (d.locked_until is null or d.locked_until < now())
         order by d.next_attempt_at
         limit 1
@@ -166,6 +187,36 @@ set circuit_wait = false, next_attempt_at = now(), updated_at = now()
 from webhooks.endpoints e
 where d.circuit_wait and d.status = 'pending' and e.id = d.endpoint_id
   and e.circuit_open_until is null;
+
+-- name: sweep_ordered
+-- A safety net for ordered delivery: the first pending delivery of an ordering key that
+-- still waits, with nothing pending before it, is woken (the engine wakes the next one as
+-- each finishes; a claim that saw its predecessor pending while that one finished leaves it
+-- waiting). Under `block` (%(block)s) a key whose earlier delivery is dead, neither replayed
+-- nor discarded, stays. SKIP LOCKED: concurrent relays share the work.
+with heads as (
+    select distinct on (d.endpoint_id, d.ordering_key)
+           d.id, d.order_wait, d.endpoint_id, d.ordering_key, d.event_id
+    from webhooks.deliveries d
+    where d.ordering_key is not null and d.status = 'pending'
+    order by d.endpoint_id, d.ordering_key, d.event_id
+), due as (
+    select d.id
+    from heads h join webhooks.deliveries d on d.id = h.id
+    where h.order_wait
+      and not (%(block)s and exists (
+          select 1 from webhooks.dead_letters l
+          where l.endpoint_id = h.endpoint_id and l.ordering_key = h.ordering_key
+            and l.event_id < h.event_id and l.replayed_at is null and l.discarded_at is null))
+    limit %(batch)s
+    for update of d skip locked
+)
+update webhooks.deliveries d
+set order_wait = false, message_id = gen_random_uuid(),
+    next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+from due
+where d.id = due.id and d.order_wait and d.status = 'pending'
+returning d.id, d.message_id::text as message_id;
 
 -- name: announce
 -- The relay takes the dead letters nobody has counted yet (filed by a worker, the scheduler

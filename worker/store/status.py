@@ -5,6 +5,7 @@ Rows are frozen dataclasses read through `worker.store.rows` (its docstring has 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,10 @@ class Status:
     queued: int
     in_flight: int
     waiting: int
+    #: Ordered deliveries waiting for the one before them in their key.
+    behind_their_key: int
+    #: Ordering keys held up by a dead delivery (WEBHOOKS_ORDERED_ON_DEATH=block).
+    blocked_keys: int
     behind_open_circuits: int
     dead_letters: int
     disabled_endpoints: int
@@ -35,6 +40,30 @@ class Status:
     endpoints: int
     #: Messages in the queue (every tenant's); None when unknown. Set by the caller.
     queue_depth: int | None = None
+    #: The first blocked keys (`blocked_keys`). Set by the caller.
+    blocked: tuple[BlockedKey, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockedKey:
+    """An ordering key held up by a dead delivery, and how many wait behind it."""
+
+    endpoint_id: str
+    ordering_key: str
+    delivery_id: int
+    died_at: datetime
+    waiting: int
+
+
+def blocked_keys(
+    conn: psycopg.Connection[Any],
+    tenant_id: str | None,
+    endpoint_id: uuid.UUID | None = None,
+    limit: int = 20,
+) -> list[BlockedKey]:
+    """Return the ordering keys a dead delivery holds up (of a tenant, an endpoint)."""
+    params = {"tenant": tenant_id, "endpoint": endpoint_id, "limit": limit}
+    return many(conn, BlockedKey, queries.BLOCKED_KEYS, params)
 
 
 def status(conn: psycopg.Connection[Any], tenant_id: str | None) -> Status:

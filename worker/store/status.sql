@@ -23,12 +23,23 @@ select
         and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as in_flight,
     (select count(*) from webhooks.deliveries
       where status = 'pending' and message_id is null and next_attempt_at > now()
-        and not circuit_wait
+        and not circuit_wait and not order_wait
         and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as waiting,
+    (select count(*) from webhooks.deliveries
+      where status = 'pending' and order_wait
+        and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as behind_their_key,
+    (select count(distinct (l.endpoint_id, l.ordering_key))
+       from webhooks.dead_letters l
+      where l.ordering_key is not null and l.replayed_at is null and l.discarded_at is null
+        and (%(tenant)s::text is null or l.tenant_id = %(tenant)s::text)
+        and exists (select 1 from webhooks.deliveries w
+                     where w.endpoint_id = l.endpoint_id and w.ordering_key = l.ordering_key
+                       and w.status = 'pending' and w.order_wait and w.event_id > l.event_id))
+      as blocked_keys,
     (select count(*) from webhooks.deliveries
       where status = 'pending' and circuit_wait
         and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as behind_open_circuits,
-    (select count(*) from webhooks.dead_letters where replayed_at is null
+    (select count(*) from webhooks.dead_letters where replayed_at is null and discarded_at is null
        and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as dead_letters,
     (select count(*) from webhooks.endpoints where not enabled
        and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as disabled_endpoints,
@@ -37,6 +48,25 @@ select
         and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as open_circuits,
     (select count(*) from webhooks.endpoints
       where (%(tenant)s::text is null or tenant_id = %(tenant)s::text)) as endpoints;
+
+-- name: blocked_keys
+-- Ordering keys held up by a dead delivery neither replayed nor discarded, with later ones
+-- waiting behind it (WEBHOOKS_ORDERED_ON_DEATH=block): the first dead one of each, oldest
+-- first.
+select distinct on (l.endpoint_id, l.ordering_key)
+       l.endpoint_id::text as endpoint_id, l.ordering_key, l.delivery_id, l.died_at,
+       (select count(*) from webhooks.deliveries w
+         where w.endpoint_id = l.endpoint_id and w.ordering_key = l.ordering_key
+           and w.status = 'pending' and w.event_id > l.event_id) as waiting
+from webhooks.dead_letters l
+where l.ordering_key is not null and l.replayed_at is null and l.discarded_at is null
+  and (%(tenant)s::text is null or l.tenant_id = %(tenant)s::text)
+  and (%(endpoint)s::uuid is null or l.endpoint_id = %(endpoint)s::uuid)
+  and exists (select 1 from webhooks.deliveries w
+               where w.endpoint_id = l.endpoint_id and w.ordering_key = l.ordering_key
+                 and w.status = 'pending' and w.order_wait and w.event_id > l.event_id)
+order by l.endpoint_id, l.ordering_key, l.event_id
+limit %(limit)s;
 
 -- name: check_one_delivery_per_matching_endpoint
 -- Invariant: a relayed event has a delivery to every endpoint that matched it when relayed
@@ -70,7 +100,7 @@ select d.id as delivery_id, d.status
 from webhooks.deliveries d
 left join webhooks.dead_letters dl on dl.delivery_id = d.id
 where (d.status = 'succeeded' and dl.delivery_id is not null
-       and dl.replayed_at is null)
+       and dl.replayed_at is null and dl.discarded_at is null)
    or (d.status = 'dead' and (dl.delivery_id is null or dl.replayed_at is not null))
 limit 100;
 
