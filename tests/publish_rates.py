@@ -3,12 +3,13 @@
     python -m tests.publish_rates [--batch 1000] [--batches 10] [--repeats 5]
 
 Creates a database of its own (on DATABASE_URL's server, else 127.0.0.1:5432), migrates it,
-then for each publisher runs ``--repeats`` runs of ``--batches`` transactions, each one
-``publish_many`` of ``--batch`` order events (~330 bytes of JSON with nested objects and
-quotes) and a commit, and prints the median events per second and the client CPU per event.
-The outbox is emptied between runs. The bare psycopg publisher is the reference; Django
-runs in a process of its own per backend (tests/django_site, `publish_rate`). Drops the
-database at the end.
+then runs ``--repeats`` rounds; in each, every publisher in turn runs ``--batches``
+transactions, each one ``publish_many`` of ``--batch`` order events (~330 bytes of JSON with
+nested objects and quotes) and a commit. Prints per publisher the median events per second,
+the median of its per-round ratio to the bare psycopg publisher (the same round's: a busy
+machine's load moves both) and the client CPU per event. The outbox is emptied before each
+run. Django runs in a process of its own per backend and round (tests/django_site,
+`publish_rate`). Drops the database at the end.
 """
 
 from __future__ import annotations
@@ -163,42 +164,58 @@ def database() -> Iterator[str]:
             conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+SQLALCHEMY = [
+    ("SQLAlchemy + psycopg", sqlalchemy_sync, "psycopg"),
+    ("SQLAlchemy + psycopg2", sqlalchemy_sync, "psycopg2"),
+    ("SQLAlchemy async + asyncpg", sqlalchemy_async, "asyncpg"),
+    ("SQLAlchemy async + psycopg", sqlalchemy_async, "psycopg"),
+]
+DJANGO = [
+    ("Django + psycopg", {}),
+    ("Django + psycopg, server-side binding", {"WEBHOOKS_TEST_DJANGO_BINDING": "server"}),
+    ("Django + psycopg2", {"WEBHOOKS_TEST_DJANGO_DRIVER": "psycopg2"}),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     opts = parser.parse_args()
-    sizes = (opts.batch, opts.batches, opts.repeats)
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     with database() as url:
-        results = []
-        for name, publisher in [
-            ("psycopg (bare)", lambda: bare_psycopg(url)),
-            ("SQLAlchemy + psycopg", lambda: sqlalchemy_sync(url, "psycopg")),
-            ("SQLAlchemy + psycopg2", lambda: sqlalchemy_sync(url, "psycopg2")),
-            ("SQLAlchemy async + asyncpg", lambda: sqlalchemy_async(url, "asyncpg")),
-            ("SQLAlchemy async + psycopg", lambda: sqlalchemy_async(url, "psycopg")),
-        ]:
-            made = publisher()
-            results.append(measure(name, next(made), url, *sizes))
-            next(made, None)
-            print(line(results[-1]), flush=True)
-        for name, backend in [
-            ("Django + psycopg", {}),
-            ("Django + psycopg, server-side binding", {"WEBHOOKS_TEST_DJANGO_BINDING": "server"}),
-            ("Django + psycopg2", {"WEBHOOKS_TEST_DJANGO_DRIVER": "psycopg2"}),
-        ]:
-            results.append({"publisher": name, **django(url, backend, *sizes)})
-            print(line(results[-1]), flush=True)
+        opened = [("psycopg (bare)", bare_psycopg(url))]
+        opened += [(name, make(url, driver)) for name, make, driver in SQLALCHEMY]
+        runs = {name: next(publisher) for name, publisher in opened}
+        results: dict[str, dict[str, list[float]]] = {}
+        for _ in range(opts.repeats):
+            for name, run in runs.items():
+                got = measure(name, run, url, opts.batch, opts.batches, 1)
+                add(results, name, got["rates"][0], got["cpu_us"])
+            for name, backend in DJANGO:
+                got = django(url, backend, opts.batch, opts.batches, 1)
+                add(results, name, got["rates"][0], got["cpu_us"])
+        for _, publisher in opened:
+            next(publisher, None)
+    reference = results["psycopg (bare)"]["rates"]
+    for name, figures in results.items():
+        ratios = [r / ref for r, ref in zip(figures["rates"], reference, strict=True)]
+        print(line(name, figures["rates"], statistics.median(ratios), figures["cpu_us"]))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
-def line(result: dict[str, Any]) -> str:
-    rates = result["rates"]
+def add(results: dict[str, dict[str, list[float]]], name: str, rate: float, cpu: float) -> None:
+    entry = results.setdefault(name, {"rates": [], "cpu_us": []})
+    entry["rates"].append(rate)
+    entry["cpu_us"].append(cpu)
+
+
+def line(name: str, rates: list[float], ratio: float, cpu_us: list[float]) -> str:
     return (
-        f"{result['publisher']:<40} {statistics.median(rates):>9,.0f} events/s"
-        f" ({min(rates):,.0f}-{max(rates):,.0f}), {result['cpu_us']:.1f} us client CPU an event"
+        f"{name:<38} {statistics.median(rates):>7,.0f} events/s"
+        f" ({min(rates):,.0f}-{max(rates):,.0f}), {ratio:.2f} of bare psycopg,"
+        f" {statistics.median(cpu_us):.0f} us client CPU an event"
     )
 
 
