@@ -105,22 +105,30 @@ class _Traced(Attempt):
         self.started = started
 
     def end(self, finished: Finished) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
-        outcome = finished.outcome
         span = self.span
-        span.set_attribute("webhooks.attempt.outcome", outcome.kind.value)
-        span.set_attribute("webhooks.attempt.duration_seconds", finished.duration)
-        if outcome.status_code is not None:
-            span.set_attribute("http.response.status_code", outcome.status_code)
-        if outcome.error_kind is not None:
-            span.set_attribute("webhooks.attempt.error_kind", outcome.error_kind.value)
-        if outcome.kind is not Kind.SUCCEEDED:
-            # OpenTelemetry's error.type: the error's class, or the status code as text.
-            kind = outcome.error_kind.value if outcome.error_kind else outcome.kind.value
-            span.set_attribute("error.type", kind)
-            span.set_status(Status(StatusCode.ERROR, outcome.error))
+        if span.is_recording():
+            outcome = finished.outcome
+            attributes: dict[str, Any] = {
+                "webhooks.attempt.outcome": outcome.kind.value,
+                "webhooks.attempt.duration_seconds": finished.duration,
+            }
+            if outcome.status_code is not None:
+                attributes["http.response.status_code"] = outcome.status_code
+            if outcome.error_kind is not None:
+                attributes["webhooks.attempt.error_kind"] = outcome.error_kind.value
+            if outcome.kind is not Kind.SUCCEEDED:
+                # OpenTelemetry's error.type: the error's class, or the outcome.
+                kind = outcome.error_kind.value if outcome.error_kind else outcome.kind.value
+                attributes["error.type"] = kind
+                span.set_status(_error(outcome.error))
+            span.set_attributes(attributes)
         span.end(end_time=self.started + int(finished.duration * 1e9))
+
+
+def _error(description: str | None) -> Any:
+    from opentelemetry.trace import Status, StatusCode
+
+    return Status(StatusCode.ERROR, description)
 
 
 class Tracing:
@@ -202,27 +210,30 @@ class Tracing:
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind
 
-        url = urlsplit(job.url)
         started = time.time_ns()
         span = self._tracer.start_span(
             "webhooks attempt",
             context=self._parents.get(job.event_id),
             kind=SpanKind.CLIENT,
             start_time=started,
-            attributes={
-                "http.request.method": "POST",
-                "server.address": url.hostname or "",
-                "server.port": url.port or (443 if url.scheme == "https" else 80),
-                "user_agent.original": USER_AGENT,
-                "webhooks.endpoint.id": job.endpoint_id,
-                "webhooks.delivery.id": job.id,
-                "webhooks.event.id": job.event_id,
-                "webhooks.event.type": job.event_type,
-                "webhooks.tenant": job.tenant_id,
-                "webhooks.attempt.number": job.attempts + 1,
-                "webhooks.attempt.trigger": job.next_trigger,
-            },
         )
+        if span.is_recording():  # a span sampled out costs no attribute
+            url = urlsplit(job.url)
+            span.set_attributes(
+                {
+                    "http.request.method": "POST",
+                    "server.address": url.hostname or "",
+                    "server.port": url.port or (443 if url.scheme == "https" else 80),
+                    "user_agent.original": USER_AGENT,
+                    "webhooks.endpoint.id": job.endpoint_id,
+                    "webhooks.delivery.id": job.id,
+                    "webhooks.event.id": job.event_id,
+                    "webhooks.event.type": job.event_type,
+                    "webhooks.tenant": job.tenant_id,
+                    "webhooks.attempt.number": job.attempts + 1,
+                    "webhooks.attempt.trigger": job.next_trigger,
+                }
+            )
         headers: dict[str, str] = {}
         if self.traceparent:
             self._propagator.inject(headers, context=trace.set_span_in_context(span))
