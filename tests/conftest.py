@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import hypothesis
 import psycopg
 import pytest
 import redis
@@ -28,6 +29,11 @@ import redis
 from tests.services import RedisServer, Watch
 from worker.dev.embedded import EmbeddedServices, port_open
 from worker.store import migrate
+
+# No per-example deadline: on a shared, loaded machine a property test's example can take
+# longer than Hypothesis's default 200 ms without anything being wrong (a wall-clock limit).
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 _embedded = EmbeddedServices()
 _owned: list[RedisServer] = []

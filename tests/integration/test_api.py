@@ -168,6 +168,7 @@ def test_publish_reaches_the_receiver_signed_and_attempts_resend_and_replay_work
         "enabled_endpoints": [],
         "dry_run": True,
         "disabled_endpoints": [],
+        "out_of_order": 0,
     }
     healthy.set()
     done = acme.ok("POST", "/v1/dead-letters/replay", json={"ids": [letters[0]["delivery_id"]]})
@@ -559,3 +560,41 @@ def test_a_replay_through_the_api_records_the_key_that_asked_for_it(
     [row] = pipeline.rows("select replays from webhooks.dead_letters")
     # It once recorded the API server's user@host, as if an operator at it had replayed.
     assert row["replays"][0]["by"].startswith("api-key:")
+
+
+def test_ordered_endpoints_ordering_keys_and_discards_through_the_api(
+    acme: Api, globex: Api, pipeline: Pipeline, receiver: Receiver
+) -> None:
+    receiver.on("/down", lambda _: (500, {}, b"down"))
+    pipeline.start_relay()
+    pipeline.start_worker()
+    ep = acme.ok("POST", "/v1/endpoints", json={"url": receiver.url("/down"), "ordered": True})
+    assert ep["ordered"] is True
+    path = f"/v1/endpoints/{ep['id']}"
+    assert acme.call("PATCH", path, json={"ordered": None}).status_code == 422
+    assert acme.call("PATCH", path, json={"ordered": "yes"}).status_code == 422
+    event = acme.ok(
+        "POST",
+        "/v1/events",
+        json={"event_type": "invoice.updated", "data": {}, "ordering_key": "invoice-42"},
+    )
+    assert event["ordering_key"] == "invoice-42"
+    for key in ("", "k" * 256, "a\u0000b"):
+        refused = acme.call(
+            "POST", "/v1/events", json={"event_type": "a.b", "data": {}, "ordering_key": key}
+        )
+        assert refused.status_code == 422, key
+    [letter] = wait_for(lambda: acme.ok("GET", "/v1/dead-letters")["items"], what="a dead letter")
+    assert letter["ordering_key"] == "invoice-42"
+    discard = "/v1/dead-letters/discard"
+    assert acme.call("POST", discard, json={}).status_code == 422
+    other = globex.call("POST", discard, json={"ids": [letter["delivery_id"]]})
+    assert other.status_code == 404  # another tenant's dead letter does not exist for it
+    dry = acme.ok("POST", discard, json={"all": True, "dry_run": True})
+    assert dry == {"discarded": 1, "woken": 0, "dry_run": True}
+    done = acme.ok("POST", discard, json={"ids": [letter["delivery_id"]]})
+    assert (done["discarded"], done["dry_run"]) == (1, False)
+    assert acme.ok("GET", "/v1/dead-letters")["items"] == []
+    [shown] = acme.ok("GET", "/v1/dead-letters", params={"history": True})["items"]
+    assert shown["discarded_at"] is not None
+    assert acme.ok("PATCH", path, json={"ordered": False})["ordered"] is False

@@ -27,7 +27,7 @@ SEED = os.environ.get("WEBHOOKS_FUZZ_SEED", "1")
 #: Every operation of the API: endpoints (5 + rotate-secret, enable, disable, test,
 #: test-filter), events (3), deliveries (4), dead letters (2), status, portal links and
 #: event types (6).
-OPERATIONS = 27
+OPERATIONS = 28
 
 
 def test_schemathesis_with_every_check_finds_nothing(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from producers import Event
-from tests.faults.harness import Cluster
+from tests.faults.harness import Cluster, metric
 from tests.faults.receivers import Sink, running_sink
 from tests.ordering import OrderLog, by_key, keyed_events
 
@@ -154,7 +154,7 @@ def test_block_holds_the_key_until_its_dead_head_is_discarded(
     try:
         log = OrderLog()
         _, ids = dead_head(c, sink, log)
-        c.start_relay(lease="5s")
+        relay = c.start_relay(lease="5s")
         c.start_worker(threads=4, concurrency=256)
         c.wait_until(
             lambda: c.value("select count(*) from webhooks.dead_letters") == 1, 60, "the head died"
@@ -163,6 +163,7 @@ def test_block_holds_the_key_until_its_dead_head_is_discarded(
         assert delivered(log) == []
         status = json.loads(c.cli("status", "--json").stdout)
         assert status["blocked_keys"] == 1 and status["behind_their_key"] == 3
+        assert metric(relay.metrics_port, "webhooks_ordering_keys_blocked") == 1
         assert status["blocked"][0]["ordering_key"] == "invoice-42"
         assert "invoice-42" in c.cli("status").stdout
 

@@ -304,3 +304,28 @@ def test_an_endpoint_takes_patterns_and_a_filter_checked_like_the_apis(
             None,
             None,
         )
+
+
+def test_an_endpoint_is_made_ordered_and_back_from_the_form(
+    server: Server, receiver: Receiver, browser_context: Callable[..., Any], db_url: str
+) -> None:
+    page = browser_context().new_page()
+    page.goto(server.link("acme"))
+    page.goto(server.portal + "/endpoints/new")
+    page.get_by_label("URL").fill(receiver.url("/o"))
+    page.get_by_label("Ordered").check()
+    page.get_by_role("button", name="Add endpoint").click()
+    page.get_by_text("one after another per ordering key").wait_for()
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select ordered from webhooks.endpoints").fetchone() == (True,)
+    # Saved again as shown, it stays ordered; unticked, it is not.
+    page.get_by_role("link", name="Edit").click()
+    assert page.get_by_label("Ordered").is_checked()
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("one after another per ordering key").wait_for()
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Ordered").uncheck()
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("none: events in parallel").wait_for()
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select ordered from webhooks.endpoints").fetchone() == (False,)

@@ -1,4 +1,4 @@
-"""The /v1/dead-letters routes: list dead letters, replay a selection of them."""
+"""The /v1/dead-letters routes: list dead letters, replay or discard a selection of them."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Caller` is local to the builder, where only evaluated annotations can see it.
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from worker.api.auth import CallerDependency, Principal, Services
-from worker.api.models import EventType, Id, Moment, ReplayIn
+from worker.api.models import DiscardIn, EventType, Id, LettersIn, Moment, ReplayIn
 from worker.api.paging import decode_cursor, fast, page
 from worker.api.params import Limit, TenantQuery, TimeIdCursor
 from worker.api.problems import Problem
@@ -58,21 +58,7 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
     @v1.post("/dead-letters/replay", tags=["dead-letters"])
     def replay_dead_letters(body: ReplayIn, caller: Caller) -> dict[str, Any]:
         """Replay the selected dead letters (dry_run: only count them)."""
-        chosen = letters.Selection(
-            ids=tuple(body.ids),
-            endpoint_id=body.endpoint_id,
-            event_type=body.event_type,
-            since=body.since,
-            reason=body.reason,
-            everything=body.all,
-        )
-        if chosen.is_empty():
-            raise Problem(
-                422,
-                "choose dead letters: ids, endpoint_id, event_type, since, reason, or all",
-                kind="invalid-value",
-            )
-        selection = letters.Selection(**{**asdict(chosen), "tenant_id": caller.scope(body.tenant)})
+        selection = _selection(body, caller)
         with services.connection() as conn:
             result = letters.replay(
                 conn,
@@ -86,4 +72,39 @@ def router(services: Services, principal: CallerDependency) -> APIRouter:
             )
         return asdict(result)
 
+    @v1.post("/dead-letters/discard", tags=["dead-letters"])
+    def discard_dead_letters(body: DiscardIn, caller: Caller) -> dict[str, Any]:
+        """Give the selected dead letters up for good: they leave the list and no replay
+        takes them; the ordering keys they held up go on (dry_run: only count them)."""
+        selection = _selection(body, caller)
+        with services.connection() as conn:
+            result = letters.discard(
+                conn,
+                None if body.dry_run else services.broker(),
+                selection,
+                dry_run=body.dry_run,
+                queue_name=services.settings.queue_name,
+                by=caller.name,
+            )
+        return asdict(result)
+
     return v1
+
+
+def _selection(body: LettersIn, caller: Principal) -> letters.Selection:
+    """Return the dead letters a body chooses, in the caller's tenant; 422 for none."""
+    chosen = letters.Selection(
+        ids=tuple(body.ids),
+        endpoint_id=body.endpoint_id,
+        event_type=body.event_type,
+        since=body.since,
+        reason=body.reason,
+        everything=body.all,
+    )
+    if chosen.is_empty():
+        raise Problem(
+            422,
+            "choose dead letters: ids, endpoint_id, event_type, since, reason, or all",
+            kind="invalid-value",
+        )
+    return letters.Selection(**{**asdict(chosen), "tenant_id": caller.scope(body.tenant)})

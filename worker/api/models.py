@@ -405,8 +405,8 @@ def _chosen(field: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": [field], "properties": {field: schema}}
 
 
-class ReplayIn(Strict):
-    """Which dead letters to replay; at least one criterion or ``all``."""
+class LettersIn(Strict):
+    """Which dead letters; at least one criterion or ``all``."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -427,10 +427,19 @@ class ReplayIn(Strict):
     since: Moment | None = None
     reason: DeadReason | None = None
     all: bool = False
-    limit: BigId | None = None
     dry_run: bool = False
-    enable_endpoints: bool = False
     tenant: Tenant | None = Field(None, description="Admin keys only.")
+
+
+class ReplayIn(LettersIn):
+    """Which dead letters to replay; at least one criterion or ``all``."""
+
+    limit: BigId | None = None
+    enable_endpoints: bool = False
+
+
+class DiscardIn(LettersIn):
+    """Which dead letters to give up for good; at least one criterion or ``all``."""
 
 
 class FieldError(BaseModel):

@@ -36,6 +36,10 @@ BACKLOG_GAUGES: dict[str, str] = {
     "webhooks_endpoints_circuit_open": (
         "Enabled endpoints whose circuit is open: their deliveries wait for a probe to succeed."
     ),
+    "webhooks_ordering_keys_blocked": (
+        "Ordering keys whose later events wait behind a dead delivery, neither replayed nor"
+        " discarded (WEBHOOKS_ORDERED_ON_DEATH=block)."
+    ),
 }
 BACKLOG_ERRORS = "webhooks_backlog_query_errors"
 

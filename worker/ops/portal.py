@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,11 +24,13 @@ import psycopg
 from worker.errors import InvalidEndpoint, NotFound
 from worker.ops.validation import check_tenant
 from worker.store import portal as rows
+from worker.store import status as status_rows
 from worker.store.db import wrapped_errors
 from worker.store.endpoints import Health
 from worker.store.portal import Hour, PublishedType
 from worker.store.portal import Link as Link
 from worker.store.portal import Session as Session
+from worker.store.status import BlockedKey
 
 LINK_PREFIX = "whp_"
 SESSION_PREFIX = "whs_"
@@ -177,6 +180,14 @@ def hourly(conn: psycopg.Connection[Any], tenant_id: str) -> list[Hour]:
     """Return the tenant's attempts of the last 24 hours by hour: attempts and successes."""
     with wrapped_errors():
         return rows.hourly(conn, tenant_id)
+
+
+def blocked_keys(
+    conn: psycopg.Connection[Any], endpoint_id: str, tenant_id: str
+) -> list[BlockedKey]:
+    """Return the ordering keys of an endpoint that a dead delivery holds up."""
+    with wrapped_errors():
+        return status_rows.blocked_keys(conn, tenant_id, uuid.UUID(endpoint_id))
 
 
 def endpoint_health(conn: psycopg.Connection[Any], endpoint_id: str, tenant_id: str) -> Health:

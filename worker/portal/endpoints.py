@@ -41,6 +41,7 @@ def form_of(ep: Endpoint | None) -> dict[str, str]:
             "headers": "",
             "rate_limit": "",
             "filter": "",
+            "ordered": "",
         }
     return {
         "url": ep.url,
@@ -49,6 +50,7 @@ def form_of(ep: Endpoint | None) -> dict[str, str]:
         "headers": "\n".join(f"{k}: {v}" for k, v in ep.headers.items()),
         "rate_limit": str(ep.rate_limit or ""),
         "filter": json.dumps(ep.filter, indent=2, ensure_ascii=False) if ep.filter else "",
+        "ordered": "on" if ep.ordered else "",
     }
 
 
@@ -85,6 +87,8 @@ def parse_form(v: Viewer, shown: Endpoint | None = None) -> dict[str, Any]:
         "rate_limit": int(limit_text) if limit_text else None,
         # The language's own check, with the path of what is wrong (worker.policy.filters).
         "filter": filters.parse_text(filter_text).source if filter_text else None,
+        # A checkbox: posted as "on" when ticked, absent when not.
+        "ordered": v.value("ordered") == "on",
     }
 
 
@@ -281,11 +285,13 @@ def _shown(
 ) -> Response:
     with services.connection() as conn:
         health = portal.endpoint_health(conn, ep.id, ep.tenant_id)
+        blocked = portal.blocked_keys(conn, ep.id, ep.tenant_id) if ep.ordered else []
     return pages.render(
         "endpoint.html",
         v,
         ep=ep,
         health=health,
+        blocked=blocked,
         secret=secret,
         secret_label=label,
         notice=notice,

@@ -26,6 +26,7 @@ class Backlog:
     dead_letters_current: int
     endpoints_disabled: int
     endpoints_circuit_open: int
+    ordering_keys_blocked: int
 
 
 def backlog(conn: psycopg.Connection[Any], seconds: float) -> Backlog:

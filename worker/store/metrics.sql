@@ -22,7 +22,16 @@ select outbox.pending as outbox_pending,
            as dead_letters_current,
        (select count(*) from webhooks.endpoints where not enabled) as endpoints_disabled,
        (select count(*) from webhooks.endpoints
-         where circuit_open_until is not null and enabled) as endpoints_circuit_open
+         where circuit_open_until is not null and enabled) as endpoints_circuit_open,
+       -- dead_letters_ordering: only the current dead letters of ordered endpoints.
+       (select count(distinct (l.endpoint_id, l.ordering_key))
+          from webhooks.dead_letters l
+         where l.ordering_key is not null and l.replayed_at is null and l.discarded_at is null
+           and exists (select 1 from webhooks.deliveries w
+                        where w.endpoint_id = l.endpoint_id
+                          and w.ordering_key = l.ordering_key and w.status = 'pending'
+                          and w.order_wait and w.event_id > l.event_id))
+           as ordering_keys_blocked
 from outbox, deliveries;
 
 -- name: local_statement_timeout
