@@ -170,6 +170,7 @@ DISABLED_SELECTED_ENDPOINTS = _sql("disabled_selected_endpoints")
 ENABLE_ENDPOINTS = _sql("enable_endpoints")
 REPLAY_BATCH = _sql("replay_batch")
 DISCARD_BATCH = _sql("discard_batch")
+OVERTAKEN = _sql("overtaken")
 
 # prune.sql: retention.
 PRUNABLE_EVENTS = _sql("prunable_events")
