@@ -26,7 +26,7 @@ $$;
 
 -- Producer: publish events into the caller's transaction, and nothing else. publish() runs
 --   insert into webhooks.outbox (id, tenant_id, event_type, payload, idempotency_key,
---                                ordering_key) ...
+--                                ordering_key, trace_context) ...
 --   on conflict (tenant_id, idempotency_key) where idempotency_key is not null
 --   do update set idempotency_key = excluded.idempotency_key
 --   returning id, tenant_id, idempotency_key
@@ -34,7 +34,8 @@ $$;
 -- and UPDATE on the updated one. The producer cannot read payloads, nor see deliveries,
 -- endpoints or secrets. (pg_notify, which wakes the relay, is open to every role.)
 grant usage on schema webhooks to webhooks_producer;
-grant insert (id, tenant_id, event_type, payload, idempotency_key, ordering_key)
+grant insert (id, tenant_id, event_type, payload, idempotency_key, ordering_key,
+              trace_context)
     on webhooks.outbox to webhooks_producer;
 grant select (id, tenant_id, idempotency_key) on webhooks.outbox to webhooks_producer;
 grant update (idempotency_key) on webhooks.outbox to webhooks_producer;

@@ -13,9 +13,14 @@ missing from the event-type catalogue, or archived there, is refused (UnknownEve
 with ``validate="warn"`` or ``"reject"`` (else WEBHOOKS_VALIDATE_PAYLOADS) each payload is
 checked against its type's latest JSON Schema (PayloadMismatch). `producers.settings` is the
 one module of this library that reads the environment.
+
+The same API writes through Django's connection (`producers.django`, the ``django`` extra)
+and SQLAlchemy sessions and connections (`producers.sqlalchemy`, the ``sqlalchemy`` extra);
+those modules import their framework, `import producers` does not.
 """
 
 from producers.errors import (
+    ExtraNotInstalled,
     InvalidEvent,
     InvalidPayload,
     InvalidSchema,
@@ -31,6 +36,7 @@ from producers.publish import Event, apublish, publish, publish_many
 
 __all__ = [
     "Event",
+    "ExtraNotInstalled",
     "InvalidEvent",
     "InvalidPayload",
     "InvalidSchema",

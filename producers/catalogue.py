@@ -8,8 +8,8 @@ against its type's latest JSON Schema (the highest version in ``webhooks.event_t
 naming the path of the first error. A type with no schema passes. All of it happens before
 anything is written; with ``open`` and ``off`` (the defaults) nothing is read at all.
 
-Cost: one statement per call, however many events it carries, on the caller's connection
-(a cursor of its own, so the caller's row factory does not matter). It returns each distinct
+Cost: one statement per call (`LOOKUP`, run by `producers.publish.Call` on the caller's
+connection, in whichever driver's style), however many events it carries. It returns each distinct
 type's flags and latest schema version, and the schema itself only when this process has not
 compiled that version yet (`_COMPILED` keeps one compiled validator per type, the latest; a
 version, once added, never changes, and its creation time tells a recreated one apart). A
@@ -28,17 +28,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import tuple_row
-
 from producers.errors import PayloadMismatch, UnknownEventType
 from producers.settings import EventTypes, ValidatePayloads
 
-__all__ = ["Entry", "Lookup", "acheck", "check", "enforce"]
+__all__ = ["LOOKUP", "Entry", "Lookup", "enforce", "needed"]
 
 log = logging.getLogger("webhooks.producers")
 
-_LOOKUP = """
+#: Each distinct type's flags and latest schema version; the schema itself only when asked
+#: (the first parameter) and not compiled yet. Parameters: `Lookup.params`.
+LOOKUP = """
 select a.name, t.name is not null, coalesce(t.deprecated, false), coalesce(t.archived, false),
        s.version, s.created_at,
        case when %s and (s.version, s.created_at) is distinct from (a.version, a.created)
@@ -155,34 +154,6 @@ def enforce(
         log.warning("payload %s%s; published anyway (validate=warn)", first, also)
 
 
-def check(
-    conn: psycopg.Connection[Any] | psycopg.Cursor[Any],
-    items: Sequence[tuple[str, str]],
-    event_types: EventTypes,
-    validate: ValidatePayloads,
-) -> None:
-    """Check a call's (type, payload JSON) items on the caller's connection; see the module."""
-    if event_types == "open" and validate == "off":
-        return
-    owner = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    lookup = Lookup((name for name, _ in items), validate != "off")
-    with owner.cursor(row_factory=tuple_row) as cur:
-        rows = cur.execute(_LOOKUP, lookup.params()).fetchall()
-    enforce(lookup.entries(rows), items, event_types, validate)
-
-
-async def acheck(
-    conn: psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any],
-    items: Sequence[tuple[str, str]],
-    event_types: EventTypes,
-    validate: ValidatePayloads,
-) -> None:
-    """`check` on an AsyncConnection or AsyncCursor."""
-    if event_types == "open" and validate == "off":
-        return
-    owner = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
-    lookup = Lookup((name for name, _ in items), validate != "off")
-    async with owner.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(_LOOKUP, lookup.params())
-        rows = await cur.fetchall()
-    enforce(lookup.entries(rows), items, event_types, validate)
+def needed(event_types: EventTypes, validate: ValidatePayloads) -> bool:
+    """Return whether these modes read the catalogue (``open`` and ``off`` read nothing)."""
+    return event_types != "open" or validate != "off"

@@ -9,13 +9,17 @@ Every error the product raises on purpose derives from one root::
     │   ├── InvalidPayload           payload not JSON-serialisable (or not storable)
     │   │   └── PayloadMismatch      payload does not match its event type's JSON Schema
     │   ├── PayloadTooLarge          payload over WEBHOOKS_MAX_PAYLOAD_BYTES
-    │   ├── UnsupportedConnection    not a psycopg 3 Connection, Cursor or AsyncConnection
-    │   └── NotInTransaction         autocommit connection outside a transaction block
+    │   ├── UnsupportedConnection    not a connection this publisher writes through
+    │   └── NotInTransaction         autocommit outside a transaction block, or a failed one
     ├── InvalidSchema                a JSON Schema that is not one (or refers outside itself)
+    ├── ExtraNotInstalled            producers.django, .sqlalchemy or .otel without its extra
     └── (worker.errors adds the service-side errors)
 
 `producers` keeps only the part of the tree the producer API raises, so that importing it
 pulls in nothing but psycopg.
+
+UnsupportedConnection and NotInTransaction are raised the same way by every publisher:
+psycopg 3 (`producers`), Django (`producers.django`) and SQLAlchemy (`producers.sqlalchemy`).
 """
 
 from __future__ import annotations
@@ -72,8 +76,20 @@ class PayloadTooLarge(PublishError):
 
 
 class UnsupportedConnection(PublishError, TypeError):
-    """Reject an object that is not a psycopg 3 connection or cursor."""
+    """Reject a connection the publisher cannot write through (not Postgres, another driver)."""
 
 
 class NotInTransaction(PublishError):
     """Refuse to publish outside a transaction the caller controls."""
+
+
+class ExtraNotInstalled(WebhooksError, ImportError):
+    """Say which extra to install when an optional module's library is missing."""
+
+    def __init__(self, module: str, library: str, extra: str) -> None:
+        super().__init__(
+            f"{module} needs {library}, which is not installed: "
+            f"pip install 'webhooks-outbox[{extra}]'"
+        )
+        self.module = module
+        self.extra = extra

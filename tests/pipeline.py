@@ -96,6 +96,8 @@ class Pipeline:
         self.relays: list[tuple[Relay, threading.Thread]] = []
         self.workers: list[dramatiq.Worker] = []
         self.engines: list[Any] = []
+        #: `worker.observe.tracing.Tracing` for the relays and engines started after it is set.
+        self.tracing: Any = None
 
     def start_relay(self, lease: float = 2.0, batch_size: int = 1000) -> Relay:
         relay = Relay(
@@ -114,6 +116,8 @@ class Pipeline:
                 sweep_interval=1.0,
             )
         )
+        if self.tracing is not None:
+            relay.on_fan_out.append(self.tracing.fanned_out)
         thread = threading.Thread(target=relay.run, daemon=True)
         thread.start()
         self.relays.append((relay, thread))
@@ -122,6 +126,8 @@ class Pipeline:
     def start_worker(self, threads: int = 4, concurrency: int = 32) -> dramatiq.Worker:
         broker = build_broker(self.settings)
         engine = build_engine(self.settings, concurrency)
+        if self.tracing is not None:
+            engine.tracing = self.tracing
         self.engines.append(engine)
         register(broker, engine, self.settings)
         worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from worker.delivery.sender import Sender
     from worker.engine.engine import Engine
     from worker.engine.observer import Observer
+    from worker.observe.tracing import Tracing
     from worker.ops.ping import TestAttempt
     from worker.ops.portal import Made
     from worker.relay.daemon import Relay
@@ -76,6 +77,7 @@ class App:
         self._pool: ConnectionPool[Any] | None = None
         self._queue: Queue | None = None
         self._rate_store: redis.Redis | None = None
+        self._tracing: tuple[Tracing | None] | None = None
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -157,6 +159,7 @@ class App:
 
         from worker.engine.database import Database
         from worker.engine.engine import Engine, log
+        from worker.observe.tracing import OFF
         from worker.outages import Outage
 
         settings = self.settings
@@ -180,6 +183,7 @@ class App:
             rate_store=self.rate_store(),
             concurrency=slots,
             observer=observer,
+            tracing=self.tracing("webhooks-worker") or OFF,
         )
 
     def sender(self, connections: int) -> Sender:
@@ -206,7 +210,24 @@ class App:
         from worker.relay.daemon import Relay, RelayConfig
 
         config = dataclasses.replace(RelayConfig.of(self.settings), **overrides)
-        return Relay(config, self.open, self.queue())
+        relay = Relay(config, self.open, self.queue())
+        tracing = self.tracing("webhooks-relay")
+        if tracing is not None:
+            relay.on_fan_out.append(tracing.fanned_out)
+        return relay
+
+    def tracing(self, service: str) -> Tracing | None:
+        """Return the OpenTelemetry tracing the OTEL_* variables ask for, else None.
+
+        One per App (so one TracerProvider per process); ``service`` names the process's
+        service unless OTEL_SERVICE_NAME does (`worker.observe.tracing.from_settings`).
+        """
+        from worker.observe.tracing import from_settings
+
+        with self._lock:
+            if self._tracing is None:
+                self._tracing = (from_settings(self.settings, service),)
+            return self._tracing[0]
 
     def endpoints(
         self, conn: psycopg.Connection[Any], *, resolver: Resolver | None = None

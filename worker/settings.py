@@ -52,6 +52,7 @@ VARIABLES = (
     "WEBHOOKS_METRICS_PORT",
     "WEBHOOKS_RELAY_METRICS_PORT",
     "WEBHOOKS_LOG_FORMAT",
+    "WEBHOOKS_TRACEPARENT",
     "WEBHOOKS_WORKER_CONCURRENCY",
     "WEBHOOKS_PORTAL_SESSION_TTL",
     "WEBHOOKS_PORTAL_LINK_TTL",
@@ -62,6 +63,19 @@ VARIABLES = (
     "WEBHOOKS_PORTAL_URL",
     "PROMETHEUS_MULTIPROC_DIR",
 )
+
+#: The OpenTelemetry variables read here, to tell whether the relay and the workers trace
+#: (`traces_exporters`); the SDK reads them and the other OTEL_* variables itself.
+OTEL_VARIABLES = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+)
+#: Span exporters the relay and the workers can build (the otel extra ships OTLP over HTTP).
+TRACES_EXPORTERS = ("otlp", "console")
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -188,6 +202,48 @@ def parse_log_format(raw: str) -> str:
     return raw
 
 
+def parse_on_off(raw: str) -> bool:
+    """Accept ``on`` or ``off``."""
+    if raw not in ("on", "off"):
+        raise ValueError(f"must be 'on' or 'off', got {raw!r}")
+    return raw == "on"
+
+
+def traces_exporters(env: Env) -> tuple[str, ...]:
+    """Return the span exporters the OTEL_* variables ask for; () when tracing is off.
+
+    Tracing is on when OTEL_TRACES_EXPORTER names exporters (``otlp``, ``console``; ``none``
+    turns it off), or when unset, when an OTLP endpoint is set; OTEL_SDK_DISABLED=true turns
+    it off. With nothing set it is off, not OpenTelemetry's default ``otlp`` to localhost:
+    a deployment that never asked for traces sends none.
+    """
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ()
+    raw = env.get("OTEL_TRACES_EXPORTER", "")
+    if raw.strip():
+        names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+        for name in names:
+            if name not in (*TRACES_EXPORTERS, "none"):
+                raise ConfigError(
+                    "OTEL_TRACES_EXPORTER",
+                    f"must be otlp, console or none (a comma list), got {name!r}",
+                )
+        if "none" in names:
+            return ()
+    elif env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        names = ("otlp",)
+    else:
+        return ()
+    if "otlp" in names:
+        for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+            protocol = env.get(name, "")
+            if protocol and protocol != "http/protobuf":
+                raise ConfigError(name, f"only http/protobuf is supported, got {protocol!r}")
+            if protocol:
+                break
+    return names
+
+
 def parse_ordered_on_death(raw: str) -> OnDeath:
     """Accept ``continue`` or ``block``."""
     if raw == "continue":
@@ -303,6 +359,11 @@ class Settings:
     metrics_port: int = 9191
     relay_metrics_port: int = 9192
     log_format: str = "text"
+    #: WEBHOOKS_TRACEPARENT: requests to receivers carry the attempt span's `traceparent`
+    #: (when tracing is on); off by default, since receivers see it.
+    traceparent: bool = False
+    #: Span exporters from the OTEL_* variables (`traces_exporters`): () when not tracing.
+    traces_exporters: tuple[str, ...] = ()
     queue_name: str = "webhooks"
     circuit_failures: int = 5
     circuit_cooldown: float = 30.0
@@ -398,6 +459,8 @@ class Settings:
                 env, "WEBHOOKS_RELAY_METRICS_PORT", parse_port, defaults.relay_metrics_port
             ),
             log_format=read(env, "WEBHOOKS_LOG_FORMAT", parse_log_format, defaults.log_format),
+            traceparent=read(env, "WEBHOOKS_TRACEPARENT", parse_on_off, defaults.traceparent),
+            traces_exporters=traces_exporters(env),
             worker_concurrency=read(
                 env,
                 "WEBHOOKS_WORKER_CONCURRENCY",

@@ -33,7 +33,11 @@ def test_the_wheel_ships_migrations_and_type_markers(tmp_path: Path) -> None:
     assert {"producers/py.typed", "worker/py.typed"} <= names
     # Every module of every subpackage, and the SQL the store reads at import: a plain
     # install once lacked worker/engine.
-    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker").rglob("*.py")}
+    modules = {
+        p.relative_to(ROOT).as_posix()
+        for package in ("worker", "producers")
+        for p in (ROOT / package).rglob("*.py")
+    }
     statements = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker").rglob("*.sql")}
     assert statements and modules | statements <= names
     # /docs's own script: the page is blank without it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 import time
 from typing import Any
@@ -245,3 +246,43 @@ def test_apublish_on_an_async_connection(db_url: str) -> None:
             "select tenant_id from webhooks.outbox where id = %s", (event_id,)
         ).fetchone()
     assert row == ("t",)
+
+
+def test_a_connection_with_client_side_binding_publishes_batches(db_url: str) -> None:
+    # Django's psycopg 3 connections make ClientCursors, which cannot send binary arrays.
+    with psycopg.connect(db_url, cursor_factory=psycopg.ClientCursor) as conn:
+        ids = publish_many(conn, [Event("a.b", {"n": i}) for i in range(3)])
+        ids.append(publish(conn, "a.b", {"n": 3}))
+        conn.commit()
+    assert len(set(ids)) == 4
+    assert outbox_count(db_url) == 4
+
+
+@pytest.mark.parametrize("style", ["psycopg", "format"])
+def test_a_batch_over_the_statement_budget_is_split_in_one_transaction(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, style: str
+) -> None:
+    from producers.statements import FORMAT, PSYCOPG
+
+    # The module, not the function `producers.publish` that the package exports.
+    module = importlib.import_module("producers.publish")
+
+    monkeypatch.setattr(module, "BATCH_BYTES", 50)  # two 24-byte payloads a statement
+    ran: list[str] = []
+    with psycopg.connect(db_url) as conn:
+        with conn.transaction():
+            first = publish(conn, "a.b", {}, idempotency_key="seen")
+        execute = module.psycopg_execute(conn)
+
+        def counting(sql: str, params: Any) -> Any:
+            ran.append(sql)
+            return execute(sql, params)
+
+        events = [Event("a.b", {"n": "x" * 10, "i": i}) for i in range(5)]
+        events.insert(3, Event("a.b", {}, idempotency_key="seen"))
+        call = module.Call.of(events)
+        with conn.transaction():
+            ids = call.run(PSYCOPG if style == "psycopg" else FORMAT, counting)
+    assert len(ran) == 3
+    assert ids[3] == first and len(set(ids)) == 6
+    assert outbox_count(db_url) == 6

@@ -25,7 +25,15 @@ ROLES = Path(__file__).resolve().parents[2] / "deploy" / "roles.sql"
 PRODUCER_NEEDS = {
     *(
         ("INSERT", c)
-        for c in ("id", "tenant_id", "event_type", "payload", "idempotency_key", "ordering_key")
+        for c in (
+            "id",
+            "tenant_id",
+            "event_type",
+            "payload",
+            "idempotency_key",
+            "ordering_key",
+            "trace_context",
+        )
     ),
     *(("SELECT", c) for c in ("id", "tenant_id", "idempotency_key")),
     ("UPDATE", "idempotency_key"),

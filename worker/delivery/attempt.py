@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,21 +66,31 @@ class Finished:
         return self.body.decode("utf-8", "replace").replace("\x00", "\ufffd") or None
 
 
-async def deliver_one(sender: Sender, vault: Vault, job: plan.Claimed) -> Finished:
+async def deliver_one(
+    sender: Sender,
+    vault: Vault,
+    job: plan.Claimed,
+    trace_headers: Mapping[str, str] | None = None,
+) -> Finished:
     """Sign and send one claimed delivery through `sender`; return the attempt, timed.
 
     The Standard Webhooks body and headers, one signature per valid secret, the sender's
     destination guard, deadline and 16 KiB cap. Never raises but for cancellation: every
-    failure is an outcome, recorded like any other (guarantee 4).
+    failure is an outcome, recorded like any other (guarantee 4). ``trace_headers``
+    (``traceparent``, `worker.observe.tracing`) replace custom headers of the same name.
     """
     started_at = datetime.now(UTC)
     started = time.monotonic()
-    outcome, body = await _send(sender, vault, job, started_at)
+    outcome, body = await _send(sender, vault, job, started_at, trace_headers or {})
     return Finished(job, outcome, body, started_at, time.monotonic() - started)
 
 
 async def _send(
-    sender: Sender, vault: Vault, job: plan.Claimed, now: datetime
+    sender: Sender,
+    vault: Vault,
+    job: plan.Claimed,
+    now: datetime,
+    trace_headers: Mapping[str, str],
 ) -> tuple[Outcome, bytes]:
     try:
         keys = valid_keys(job.secrets, vault, now)
@@ -92,6 +102,9 @@ async def _send(
         # nothing can be signed and sent as registered, so the attempt fails, recorded like
         # any other (guarantee 4).
         return Outcome(Kind.FAILED, None, ErrorKind.SECRET, f"not sent: {exc}"), b""
+    if trace_headers:
+        custom = {k: v for k, v in custom.items() if k.lower() not in trace_headers}
+        custom.update(trace_headers)
     try:
         body = envelope(job.event_type, job.event_created_at, job.payload)
         stamp = int(time.time())

@@ -42,6 +42,7 @@ from worker.engine.database import Database
 from worker.engine.observer import Observer, Quiet
 from worker.engine.rates import RateLimits
 from worker.engine.writer import MAX_BATCH, Writer
+from worker.observe.tracing import OFF, Off, Tracing
 from worker.policy import breaker, ordering, plan
 from worker.policy.outcome import ErrorKind
 from worker.settings import Settings
@@ -78,6 +79,7 @@ class Engine:
         rate_store: redis.Redis | None,
         concurrency: int,
         observer: Observer | None = None,
+        tracing: Tracing | Off = OFF,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -90,6 +92,7 @@ class Engine:
         )
         self.busy = breaker.InFlightLimiter(max(1, concurrency // 2))
         self.observer: Observer = observer or Quiet()
+        self.tracing = tracing
         self.db = db
         self.pool: AsyncConnectionPool[Any] = db.pool
         self.rates = RateLimits(rate_store, db)
@@ -254,6 +257,7 @@ class Engine:
                     continue
                 # Done, dead, held by another worker, or a stale or duplicate message.
                 self._done(len(batch) - len(jobs))
+                await self.tracing.claimed(jobs, self.db)
                 await self._dispatch(jobs)
 
     async def _dispatch(self, jobs: Sequence[plan.Claimed]) -> None:
@@ -307,11 +311,13 @@ class Engine:
     # -- send -------------------------------------------------------------------------------
 
     async def _attempt(self, job: plan.Claimed, slot: bool) -> None:
+        span = self.tracing.attempt(job)
         try:
-            finished = await deliver_one(self.sender, self.vault, job)
+            finished = await deliver_one(self.sender, self.vault, job, span.headers)
         finally:
             if slot:
                 self.busy.release(job.endpoint_id)
+        span.end(finished)
         if finished.outcome.error_kind is ErrorKind.SECRET:
             # /readyz says why while it lasts.
             self.observer.secret_failed()

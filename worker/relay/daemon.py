@@ -136,6 +136,10 @@ class Relay:
         self._redis_checked = False
         #: Called after each relayed batch with (events, deliveries, seconds), for metrics.
         self.on_batch: list[Callable[[int, int, float], None]] = []
+        #: Called after each relayed batch with (the relay's connection, the
+        #: new deliveries' ids, its start and end in time.time_ns()), for tracing
+        #: (`worker.observe.tracing.Tracing.fanned_out`).
+        self.on_fan_out: list[Callable[[psycopg.Connection[Any], list[int], int, int], None]] = []
 
     # -- connections ----------------------------------------------------------------------
 
@@ -166,6 +170,7 @@ class Relay:
     def fan_out_once(self) -> tuple[int, int]:
         """Relay one batch of events; return (events, deliveries)."""
         started = time.monotonic()
+        started_ns = time.time_ns()
         # One statement on an autocommit connection is one transaction: no BEGIN and COMMIT
         # round trips around it (two of the three a batch used to cost).
         config = self.config
@@ -199,6 +204,8 @@ class Relay:
             )
             for callback in self.on_batch:
                 callback(events, len(created), seconds)
+            for hook in self.on_fan_out:
+                hook(self._db(), [d for d, _ in created], started_ns, time.time_ns())
         return events, len(created)
 
     def check_redis(self) -> int:

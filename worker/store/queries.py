@@ -36,6 +36,7 @@ FILES = (
     "migrate",
     "bench",
     "event_types",
+    "traces",
 )
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.M)
@@ -169,6 +170,7 @@ DISABLED_SELECTED_ENDPOINTS = _sql("disabled_selected_endpoints")
 ENABLE_ENDPOINTS = _sql("enable_endpoints")
 REPLAY_BATCH = _sql("replay_batch")
 DISCARD_BATCH = _sql("discard_batch")
+OVERTAKEN = _sql("overtaken")
 
 # prune.sql: retention.
 PRUNABLE_EVENTS = _sql("prunable_events")
@@ -243,3 +245,7 @@ SET_EVENT_TYPE_EXAMPLE = _sql("set_event_type_example")
 EVENT_TYPES = _sql("event_types")
 EVENT_TYPE_SCHEMAS = _sql("event_type_schemas")
 ARCHIVED_EVENT_TYPES = _sql("archived_event_types")
+
+# traces.sql: the trace contexts of published events (only when tracing is on).
+FANNED_OUT_TRACES = _sql("fanned_out_traces")
+EVENT_TRACES = _sql("event_traces")
