@@ -96,7 +96,7 @@ def render_comparison(res: dict[str, Any]) -> str:
         f" {o.get('receiver_delay', 0.0) * 1000:g} ms; {res['rounds']} round(s), one run per"
         " broker per round, brokers alternating; medians over rounds",
         "",
-        f"{'figure':<28}" + "".join(f"{n:>{width}}" for n in names) + "   ratio to " + names[0],
+        f"{'figure':<34}" + "".join(f"{n:>{width}}" for n in names) + "   ratio to " + names[0],
     ]
     for row in res["side_by_side"]:
         cells = ""
@@ -107,7 +107,7 @@ def render_comparison(res: dict[str, Any]) -> str:
             f"{n} {'-' if r is None else format(r, '.2f')}"
             for n, r in row["ratio_to_first"].items()
         )
-        lines.append(f"{row['figure'] + ' (' + row['unit'] + ')':<28}{cells}   {ratios}")
+        lines.append(f"{row['figure'] + ' (' + row['unit'] + ')':<34}{cells}   {ratios}")
     lines += ["", "load average (1, 5, 15 min) before -> after each run"]
     for n in names:
         for i, load in enumerate(res["load_average"][n]):
