@@ -192,14 +192,26 @@ def purge_rabbitmq(url: str, queue: str = "webhooks") -> None:
         connection.close()
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=["redis", "rabbitmq", "rabbitmq-quorum"])
 def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
-    """Return an empty broker of each kind in turn: the test body runs once per broker."""
+    """Return an empty broker of each kind in turn: the test body runs once per broker.
+
+    ``rabbitmq-quorum`` is the same RabbitMQ with WEBHOOKS_RABBITMQ_QUEUE_TYPE=quorum
+    (`rabbitmq_queue_type`); the queue is deleted first, so each test declares its type.
+    """
     if request.param == "redis":
         return redis_url
     url: str = request.getfixturevalue("rabbitmq_base_url")
     purge_rabbitmq(url)
     return url
+
+
+@pytest.fixture
+def rabbitmq_queue_type(request: pytest.FixtureRequest) -> str:
+    """Return WEBHOOKS_RABBITMQ_QUEUE_TYPE for this test's `broker_url` variant."""
+    callspec = getattr(request.node, "callspec", None)
+    param = callspec.params.get("broker_url") if callspec is not None else None
+    return "quorum" if param == "rabbitmq-quorum" else "classic"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

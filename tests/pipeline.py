@@ -21,7 +21,7 @@ from worker.engine.engine import Engine
 from worker.ops.endpoints import Endpoints
 from worker.queue import Queue, from_url
 from worker.relay import daemon
-from worker.settings import Settings
+from worker.settings import RabbitQueueType, Settings
 from worker.store import queries
 from worker.store.vault import Vault
 
@@ -44,18 +44,20 @@ class RelayConfig:
     announce_interval: float | None = None
     sweep_interval: float | None = None
     broker_url: str | None = None
+    rabbitmq_queue_type: RabbitQueueType = "classic"
 
     def settings(self) -> Settings:
         return Settings(
             database_url=self.database_url,
             redis_url=self.redis_url,
             broker_url=self.broker_url or "",
+            rabbitmq_queue_type=self.rabbitmq_queue_type,
             queue_name=self.queue,
         )
 
     def overrides(self) -> dict[str, Any]:
         """Return the fields of `worker.relay.daemon.RelayConfig` this test sets."""
-        skip = {"database_url", "redis_url", "broker_url"}
+        skip = {"database_url", "redis_url", "broker_url", "rabbitmq_queue_type"}
         return {
             f.name: value
             for f in dataclasses.fields(self)
@@ -105,6 +107,7 @@ class Pipeline:
                 database_url=self.settings.require_database_url(),
                 redis_url=self.settings.redis_url,
                 broker_url=self.settings.broker_url,
+                rabbitmq_queue_type=self.settings.rabbitmq_queue_type,
                 queue=self.settings.queue_name,
                 lease=lease,
                 recheck=lease,
@@ -138,7 +141,9 @@ class Pipeline:
 
     def queue(self) -> Queue:
         """Return the pipeline's queue on its broker (closed by the caller)."""
-        return from_url(self.settings.broker_url, self.settings.queue_name)
+        return from_url(
+            self.settings.broker_url, self.settings.queue_name, self.settings.rabbitmq_queue_type
+        )
 
     def endpoint(self, url: str, **kwargs: Any) -> tuple[str, str]:
         ep, secret = self.registry.add(url, **kwargs)

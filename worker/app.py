@@ -123,7 +123,11 @@ class App:
         """Return the queue of the configured broker (WEBHOOKS_BROKER_URL, else REDIS_URL)."""
         with self._lock:
             if self._queue is None:
-                self._queue = from_url(self.settings.broker_url, self.settings.queue_name)
+                self._queue = from_url(
+                    self.settings.broker_url,
+                    self.settings.queue_name,
+                    self.settings.rabbitmq_queue_type,
+                )
             return self._queue
 
     def rate_store(self) -> redis.Redis | None:

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from producers.names import check_tenant
@@ -30,11 +30,15 @@ from worker.policy.ordering import OnDeath
 from worker.queue import AMQP_SCHEMES, LEASE_SECONDS, REDIS_SCHEMES
 from worker.store.vault import check_keys
 
+#: WEBHOOKS_RABBITMQ_QUEUE_TYPE's values (worker.queue.rabbitmq.QUEUE_TYPES).
+RabbitQueueType = Literal["classic", "quorum"]
+
 #: Every environment variable the product reads; `Settings.from_env` is the only reader.
 VARIABLES = (
     "DATABASE_URL",
     "REDIS_URL",
     "WEBHOOKS_BROKER_URL",
+    "WEBHOOKS_RABBITMQ_QUEUE_TYPE",
     "WEBHOOKS_SECRET_KEY",
     "WEBHOOKS_ALLOWED_NETWORKS",
     "WEBHOOKS_RETRY_SCHEDULE",
@@ -253,6 +257,15 @@ def parse_ordered_on_death(raw: str) -> OnDeath:
     raise ValueError(f"must be 'continue' or 'block', got {raw!r}")
 
 
+def parse_queue_type(raw: str) -> RabbitQueueType:
+    """Accept ``classic`` or ``quorum``."""
+    if raw == "classic":
+        return "classic"
+    if raw == "quorum":
+        return "quorum"
+    raise ValueError(f"must be 'classic' or 'quorum', got {raw!r}")
+
+
 def parse_redis_url(raw: str) -> str:
     """Accept a Redis URL."""
     if not raw.startswith(REDIS_SCHEMES):
@@ -342,6 +355,9 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: WEBHOOKS_BROKER_URL: the queue's broker, Redis or RabbitMQ; empty means `redis_url`.
     broker_url: str = ""
+    #: WEBHOOKS_RABBITMQ_QUEUE_TYPE: the RabbitMQ queue is a ``classic`` or ``quorum`` one
+    #: (ignored on Redis).
+    rabbitmq_queue_type: RabbitQueueType = "classic"
     secret_key: str | None = None
     retry_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     max_delivery_age: float = 4 * 86400
@@ -417,6 +433,9 @@ class Settings:
             redis_url=redis,
             given=frozenset(name for name in VARIABLES if env.get(name)),
             broker_url=read(env, "WEBHOOKS_BROKER_URL", parse_broker_url, redis),
+            rabbitmq_queue_type=read(
+                env, "WEBHOOKS_RABBITMQ_QUEUE_TYPE", parse_queue_type, defaults.rabbitmq_queue_type
+            ),
             circuit_failures=read(
                 env, "WEBHOOKS_CIRCUIT_FAILURES", parse_at_least_zero, defaults.circuit_failures
             ),

@@ -101,7 +101,27 @@ def cluster(db_url: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[
         made.close()
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the quorum-queue variant for the tests marked `quorum` only.
+
+    A representative subset (a worker killed mid-batch; the broker flushed, restarted,
+    dropping connections): the rest behaves on a quorum queue as on a classic one, and each
+    RabbitMQ fault test costs 20-60 s.
+    """
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        variant = callspec.params.get("any_cluster") if callspec is not None else None
+        if variant == "rabbitmq-quorum" and item.get_closest_marker("quorum") is None:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(params=["redis", "rabbitmq", "rabbitmq-quorum"])
 def any_cluster(
     request: pytest.FixtureRequest, db_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> Iterator[Cluster]:
@@ -115,7 +135,10 @@ def any_cluster(
     else:
         url = request.getfixturevalue("rabbit_node").url
         purge_rabbitmq(url)
-        made = Cluster(db_url, redis_server.url(), tmp_path, broker_url=url)
+        queue_type = "quorum" if request.param == "rabbitmq-quorum" else "classic"
+        made = Cluster(
+            db_url, redis_server.url(), tmp_path, broker_url=url, rabbitmq_queue_type=queue_type
+        )
     try:
         yield made
     finally:

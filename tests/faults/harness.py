@@ -160,6 +160,7 @@ class Cluster:
         workdir: Path,
         *,
         broker_url: str | None = None,
+        rabbitmq_queue_type: str = "classic",
         schedule: str = "0s,1s,2s",
         request_timeout: str = "5s",
         extra_env: Mapping[str, str] | None = None,
@@ -176,6 +177,7 @@ class Cluster:
             "DATABASE_URL": db_url,
             "REDIS_URL": self.redis_url,
             "WEBHOOKS_BROKER_URL": self.broker_url,
+            "WEBHOOKS_RABBITMQ_QUEUE_TYPE": rabbitmq_queue_type,
             "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
             "WEBHOOKS_RETRY_SCHEDULE": schedule,
             "WEBHOOKS_REQUEST_TIMEOUT": request_timeout,
@@ -323,6 +325,7 @@ class Cluster:
                 "DATABASE_URL": self.db_url,
                 "REDIS_URL": self.redis_url,
                 "WEBHOOKS_BROKER_URL": self.broker_url,
+                "WEBHOOKS_RABBITMQ_QUEUE_TYPE": self.settings_env["WEBHOOKS_RABBITMQ_QUEUE_TYPE"],
             }
         )
         return subprocess.run(
@@ -397,7 +400,11 @@ class BrokerControl:
     def depth(self) -> int:
         from worker.queue import BrokerError, from_url
 
-        queue = from_url(self.cluster.broker_url)
+        queue = from_url(
+            self.cluster.broker_url,
+            "webhooks",
+            self.cluster.settings_env["WEBHOOKS_RABBITMQ_QUEUE_TYPE"],
+        )
         try:
             return queue.depth()
         except BrokerError:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from producers import Event
 from tests.faults.harness import BlackHole, BrokerControl, Cluster, metric
 from tests.faults.receivers import Sink
 
 
+@pytest.mark.quorum
 def test_a_worker_killed_mid_batch_is_replaced_and_every_delivery_completes(
     any_cluster: Cluster, broker: BrokerControl, sink: Sink
 ) -> None:

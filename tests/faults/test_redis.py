@@ -17,6 +17,7 @@ from tests.faults.receivers import Sink, always
 from worker.queue import redis as queue
 
 
+@pytest.mark.quorum
 @pytest.mark.parametrize("loss", ["flush", "restart", "drop"])
 def test_losing_the_broker_delays_deliveries_and_loses_none(
     any_cluster: Cluster, broker: BrokerControl, sink: Sink, loss: str

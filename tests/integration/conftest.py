@@ -40,10 +40,13 @@ def make_pipeline(db_url: str, redis_url: str) -> Iterator[Callable[..., Pipelin
 
 
 @pytest.fixture
-def on_broker(make_pipeline: Callable[..., Pipeline], broker_url: str) -> Callable[..., Pipeline]:
+def on_broker(
+    make_pipeline: Callable[..., Pipeline], broker_url: str, rabbitmq_queue_type: str
+) -> Callable[..., Pipeline]:
     """Build pipelines on each broker in turn (`broker_url` is parametrised)."""
 
     def make(**overrides: Any) -> Pipeline:
+        overrides.setdefault("rabbitmq_queue_type", rabbitmq_queue_type)
         return make_pipeline(broker_url=broker_url, **overrides)
 
     return make

@@ -25,6 +25,7 @@ def env(p: Pipeline) -> dict[str, str]:
         "DATABASE_URL": p.settings.require_database_url(),
         "REDIS_URL": p.settings.redis_url,
         "WEBHOOKS_BROKER_URL": p.settings.broker_url,
+        "WEBHOOKS_RABBITMQ_QUEUE_TYPE": p.settings.rabbitmq_queue_type,
     }
 
 

@@ -28,6 +28,7 @@ def relay_once(p: Pipeline, lease: float = 30.0) -> Relay:
             p.settings.redis_url,
             lease=lease,
             broker_url=p.settings.broker_url,
+            rabbitmq_queue_type=p.settings.rabbitmq_queue_type,
         )
     )
     r.step()
@@ -322,3 +323,36 @@ def test_a_stop_during_an_outage_does_not_claim_it_ended(
     thread.join(10)
     assert not thread.is_alive()
     assert "available again" not in caplog.text
+
+
+def test_deliveries_enqueued_again_are_logged_once_per_sweep_with_their_count(
+    on_broker: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    # On RabbitMQ a backlog older than the lease comes back batch after batch: one line per
+    # sweep, counted, not one per batch (or per message).
+    p = on_broker()
+    p.endpoint("http://127.0.0.1:9/all")
+    with psycopg.connect(p.settings.require_database_url()) as conn:
+        publish_many(conn, [Event("a.b", {"i": i}) for i in range(5)])
+        conn.commit()
+    relay_once(p, lease=0.5)
+    lose_messages(p.settings)
+    time.sleep(0.6)
+    r = Relay(
+        RelayConfig(
+            p.settings.require_database_url(),
+            p.settings.redis_url,
+            lease=0.5,
+            batch_size=2,
+            broker_url=p.settings.broker_url,
+            rabbitmq_queue_type=p.settings.rabbitmq_queue_type,
+        )
+    )
+    caplog.set_level(logging.INFO, logger="webhooks")
+    try:
+        assert r.schedule_sweep() == 5
+    finally:
+        r.close()
+    said = [rec for rec in caplog.records if "re-enqueued" in rec.msg]
+    assert len(said) == 1 and said[0].deliveries == 5  # type: ignore[attr-defined]
+    assert r.stats.reenqueued == 5

@@ -89,6 +89,7 @@ def test_the_worker_role_sums_the_dramatiq_parent_and_its_children() -> None:
         "workers": 6.0,
         "postgres": 2.0,
         "redis": 0.0,
+        "rabbitmq": 0.0,
         "relay": 0.0,
         "receiver": 0.0,
         "bench": 0.5,

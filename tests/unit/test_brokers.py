@@ -65,3 +65,47 @@ def test_the_memory_queue_keeps_what_was_enqueued_and_can_fail() -> None:
     queue.fail = True
     with pytest.raises(BrokerError):
         queue.enqueue([(3, "c")])
+
+
+def test_a_quorum_queue_is_declared_with_x_queue_type_and_a_classic_one_as_dramatiq_does() -> None:
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from worker.queue.rabbitmq import build_broker, queue_arguments
+
+    stock = RabbitmqBroker.__new__(RabbitmqBroker)
+    stock.max_priority = None
+    assert queue_arguments("q") == stock._build_queue_arguments("q")  # type: ignore[no-untyped-call]
+    assert queue_arguments("q", "quorum") == {**queue_arguments("q"), "x-queue-type": "quorum"}
+    workers = build_broker("amqp://guest:guest@127.0.0.1:1/%2F", "quorum")
+    assert workers._build_queue_arguments("q") == queue_arguments("q", "quorum")
+    assert RabbitQueue("amqp://h/", "q", "quorum").arguments == queue_arguments("q", "quorum")
+
+
+def _frame(kind: type, tag: int, multiple: bool = False) -> object:
+    import types
+
+    return types.SimpleNamespace(method=kind(delivery_tag=tag, multiple=multiple))
+
+
+def test_a_batch_is_settled_only_when_every_tag_is_confirmed_and_counts_refusals() -> None:
+    import pika.spec
+
+    from worker.queue.rabbitmq import _Confirms
+
+    woken: list[int] = []
+    c = _Confirms()
+    c.start(3)  # tags 1-3
+    c.wake = lambda: woken.append(1)
+    c.on_confirm(_frame(pika.spec.Basic.Ack, 2))
+    assert c.waiting == 2 and not woken
+    c.on_confirm(_frame(pika.spec.Basic.Ack, 1, multiple=True))
+    assert c.waiting == 1 and not woken
+    c.on_confirm(_frame(pika.spec.Basic.Nack, 3))
+    assert c.waiting == 0 and c.refused == 1 and woken == [1]
+    # The next batch's tags go on from there; a multiple nack refuses all it covers.
+    c.start(4)  # tags 4-7
+    c.on_confirm(_frame(pika.spec.Basic.Ack, 4))
+    c.on_confirm(_frame(pika.spec.Basic.Nack, 6, multiple=True))
+    assert c.waiting == 1 and c.refused == 2  # 5 and 6
+    c.on_confirm(_frame(pika.spec.Basic.Ack, 7, multiple=True))
+    assert c.waiting == 0 and c.refused == 2

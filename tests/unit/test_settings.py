@@ -148,3 +148,12 @@ def test_a_blank_duration_is_refused_like_any_other_bad_one() -> None:
     # It once said "empty duration", unlike every other bad value.
     with pytest.raises(ValueError, match="not a duration: ' '"):
         parse_duration(" ")
+
+
+def test_the_rabbitmq_queue_type_is_classic_unless_quorum_is_asked_for() -> None:
+    assert Settings.from_env({}).rabbitmq_queue_type == "classic"
+    env = {"WEBHOOKS_RABBITMQ_QUEUE_TYPE": "quorum"}
+    assert Settings.from_env(env).rabbitmq_queue_type == "quorum"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"WEBHOOKS_RABBITMQ_QUEUE_TYPE": "stream"})
+    assert str(caught.value).startswith("WEBHOOKS_RABBITMQ_QUEUE_TYPE:")

@@ -18,6 +18,10 @@ runs:
 - latency: commit to receipt at an open-loop offered load (``--rate``), p50 to max;
 - peak RSS (VmHWM) of the relay and of every worker process.
 
+With ``--broker-url`` given more than once (`compare`), the whole benchmark runs once per
+broker per round, the brokers alternating, and the report sets them side by side with the
+load average of every run.
+
 With ``--receiver-delay`` the receiver answers every request that long after it arrived, as
 real receivers do (50-500 ms), without holding up the other requests.
 

@@ -40,7 +40,7 @@ CEILING_THREADS = (8, 32)
 #: ceiling sends only about this many seconds' worth (events x endpoints could take minutes).
 CEILING_SECONDS = 5.0
 #: The roles of the CPU-per-delivery figure, in the order shown.
-CPU_ROLES = ("workers", "postgres", "redis", "relay", "receiver", "bench")
+CPU_ROLES = ("workers", "postgres", "redis", "rabbitmq", "relay", "receiver", "bench")
 #: Well below the workers' attempt deadline (30 s by default), so no attempt times out.
 MAX_RECEIVER_DELAY = 10.0
 #: How often the worker processes' Postgres connections are counted during end to end.
@@ -75,6 +75,8 @@ class Options:
     #: WEBHOOKS_BROKER_URL of the relay and workers (an amqp:// URL: RabbitMQ; its queue is
     #: purged before each phase). None: the bench's own Redis database.
     broker_url: str | None = None
+    #: WEBHOOKS_RABBITMQ_QUEUE_TYPE of the relay and workers on RabbitMQ.
+    rabbitmq_queue_type: str = "classic"
     #: WEBHOOKS_SECRET_KEY: with it the endpoints' secrets are stored encrypted, as in
     #: production, and the workers decrypt them on every attempt.
     secret_key: str | None = None
@@ -108,6 +110,10 @@ class Options:
                 self.broker_url is not None
                 and not self.broker_url.startswith(("amqp://", "amqps://")),
                 "--broker-url must be an amqp:// or amqps:// URL (Redis is the default)",
+            ),
+            (
+                self.rabbitmq_queue_type not in ("classic", "quorum"),
+                "the RabbitMQ queue type must be classic or quorum",
             ),
             (
                 not 0.0 <= self.receiver_delay <= MAX_RECEIVER_DELAY,

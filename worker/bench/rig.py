@@ -258,7 +258,7 @@ class Rig:
             "redis": info.get("redis_version"),
             "services": self.services.source,
             "redis_db": self.redis_db,
-            "broker": "rabbitmq" if self.rabbit else "redis",
+            "broker": self.broker_name,
             "secrets_encrypted": self.opts.secret_key is not None,
         }
 
@@ -270,6 +270,7 @@ class Rig:
                 "DATABASE_URL": self.db_url,
                 "REDIS_URL": self.redis_url,
                 "WEBHOOKS_BROKER_URL": self.opts.broker_url or self.redis_url,
+                "WEBHOOKS_RABBITMQ_QUEUE_TYPE": self.opts.rabbitmq_queue_type,
                 "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
                 "WEBHOOKS_RETRY_SCHEDULE": RETRY_SCHEDULE,
                 "WEBHOOKS_METRICS_PORT": str(_free_port()),
@@ -308,19 +309,34 @@ class Rig:
         """Tell whether the relay and workers use RabbitMQ (`Options.broker_url`)."""
         return bool(self.opts.broker_url)
 
+    @property
+    def broker_name(self) -> str:
+        """Name the broker: ``redis``, ``rabbitmq`` or ``rabbitmq-quorum``."""
+        if not self.rabbit:
+            return "redis"
+        return "rabbitmq-quorum" if self.opts.rabbitmq_queue_type == "quorum" else "rabbitmq"
+
     def _purge_rabbit(self) -> None:
         import pika
+        import pika.exceptions
 
         from worker.queue import rabbitmq
 
         assert self.opts.broker_url is not None
+        arguments = rabbitmq.queue_arguments(QUEUE, self.opts.rabbitmq_queue_type)
         connection = pika.BlockingConnection(pika.URLParameters(self.opts.broker_url))
         try:
             # Purged, not deleted: the workers' consumers stay subscribed to it.
             channel = connection.channel()
-            channel.queue_declare(
-                queue=QUEUE, durable=True, arguments=rabbitmq.queue_arguments(QUEUE)
-            )
+            try:
+                channel.queue_declare(queue=QUEUE, durable=True, arguments=arguments)
+            except pika.exceptions.ChannelClosedByBroker:
+                # A queue of the other type, left by an earlier run (no worker is running yet
+                # when it differs): deleted with the queues Dramatiq declares beside it.
+                channel = connection.channel()
+                for name in (QUEUE, f"{QUEUE}.DQ", f"{QUEUE}.XQ"):
+                    channel.queue_delete(queue=name)
+                channel.queue_declare(queue=QUEUE, durable=True, arguments=arguments)
             channel.queue_purge(QUEUE)
         finally:
             connection.close()

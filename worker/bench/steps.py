@@ -31,7 +31,9 @@ class Steps(Rig):
         if not self.rabbit:
             return int(self.rds.llen(queue.queue_key(QUEUE)))
         if self._queue is None:
-            self._queue = broker_from_url(self.opts.broker_url or "", QUEUE)
+            self._queue = broker_from_url(
+                self.opts.broker_url or "", QUEUE, self.opts.rabbitmq_queue_type
+            )
         return self._queue.depth()
 
     def reset(self) -> None:

@@ -83,6 +83,10 @@ def _machine_ticks() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
+#: The services' process names (RabbitMQ runs in an Erlang VM, beam.smp) and their roles.
+_SERVICES = {"postgres": "postgres", "redis-server": "redis", "beam.smp": "rabbitmq"}
+
+
 class CpuMeter:
     """Attribute the CPU used during a phase to roles: workers, relay, postgres, redis..."""
 
@@ -115,7 +119,7 @@ class CpuMeter:
             cores = delta / self._hz / max(wall, 1e-9)
             role = roles.get(pid)
             if role is None:
-                role = {"postgres": "postgres", "redis-server": "redis"}.get(name, "other")
+                role = _SERVICES.get(name, "other")
                 if role == "other":
                     others[name] = others.get(name, 0.0) + cores
             used[role] = used.get(role, 0.0) + cores

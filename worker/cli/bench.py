@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -62,9 +63,12 @@ from worker.cli.filtering import filter_value
 )
 @click.option(
     "--broker-url",
-    default=None,
+    "broker_urls",
+    multiple=True,
     help="Run the relay and workers on this RabbitMQ (amqp://...; its `webhooks` queue is"
-    " emptied). Default: the bench's own Redis database.",
+    " emptied), or `redis` for the bench's own Redis database (the default). Given twice or"
+    " more, the whole benchmark runs on each broker in turn, --repeats rounds, and the"
+    " report sets them side by side with the load average of every run.",
 )
 @click.option(
     "--receiver-delay",
@@ -106,7 +110,7 @@ def bench(
     backlog: int,
     single_events: int,
     redis_db: int | None,
-    broker_url: str | None,
+    broker_urls: tuple[str, ...],
     receiver_delay: float,
     concurrency: int | None,
     filter_text: str | None,
@@ -122,6 +126,7 @@ def bench(
     from worker import bench as benchmark
 
     conf = settings()
+    brokers = [None if url == "redis" else url for url in broker_urls] or [None]
     opts = benchmark.Options(
         events=events,
         endpoints=endpoints,
@@ -137,7 +142,8 @@ def bench(
         database_url=conf.database_url,
         redis_url=conf.redis_url if "REDIS_URL" in conf.given else None,
         redis_db=redis_db,
-        broker_url=broker_url,
+        broker_url=brokers[0],
+        rabbitmq_queue_type=conf.rabbitmq_queue_type,
         secret_key=conf.secret_key,
         receiver_delay=receiver_delay,
         concurrency=concurrency,
@@ -145,9 +151,18 @@ def bench(
         ordering_keys=ordering_keys,
     )
     try:
-        opts.check()  # values click cannot range-check (durations): a usage error, status 2
+        for url in brokers:  # values click cannot range-check: a usage error, status 2
+            dataclasses.replace(opts, broker_url=url).check()
     except benchmark.BenchError as exc:
         raise click.UsageError(str(exc)) from None
+    if len(brokers) > 1:
+        from worker.bench.compare import compare, render_comparison
+
+        both = compare(opts, brokers, say=lambda line: click.echo(line, err=True))
+        emit(as_json, both, lambda: render_comparison(both))
+        if not both["correctness"]["ok"]:
+            sys.exit(1)
+        return
     result = benchmark.run(opts, say=lambda line: click.echo(line, err=True))
     emit(as_json, result, lambda: benchmark.render(result))
     if not result["correctness"]["ok"]:

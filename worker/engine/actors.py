@@ -32,7 +32,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         return redis.build_broker(settings.broker_url)
     from worker.queue import rabbitmq
 
-    return rabbitmq.build_broker(settings.broker_url)
+    return rabbitmq.build_broker(settings.broker_url, settings.rabbitmq_queue_type)
 
 
 def register(

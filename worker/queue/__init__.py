@@ -10,8 +10,8 @@ current message id only, so a stale or duplicate message makes no second attempt
 Implementations, one module each, and the only places that touch a broker's private layout:
 
 - `worker.queue.redis`: Dramatiq's Redis layout, written in pipelined batches;
-- `worker.queue.rabbitmq`: a durable RabbitMQ queue that Dramatiq's RabbitmqBroker
-  consumes, published in transactions (one round trip and fsync per batch);
+- `worker.queue.rabbitmq`: a durable RabbitMQ queue (classic or quorum) that Dramatiq's
+  RabbitmqBroker consumes, published with publisher confirms awaited once per batch;
 - `worker.queue.memory`: a list in this process, for unit tests.
 
 Every broker failure is raised as `BrokerError`, a `ConnectionError`, so the relay's and the
@@ -133,8 +133,12 @@ def kind(url: str) -> str:
     raise ConfigError("WEBHOOKS_BROKER_URL", f"must start with {', '.join(others)} or {last}")
 
 
-def from_url(url: str, queue_name: str = "webhooks") -> Queue:
-    """Return the queue ``queue_name`` on the broker ``url`` names (connects lazily)."""
+def from_url(url: str, queue_name: str = "webhooks", rabbitmq_queue_type: str = "classic") -> Queue:
+    """Return the queue ``queue_name`` on the broker ``url`` names (connects lazily).
+
+    ``rabbitmq_queue_type`` (WEBHOOKS_RABBITMQ_QUEUE_TYPE) is how a RabbitMQ queue is
+    declared; other brokers ignore it.
+    """
     which = kind(url)
     if which == "redis":
         from worker.queue.redis import RedisQueue
@@ -143,7 +147,7 @@ def from_url(url: str, queue_name: str = "webhooks") -> Queue:
     if which == "rabbitmq":
         from worker.queue.rabbitmq import RabbitQueue
 
-        return RabbitQueue(url, queue_name)
+        return RabbitQueue(url, queue_name, rabbitmq_queue_type)
     from worker.queue.memory import MemoryQueue
 
     return MemoryQueue(queue_name)

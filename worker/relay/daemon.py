@@ -130,6 +130,8 @@ class Relay:
         self._schedule_at = 0.0  # time.monotonic() when the scheduler is next due
         self._announce_at = 0.0
         self._sweep_at = 0.0
+        #: Deliveries enqueued again during the current `schedule_sweep` (logged once).
+        self._swept_lost = 0
         self._order_sweep_at = 0.0
         # Postgres's clock when this relay first connected; None once Redis was checked.
         self._first_seen: datetime | None = None
@@ -239,7 +241,9 @@ class Relay:
         return requeued
 
     def schedule_once(self) -> int:
-        """Enqueue due and orphaned deliveries; return how many were enqueued."""
+        """Enqueue one batch of due and orphaned deliveries; return how many were enqueued.
+
+        Counts what was enqueued again for `schedule_sweep` to log."""
         self.check_redis()
         rows = store.schedule(self._db(), self.config.batch_size, self.config.lease)
         if not rows:
@@ -257,18 +261,43 @@ class Relay:
         lost = len(checked) - len(still_queued)
         self.stats.scheduled += len(items) - lost
         self.stats.reenqueued += lost
-        if lost and self.queue.can_tell_pending:
+        self._swept_lost += lost
+        return len(items)
+
+    def schedule_sweep(self) -> int:
+        """Enqueue every due and orphaned delivery, batch by batch; return how many.
+
+        What was enqueued again for a lost message (or, on RabbitMQ, a lease that ran out)
+        is logged once for the sweep with its count, not once per batch: on RabbitMQ a
+        backlog older than the lease comes back in many batches, routinely.
+        """
+        self._swept_lost = 0
+        work = 0
+        try:
+            while not self.stopping.is_set():
+                n = self.schedule_once()
+                work += n
+                if n < self.config.batch_size:
+                    break
+        finally:
+            self._report_reenqueued(self._swept_lost)
+            self._swept_lost = 0
+        return work
+
+    def _report_reenqueued(self, lost: int) -> None:
+        if not lost:
+            return
+        if self.queue.can_tell_pending:
             log.warning(
                 "re-enqueued deliveries whose queue message was lost", extra={"deliveries": lost}
             )
-        elif lost:
+        else:
             # Routine on RabbitMQ for a backlog older than the lease: not a loss, so no warning.
             log.info(
                 "re-enqueued deliveries whose lease ran out (the broker cannot tell whether"
                 " their message is still queued)",
                 extra={"deliveries": lost},
             )
-        return len(items)
 
     def probe_once(self) -> int:
         """Hand each open circuit whose cooldown is over its one probe; return how many."""
@@ -333,11 +362,7 @@ class Relay:
         if now < self._schedule_at:
             return work
         work += self.requeue_once()
-        while not self.stopping.is_set():
-            n = self.schedule_once()
-            work += n
-            if n < self.config.batch_size:
-                break
+        work += self.schedule_sweep()
         if not self.stopping.is_set():
             work += self.probe_once()
         if not self.stopping.is_set() and now >= self._order_sweep_at:
