@@ -117,6 +117,9 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     env.setdefault("dramatiq_worker_timeout", "100")
     argv = [
         sys.executable,
+        # -P: the working directory is not put on sys.path, so a `worker` folder there (a
+        # project's own, another checkout's) is not imported in place of this package.
+        "-P",
         "-m",
         "worker.engine.launcher",  # Dramatiq's CLI, logging in the product's format
         "worker.engine.actors:setup",
