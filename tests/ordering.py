@@ -51,6 +51,8 @@ class OrderLog:
     seed: int = 0
     #: Answer 500 to every request of these events (until cleared).
     refuse: set[str] = field(default_factory=set)
+    #: Answer 500 to every request while set (an outage).
+    down: bool = False
     visits: list[Visit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,7 +63,7 @@ class OrderLog:
         arrived = time.monotonic()
         with self.lock:
             roll = self._random.random()
-        if webhook_id in self.refuse:
+        if self.down or webhook_id in self.refuse:
             status = 500
         elif roll < self.timeout:
             time.sleep(self.stall)

@@ -16,6 +16,7 @@ import pytest
 from tests.pipeline import Pipeline, fan_out, wait_idle
 from tests.receiver import Answer, Receiver, hold_until
 from worker.engine.actors import build_engine
+from worker.policy.window import START
 
 WORKER_CONNECTIONS = (
     "select count(*) from pg_stat_activity"
@@ -26,25 +27,32 @@ WORKER_CONNECTIONS = (
 def test_one_process_holds_its_concurrency_in_flight_on_at_most_three_connections(
     on_broker: Callable[..., Pipeline], receiver: Receiver, gate: threading.Event
 ) -> None:
-    # Two Dramatiq threads, 40 slots: every request is held open by the receiver until the
-    # test has counted them, so the count is exact and no timing is asserted.
+    # Two Dramatiq threads, 40 slots. Each endpoint's first answers come at once, widening
+    # its window (`worker.policy.window`) to half the slots; every later request is held
+    # open by the receiver until the test has counted them, so the count is exact and no
+    # timing is asserted.
     p = on_broker(request_timeout=60.0)
+    warm = 20 - START  # answers that widen a window from START to 20
+
+    def warm_then_hold(n: int) -> Answer:
+        return (200, {}, b"ok") if n <= warm else hold_until(gate)(n)
+
     for path in ("/a", "/b"):
-        p.endpoint(receiver.on(path, hold_until(gate)))
-    for i in range(30):
+        p.endpoint(receiver.on(path, warm_then_hold))
+    for i in range(40):
         p.publish("order.paid", {"i": i})
     p.start_relay()
     p.start_worker(threads=2, concurrency=40)
 
-    receiver.wait_for("/a", 20)
-    receiver.wait_for("/b", 20)
-    time.sleep(0.3)  # room for a 41st request, which must not come
-    assert len(receiver.requests) == 40
+    receiver.wait_for("/a", warm + 20)
+    receiver.wait_for("/b", warm + 20)
+    time.sleep(0.3)  # room for a 41st request in flight, which must not come
+    assert len(receiver.requests) == 2 * warm + 40
     assert p.value(WORKER_CONNECTIONS) <= 3
     gate.set()
     p.settle(timeout=60)
-    assert p.value("select count(*) from webhooks.attempts") == 60
-    assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 60
+    assert p.value("select count(*) from webhooks.attempts") == 80
+    assert p.value("select count(*) from webhooks.deliveries where status = 'succeeded'") == 80
 
 
 def test_duplicate_messages_in_one_batch_make_one_attempt(

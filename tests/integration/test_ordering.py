@@ -97,6 +97,53 @@ def test_events_without_a_key_are_ordered_per_endpoint(
         c.close()
 
 
+def test_keys_stay_in_order_through_an_outage_the_circuit_holds(
+    db_url: str, redis_url: str, tmp_path: Path, sink: Sink
+) -> None:
+    # The endpoint goes down: its circuit opens, waiting heads are parked behind it, one probe
+    # per cooldown tries a head; when it heals, the heads go and each key follows in order.
+    c = cluster(
+        db_url,
+        redis_url,
+        tmp_path,
+        schedule=MANY_QUICK_RETRIES,
+        request_timeout="2s",
+        extra_env={
+            "WEBHOOKS_CIRCUIT_FAILURES": "3",
+            "WEBHOOKS_CIRCUIT_COOLDOWN": "500ms",
+            "WEBHOOKS_CIRCUIT_MAX_COOLDOWN": "1s",
+        },
+    )
+    try:
+        log = OrderLog(fail=0.05, seed=30, down=True)
+        ep, secret = c.endpoint(sink.url("/ordered"), ordered=True)
+        sink.route("/ordered", secret, log.policy)
+        events = keyed_events(keys=50, per_key=4)
+        ids = c.publish(events)
+        c.start_relay(lease="5s")
+        for _ in range(2):
+            c.start_worker(threads=8, processes=1, concurrency=256)
+        c.wait_until(
+            lambda: c.value("select circuit_open_until is not null from webhooks.endpoints"),
+            30,
+            "the circuit open",
+        )
+        time.sleep(3.0)  # a few probes fail
+        log.down = False
+        c.wait_until(lambda: c.unfinished() == 0, 120, "every delivery finished")
+
+        assert log.violations(by_key(events, ids)) == []
+        assert c.value(
+            "select count(*) from webhooks.deliveries where endpoint_id = %s and status ="
+            " 'succeeded'",
+            ep,
+        ) == len(ids)
+        c.assert_attempts_consistent()
+        assert "circuit opened" in c.logs(400) and "circuit closed" in c.logs(400)
+    finally:
+        c.close()
+
+
 def dead_head(c: Cluster, sink: Sink, log: OrderLog, per_key: int = 4) -> tuple[str, list[str]]:
     """Publish one key whose first event the receiver refuses until it dies."""
     ep, secret = c.endpoint(sink.url("/ordered"), ordered=True)

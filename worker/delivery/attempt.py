@@ -138,17 +138,25 @@ def settle(f: Finished, settings: Settings, now: datetime) -> plan.Settlement:
 
 
 def record_params(
-    batch: Sequence[Finished], settled: Sequence[plan.Settlement], reset: Sequence[str]
+    batch: Sequence[Finished],
+    settled: Sequence[plan.Settlement],
+    reset: Sequence[str],
+    lease: float | None = None,
 ) -> dict[str, Any]:
     """Return the parameters of `worker.store.engine.record` for attempts and settlements.
 
     ``reset`` names the endpoints whose failure count a success clears (the caller decides:
-    the engine's health folding, or the endpoint test's own rule).
+    the engine's health folding, or the endpoint test's own rule). With a ``lease``, the
+    record also wakes the next delivery of each ordering key it finishes, leased that long
+    (the engine, which takes them over); without one it wakes none.
     """
+    ordered = [f.job.id for f in batch if f.job.ordering_key is not None]
     return {
         "rows": Jsonb([record_row(f, s) for f, s in zip(batch, settled, strict=True)]),
         "ids": [f.job.id for f in batch],
         "reset": list(reset),
+        "ordered": ordered if lease is not None else [],
+        "lease": lease or 0.0,
     }
 
 

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import random
 import threading
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -45,6 +46,7 @@ from worker.engine.writer import MAX_BATCH, Writer
 from worker.observe.tracing import OFF, Off, Tracing
 from worker.policy import breaker, ordering, plan
 from worker.policy.outcome import ErrorKind
+from worker.policy.window import START, Window
 from worker.settings import Settings
 from worker.store import engine as store
 from worker.store.vault import Vault
@@ -53,9 +55,9 @@ __all__ = ["Engine", "Observer"]
 
 log = logging.getLogger("webhooks.worker")
 
-#: An endpoint whose attempts take longer than this on average (or that has not answered
-#: yet) may hold at most half of a process's slots, so it cannot starve the others.
-SLOW_SECONDS = 2.0
+#: Seconds a delivery beyond its endpoint's window waits in the process for a request to that
+#: endpoint to end, before it is put back (due at once) for its lock's sake.
+WINDOW_WAIT = LOCK_MARGIN - 1.0
 #: Seconds a claim statement is retried through a Postgres outage before its deliveries are
 #: left to their leases.
 CLAIM_PATIENCE = 10.0
@@ -90,7 +92,6 @@ class Engine:
         self.policy = breaker.CircuitPolicy(
             settings.circuit_failures, settings.circuit_cooldown, settings.circuit_max_cooldown
         )
-        self.busy = breaker.InFlightLimiter(max(1, concurrency // 2))
         self.observer: Observer = observer or Quiet()
         self.tracing = tracing
         self.db = db
@@ -117,7 +118,11 @@ class Engine:
         self._inbox_lock = threading.Lock()
         self._inbox_woken = False
         self._arrived: list[tuple[int, str]] = []  # taken over by the loop
-        self._latency: dict[str, float] = {}
+        # Per endpoint, on the loop only: its slow-start window, requests in flight, and the
+        # deliveries waiting for one of those to end (`worker.policy.window`).
+        self._windows: dict[str, Window] = {}
+        self._in_flight: dict[str, int] = {}
+        self._waiting: dict[str, deque[tuple[plan.Claimed, float]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._claim_wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
@@ -282,44 +287,75 @@ class Engine:
                 admitted.append(job)
         rate_waits = await self.rates.waits([job for job in admitted if job.rate_limit])
         for job in admitted:
-            wait, slot = self._gate(job, rate_waits.get(job.id))
+            wait = rate_waits.get(job.id)
             if wait is not None:
                 self.writer.release(job, plan.defer(job, now, wait, max_age))
             else:
-                self._spawn(self._attempt(job, slot))
+                self._send_or_wait(job, now)
 
-    def _gate(self, job: plan.Claimed, rate_wait: float | None) -> tuple[float | None, bool]:
-        """Return (seconds to wait or None, whether a slow-endpoint slot was taken)."""
-        if rate_wait is not None:
-            return rate_wait, False
-        if self._is_slow(job.endpoint_id):
-            if not self.busy.try_acquire(job.endpoint_id):
-                return 1.0 + random.uniform(0, 1), False
-            return None, True
-        return None, False
+    def _send_or_wait(self, job: plan.Claimed, now: datetime) -> None:
+        """Send within the endpoint's window; beyond it, wait in the process for one of its
+        requests to end (within the endpoint's share of the slots), or be put back for a
+        second or two."""
+        endpoint = job.endpoint_id
+        window = self._windows.setdefault(endpoint, Window())
+        if job.circuit_open_until is not None:
+            window.width = START  # a probe: the endpoint comes back from an outage
+        in_flight = self._in_flight.get(endpoint, 0)
+        if in_flight < window.limit(self.concurrency):
+            self._send(job)
+            return
+        waiting = self._waiting.setdefault(endpoint, deque())
+        if in_flight + len(waiting) < window.share(self.concurrency):
+            waiting.append((job, self._loop.time()))
+            self._loop.call_later(WINDOW_WAIT, self._next_waiting, endpoint)
+            return
+        delay = 1.0 + random.uniform(0, 1)
+        self.writer.release(job, plan.defer(job, now, delay, self.settings.max_delivery_age))
 
-    def _is_slow(self, endpoint_id: str) -> bool:
-        # An endpoint this process has not heard back from yet counts as slow: a burst of
-        # first attempts to a receiver that hangs must not take every slot before its first
-        # timeout reveals it. A fast endpoint leaves the cap after one answer.
-        return self._latency.get(endpoint_id, SLOW_SECONDS + 1) > SLOW_SECONDS
+    def _send(self, job: plan.Claimed) -> None:
+        self._in_flight[job.endpoint_id] = self._in_flight.get(job.endpoint_id, 0) + 1
+        self._spawn(self._attempt(job))
 
-    def _observe_latency(self, endpoint_id: str, seconds: float) -> None:
-        old = self._latency.get(endpoint_id)
-        self._latency[endpoint_id] = seconds if old is None else 0.7 * old + 0.3 * seconds
+    def _next_waiting(self, endpoint: str) -> None:
+        """Send what waits for this endpoint while its window allows; put back (due at once)
+        what has waited `WINDOW_WAIT`: its claim's lock must outlast its request."""
+        waiting = self._waiting.get(endpoint)
+        if not waiting:
+            return
+        limit = self._windows[endpoint].limit(self.concurrency)
+        expired = self._loop.time() - WINDOW_WAIT
+        now = datetime.now(UTC)
+        while waiting:
+            job, since = waiting[0]
+            if since <= expired:
+                waiting.popleft()
+                self.writer.release(job, plan.defer(job, now, 0, self.settings.max_delivery_age))
+            elif self._in_flight.get(endpoint, 0) < limit:
+                waiting.popleft()
+                self._send(job)
+            else:
+                break
+        if not waiting:
+            del self._waiting[endpoint]
 
     # -- send -------------------------------------------------------------------------------
 
-    async def _attempt(self, job: plan.Claimed, slot: bool) -> None:
+    async def _attempt(self, job: plan.Claimed) -> None:
+        endpoint = job.endpoint_id
         span = self.tracing.attempt(job)
         try:
             finished = await deliver_one(self.sender, self.vault, job, span.headers)
         finally:
-            if slot:
-                self.busy.release(job.endpoint_id)
+            left = self._in_flight[endpoint] - 1
+            if left:
+                self._in_flight[endpoint] = left
+            else:
+                del self._in_flight[endpoint]
         span.end(finished)
         if finished.outcome.error_kind is ErrorKind.SECRET:
             # /readyz says why while it lasts.
             self.observer.secret_failed()
-        self._observe_latency(job.endpoint_id, finished.duration)
+        self._windows[endpoint].answered(finished.outcome, finished.duration, self.concurrency)
         self.writer.finished(finished)
+        self._next_waiting(endpoint)

@@ -97,22 +97,25 @@ class Writer:
                     await self._guarded(self._write_attempts, finished)
 
     async def _guarded(
-        self, write: Callable[[Sequence[B]], Awaitable[list[int]]], batch: Sequence[B]
+        self,
+        write: Callable[[Sequence[B]], Awaitable[list[tuple[int, str]]]],
+        batch: Sequence[B],
     ) -> None:
         adopted = 0
         try:
-            finished = await write(batch)
-            if finished:
-                adopted = await self._wake_next(finished)
+            woken = await write(batch)
+            if woken:
+                self._adopt(woken)
+                adopted = len(woken)
         except Exception:
             # The claims' locks run out and the scheduler takes the deliveries up again.
             log.exception("could not write %d deliveries back; they will be retried", len(batch))
         finally:
             self._done(len(batch) - adopted)
 
-    async def _wake_next(self, finished: list[int]) -> int:
-        """Wake the next delivery of each ordering key that just finished; return how many
-        the engine took over. Lost with the process, they go when their lease ends."""
+    async def _wake_next(self, finished: list[int]) -> list[tuple[int, str]]:
+        """Wake the next delivery of each ordering key that just finished, for the engine to
+        take over. Lost with the process, they go when their lease ends."""
         lease = self._settings.relay_lease
 
         async def wake(conn: AsyncConnection[Any]) -> list[store.Woken]:
@@ -122,14 +125,13 @@ class Writer:
             woken = await self._db.run(wake, self._lock_seconds)
         except Exception:
             log.exception("could not wake the next deliveries of %d ordering keys", len(finished))
-            return 0
-        self._adopt([(w.id, w.message_id) for w in woken])
-        return len(woken)
+            return []
+        return [(w.id, w.message_id) for w in woken]
 
     async def _write_releases(
         self, batch: Sequence[tuple[plan.Claimed, plan.Release]]
-    ) -> list[int]:
-        """Write a batch of releases; return the ordered deliveries it killed."""
+    ) -> list[tuple[int, str]]:
+        """Write a batch of releases; return the deliveries woken behind those it killed."""
         rows = [
             {
                 "id": job.id,
@@ -148,18 +150,20 @@ class Writer:
                 if release.dead_reason == "tenant_mismatch":
                     log.error("delivery crosses tenants", extra={"delivery_id": job.id})
                 log.warning("delivery dead", extra=log_fields(job, reason=release.dead_reason))
-        return [
+        killed = [
             job.id
             for job, release in batch
             if release.dead_reason and job.ordering_key is not None and job.id in moved
         ]
+        return await self._wake_next(killed) if killed else []
 
-    async def _write_attempts(self, batch: Sequence[Finished]) -> list[int]:
-        """Record a batch of attempts; return the ordered deliveries it finished."""
+    async def _write_attempts(self, batch: Sequence[Finished]) -> list[tuple[int, str]]:
+        """Record a batch of attempts; return the deliveries woken behind those it finished
+        (in the same statement: one round trip per hop of an ordering key)."""
         now = datetime.now(UTC)
         settled = [settle(f, self._settings, now) for f in batch]
         reset, folded = health.split(batch)
-        params = record_params(batch, settled, reset)
+        params = record_params(batch, settled, reset, self._settings.relay_lease)
 
         async def record(
             conn: AsyncConnection[Any],
@@ -174,9 +178,8 @@ class Writer:
             return recorded, changes
 
         recorded, changes = await self._db.run(record, self._lock_seconds)
-        was = {row.id: row.was for row in recorded}
-        ordered = {f.job.id for f in batch if f.job.ordering_key is not None}
-        finished = [row.id for row in recorded if row.id in ordered and row.status != "pending"]
+        was = {row.id: row.was for row in recorded if row.message_id is None}
+        woken = [(row.id, row.message_id) for row in recorded if row.message_id is not None]
         disable = self._report(batch, settled, was, now)
         for change in changes:
             change.log()
@@ -190,7 +193,7 @@ class Writer:
                     self._lock_seconds,
                 )
             )
-        return finished
+        return woken
 
     def _report(
         self,

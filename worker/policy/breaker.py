@@ -1,4 +1,4 @@
-"""Keep one bad endpoint from hurting the others: its circuit, and its share of a process.
+"""Keep one bad endpoint from hurting the others: its circuit.
 
 An endpoint's circuit stops sending to a failing one. It is shared by every process: its
 state lives in Postgres, on the endpoint's row, and these pure functions decide on it.
@@ -6,13 +6,12 @@ state lives in Postgres, on the endpoint's row, and these pure functions decide 
 (consecutive failures, failing since, and its circuit); before an attempt, `circuit_allows`
 holds back what an open circuit stops and `park` puts it back without spending an attempt.
 
-`InFlightLimiter` caps the requests one endpoint may hold at once, so a receiver that hangs
-cannot occupy every slot of the engine. It is per-process and in memory.
+An endpoint's share of one process (how many requests it may have in flight) is its
+slow-start window, `worker.policy.window`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +23,6 @@ __all__ = [
     "CircuitPolicy",
     "Health",
     "HealthChange",
-    "InFlightLimiter",
     "circuit_allows",
     "fold_health",
     "needs_health",
@@ -162,39 +160,3 @@ def park(job: Claimed, max_age: float) -> Release:
     looking at it in between.
     """
     return Release(job.budget_started_at + timedelta(seconds=max_age), circuit_wait=True)
-
-
-class InFlightLimiter:
-    """Count requests in flight per endpoint and refuse those beyond the limit."""
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def try_acquire(self, key: str) -> bool:
-        """Take a slot for `key` and return True, or return False when all are taken."""
-        with self._lock:
-            count = self._counts.get(key, 0)
-            if count >= self._limit:
-                return False
-            self._counts[key] = count + 1
-            return True
-
-    def release(self, key: str) -> None:
-        """Give back a slot taken by `try_acquire`."""
-        with self._lock:
-            count = self._counts.get(key, 0)
-            if count <= 0:
-                raise ValueError(f"release of {key!r} without a matching acquire")
-            if count == 1:
-                del self._counts[key]
-            else:
-                self._counts[key] = count - 1
-
-    def in_flight(self, key: str) -> int:
-        """Return how many requests to `key` hold a slot."""
-        with self._lock:
-            return self._counts.get(key, 0)

@@ -25,11 +25,13 @@ AsyncConn = psycopg.AsyncConnection[Any]
 
 @dataclass(frozen=True)
 class Recorded:
-    """A delivery an attempt was recorded for: its status before (`was`) and after."""
+    """A delivery an attempt was recorded for: its status before (`was`) and after; or, with
+    `was` 'waiting' and a `message_id`, the next delivery of an ordering key it woke."""
 
     id: int
     status: str
     was: str
+    message_id: str | None
 
 
 @dataclass(frozen=True)

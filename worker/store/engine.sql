@@ -66,6 +66,10 @@ returning d.id, d.tenant_id, d.attempts, d.spent, d.budget_started_at, d.next_tr
 -- `ids` repeats the rows' ids so the rows are found through the primary key whatever the
 -- table's statistics say: joined to a function's output alone, a table that grew since its
 -- last ANALYZE is read whole (a sequential scan per batch, measured at 10x the CPU).
+-- `ordered` lists the batch's deliveries that have an ordering key: the next delivery of the
+-- key of each one that finished is woken in the same statement (as `order_next` does) and
+-- returned with `was` 'waiting' and its message id, so the engine takes it over with no
+-- second round trip per hop of a key.
 with r as (
     select * from jsonb_to_recordset(%(rows)s::jsonb) as r(
         id bigint, tenant text, spend int, status text, dead_reason text,
@@ -110,8 +114,22 @@ with r as (
     where e.id = any(%(reset)s::uuid[])
       and (e.consecutive_failures <> 0 or e.failing_since is not null)
       and e.circuit_open_until is null
+), done as (
+    select upd.id from upd
+    where upd.id = any(%(ordered)s::bigint[]) and upd.status <> 'pending'
+), woke as (
+    update webhooks.deliveries d
+    set order_wait = false, message_id = gen_random_uuid(),
+        next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
+    where d.id in (
+        -- include: next_in_key
+    ) and d.order_wait and d.status = 'pending'
+    returning d.id, d.message_id::text as message_id
 )
-select upd.id, upd.status, prev.status as was from upd join prev on prev.id = upd.id;
+select upd.id, upd.status, prev.status as was, null as message_id
+from upd join prev on prev.id = upd.id
+union all
+select woke.id, 'pending', 'waiting', woke.message_id from woke;
 
 -- name: release
 -- Put deliveries back without an attempt (throttle, open circuit, rate limit, busy endpoint),
@@ -209,26 +227,34 @@ delete from webhooks.rate_counts where second < %(before)s;
 -- once (the engine to itself, an operator's command to the queue); if that is lost, the
 -- scheduler enqueues it when the lease ends. Two wakers of one key: the second finds it no
 -- longer waiting (the row is re-read under its lock) and leaves it.
-with keys as (
-    select distinct d.endpoint_id, d.ordering_key
-    from webhooks.deliveries d
-    where d.id = any(%(ids)s::bigint[]) and d.ordering_key is not null
-), heads as (
-    select h.id
-    from keys k
-    cross join lateral (
-        select w.id, w.order_wait
-        from webhooks.deliveries w
-        where w.endpoint_id = k.endpoint_id and w.ordering_key = k.ordering_key
-          and w.status = 'pending'
-        order by w.event_id
-        limit 1
-    ) h
-    where h.order_wait
+with done as (
+    select unnest(%(ids)s::bigint[]) as id
 )
 update webhooks.deliveries d
 set order_wait = false, message_id = gen_random_uuid(),
     next_attempt_at = now() + %(lease)s * interval '1 second', updated_at = now()
-from heads
-where d.id = heads.id and d.order_wait and d.status = 'pending'
+where d.id in (
+    -- include: next_in_key
+) and d.order_wait and d.status = 'pending'
 returning d.id, d.message_id::text as message_id;
+
+-- name: next_in_key
+-- The earliest pending delivery of the ordering key of each delivery in `done` (a relation
+-- of ids the statement names), if it waits: the one to wake. The deliveries of `done` are
+-- passed over, so a statement that finishes them can wake their successors in the same
+-- snapshot, where they still read as pending.
+select h.id
+from (
+    select distinct k.endpoint_id, k.ordering_key
+    from webhooks.deliveries k
+    where k.id in (select id from done) and k.ordering_key is not null
+) keys
+cross join lateral (
+    select w.id, w.order_wait
+    from webhooks.deliveries w
+    where w.endpoint_id = keys.endpoint_id and w.ordering_key = keys.ordering_key
+      and w.status = 'pending' and w.id not in (select id from done)
+    order by w.event_id
+    limit 1
+) h
+where h.order_wait

@@ -122,6 +122,7 @@ HEALTH_LOCK = _sql("health_lock")
 HEALTH_WRITE = _sql("health_write")
 UNPARK = _sql("unpark")
 ORDER_NEXT = _sql("order_next")
+NEXT_IN_KEY = _sql("next_in_key")  # included in record and order_next
 RATE_COUNT = _sql("rate_count")
 RATE_PRUNE = _sql("rate_prune")
 

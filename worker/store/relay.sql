@@ -212,12 +212,27 @@ where d.circuit_wait and d.status = 'pending' and e.id = d.endpoint_id
 -- each finishes; a claim that saw its predecessor pending while that one finished leaves it
 -- waiting). Under `block` (%(block)s) a key whose earlier delivery is dead, neither replayed
 -- nor discarded, stays. SKIP LOCKED: concurrent relays share the work.
-with heads as (
-    select distinct on (d.endpoint_id, d.ordering_key)
-           d.id, d.order_wait, d.endpoint_id, d.ordering_key, d.event_id
-    from webhooks.deliveries d
-    where d.ordering_key is not null and d.status = 'pending'
-    order by d.endpoint_id, d.ordering_key, d.event_id
+-- The heads are found by a loose index scan of `deliveries_ordering`, one probe per key
+-- (the recursive part jumps to the next key), not by reading every pending delivery: with
+-- 1,000,000 waiting behind 1,000 keys, 25 ms instead of 0.9 to 1.0 s (DISTINCT ON) every
+-- sweep.
+with recursive heads as (
+    (select d.endpoint_id, d.ordering_key, d.id, d.order_wait, d.event_id
+     from webhooks.deliveries d
+     where d.ordering_key is not null and d.status = 'pending'
+     order by d.endpoint_id, d.ordering_key, d.event_id
+     limit 1)
+    union all
+    select n.endpoint_id, n.ordering_key, n.id, n.order_wait, n.event_id
+    from heads h
+    cross join lateral (
+        select d.endpoint_id, d.ordering_key, d.id, d.order_wait, d.event_id
+        from webhooks.deliveries d
+        where d.ordering_key is not null and d.status = 'pending'
+          and (d.endpoint_id, d.ordering_key) > (h.endpoint_id, h.ordering_key)
+        order by d.endpoint_id, d.ordering_key, d.event_id
+        limit 1
+    ) n
 ), due as (
     select d.id
     from heads h join webhooks.deliveries d on d.id = h.id
