@@ -56,6 +56,7 @@ VARIABLES = (
     "WEBHOOKS_METRICS_PORT",
     "WEBHOOKS_RELAY_METRICS_PORT",
     "WEBHOOKS_LOG_FORMAT",
+    "WEBHOOKS_LOG_LEVEL",
     "WEBHOOKS_TRACEPARENT",
     "WEBHOOKS_WORKER_CONCURRENCY",
     "WEBHOOKS_PORTAL_SESSION_TTL",
@@ -203,6 +204,17 @@ def parse_log_format(raw: str) -> str:
     """Accept ``text`` or ``json``."""
     if raw not in ("text", "json"):
         raise ValueError(f"must be 'text' or 'json', got {raw!r}")
+    return raw
+
+
+#: WEBHOOKS_LOG_LEVEL's values, and the `logging` level each names.
+LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30}
+
+
+def parse_log_level(raw: str) -> str:
+    """Accept ``debug``, ``info`` or ``warning``."""
+    if raw not in LOG_LEVELS:
+        raise ValueError(f"must be 'debug', 'info' or 'warning', got {raw!r}")
     return raw
 
 
@@ -375,6 +387,8 @@ class Settings:
     metrics_port: int = 9191
     relay_metrics_port: int = 9192
     log_format: str = "text"
+    #: WEBHOOKS_LOG_LEVEL: ``debug`` adds a line per successful attempt (`LOG_LEVELS`).
+    log_level: str = "info"
     #: WEBHOOKS_TRACEPARENT: requests to receivers carry the attempt span's `traceparent`
     #: (when tracing is on); off by default, since receivers see it.
     traceparent: bool = False
@@ -478,6 +492,7 @@ class Settings:
                 env, "WEBHOOKS_RELAY_METRICS_PORT", parse_port, defaults.relay_metrics_port
             ),
             log_format=read(env, "WEBHOOKS_LOG_FORMAT", parse_log_format, defaults.log_format),
+            log_level=read(env, "WEBHOOKS_LOG_LEVEL", parse_log_level, defaults.log_level),
             traceparent=read(env, "WEBHOOKS_TRACEPARENT", parse_on_off, defaults.traceparent),
             traces_exporters=traces_exporters(env),
             worker_concurrency=read(

@@ -137,3 +137,39 @@ def test_an_attempt_whose_secret_cannot_be_opened_is_a_warning(
     assert line.levelno == logging.WARNING, line.getMessage()
     assert "WEBHOOKS_SECRET_KEY" in line.__dict__["error"]
     assert receiver.to("/ok") == []
+
+
+def test_successes_are_counted_in_one_line_per_batch_and_logged_one_by_one_at_debug(
+    make_pipeline: Callable[..., Pipeline], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="webhooks")
+    p = make_pipeline()
+    p.endpoint(receiver.on("/ok", ok))
+    p.start_relay()
+    p.start_worker()
+    for n in range(5):
+        p.publish("invoice.paid", {"n": n})
+    p.settle()
+
+    def counted() -> int:
+        batches = [r for r in caplog.records if r.getMessage() == "recorded batch"]
+        total = sum(r.__dict__["attempts"] for r in batches)
+        assert total == 5, total
+        assert sum(r.__dict__.get("succeed", 0) for r in batches) == 5
+        return total
+
+    eventually(counted)
+    assert outcome_lines(caplog) == []  # no line per success at INFO
+
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="webhooks")
+    p.publish("invoice.paid", {"n": 5})
+    p.settle()
+
+    def one_line() -> logging.LogRecord:
+        (line,) = outcome_lines(caplog)
+        return line
+
+    line = eventually(one_line)
+    assert (line.getMessage(), line.levelno) == ("delivery succeed", logging.DEBUG)
+    assert line.__dict__["status"] == 200 and line.__dict__["attempt"] == 1

@@ -77,6 +77,7 @@ def test_every_variable_is_read() -> None:
             "WEBHOOKS_METRICS_PORT": "9300",
             "WEBHOOKS_RELAY_METRICS_PORT": "9301",
             "WEBHOOKS_LOG_FORMAT": "json",
+            "WEBHOOKS_LOG_LEVEL": "debug",
         }
     )
     assert s.retry_schedule == (0, 1, 120)
@@ -87,6 +88,7 @@ def test_every_variable_is_read() -> None:
     assert (s.max_delivery_age, s.disable_after, s.request_timeout) == (86400, 172800, 10)
     assert (s.max_payload_bytes, s.metrics_port, s.relay_metrics_port) == (1024, 9300, 9301)
     assert s.log_format == "json" and s.secret_key == KEY
+    assert s.log_level == "debug" and Settings.from_env({}).log_level == "info"
 
 
 @pytest.mark.parametrize(
@@ -109,6 +111,8 @@ def test_every_variable_is_read() -> None:
         ("WEBHOOKS_METRICS_PORT", "70000"),
         ("WEBHOOKS_RELAY_METRICS_PORT", "http"),
         ("WEBHOOKS_LOG_FORMAT", "xml"),
+        ("WEBHOOKS_LOG_LEVEL", "INFO"),
+        ("WEBHOOKS_LOG_LEVEL", "trace"),
         ("WEBHOOKS_SECRET_KEY", "hunter2"),
         ("WEBHOOKS_SECRET_KEY", "x" * 40 + ",short"),
     ],

@@ -196,7 +196,7 @@ class Daemon:
         started = datetime.now(UTC)
         with log.open("ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", *args],
+                [sys.executable, "-P", "-m", "worker.cli", *args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -53,7 +53,7 @@ def relay(batch_size: int, lease: float, as_json: bool) -> None:
     conf = settings()
     require_schema()
     require_broker()
-    logs.configure("json" if as_json else conf.log_format)
+    logs.configure("json" if as_json else conf.log_format, conf.log_level)
     daemon = app().relay(batch_size=batch_size, lease=lease)
     endpoint = start_relay_endpoint(conf, daemon.stats)
     daemon.install_signal_handlers()
@@ -117,6 +117,9 @@ def worker(processes: int, threads: int, concurrency: int, as_json: bool) -> Non
     env.setdefault("dramatiq_worker_timeout", "100")
     argv = [
         sys.executable,
+        # -P: the working directory is not put on sys.path, so a `worker` folder there (a
+        # project's own, another checkout's) is not imported in place of this package.
+        "-P",
         "-m",
         "worker.engine.launcher",  # Dramatiq's CLI, logging in the product's format
         "worker.engine.actors:setup",
@@ -155,6 +158,6 @@ def api(host: str, port: int, as_json: bool) -> None:
             f" in a checkout ({exc})",
         ) from None
     sockets = listen(host, port)  # a port already taken is one line, before "serving"
-    logs.configure("json" if as_json else conf.log_format)
+    logs.configure("json" if as_json else conf.log_format, conf.log_level)
     log.info("serving the HTTP API on http://%s:%d", host, port)
     serve(conf, sockets)

@@ -131,6 +131,8 @@ class HttpSender:
             trust_env=False,
             auto_decompress=False,
             skip_auto_headers=("content-type",),
+            # Copied under each request's own (which win) in C, not merged in Python.
+            headers=self._headers,
         )
 
     def _check_literal(self, url: str) -> None:
@@ -162,7 +164,7 @@ class HttpSender:
         if self._session is None:
             self._session = self._open()
         async with self._session.post(
-            url, data=body, headers={**self._headers, **headers}, allow_redirects=False
+            url, data=body, headers=headers, allow_redirects=False
         ) as response:
             kept = b""
             while len(kept) < max_body:

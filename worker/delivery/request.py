@@ -6,6 +6,7 @@ rules describe.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -32,8 +33,14 @@ def envelope(event_type: str, created_at: datetime, payload_json: str) -> bytes:
     """Return the Standard Webhooks body; the stored payload JSON is spliced in as it is."""
     stamp = created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return (
-        f'{{"type":{json.dumps(event_type)},"timestamp":"{stamp}","data":{payload_json}}}'
+        f'{{"type":{_json_string(event_type)},"timestamp":"{stamp}","data":{payload_json}}}'
     ).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_string(text: str) -> str:
+    # A process sends a handful of event types, each thousands of times.
+    return json.dumps(text)
 
 
 def request_headers(
@@ -73,5 +80,12 @@ def valid_keys(secrets: Sequence[Mapping[str, Any]], vault: Vault, now: datetime
         expires = entry.get("expires_at")
         if expires is not None and datetime.fromisoformat(expires) <= now:
             continue
-        keys.append(signing.decode_secret(vault.open(entry["secret"])))
+        keys.append(_key(vault.open(entry["secret"])))
     return keys
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(secret: str) -> bytes:
+    # Every attempt to an endpoint signs with the same secrets: decode each once per process.
+    # (A secret that does not decode raises, and is not cached.)
+    return signing.decode_secret(secret)

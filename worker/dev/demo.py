@@ -258,7 +258,7 @@ def start_pipeline(
     when ``api``), their output in `log`."""
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-P", "-m", "worker.cli", *args],
             env=env,
             stdout=log,
             stderr=log,

@@ -92,7 +92,7 @@ def build_engine(
 def setup() -> None:
     """Build this worker process's broker and actor (Dramatiq calls it per process)."""
     settings = Settings.from_env()
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, settings.log_level)
     broker = build_broker(settings)
     # Set by `webhooks worker`: this process writes its metric files there, and the endpoint
     # process (worker.observe.health.serve_workers) sums every process's files.

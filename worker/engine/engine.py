@@ -231,8 +231,8 @@ class Engine:
         assert self._idle is not None
         self._held -= count
         self.observer.held(self._held, self.concurrency)
-        for _ in range(count):
-            self._slots.release()
+        if count:
+            self._slots.release(count)
         if self._held == 0:
             self._idle.set()
 

@@ -20,7 +20,7 @@ from worker.settings import Settings
 def main(argv: list[str] | None = None) -> int:
     """Run Dramatiq's worker command line (its arguments) and return its exit status."""
     settings = Settings.from_env()
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, settings.log_level)
     args = dramatiq_cli.make_argument_parser().parse_args(argv)  # type: ignore[no-untyped-call]
     args.skip_logging = True
     try:

@@ -322,7 +322,7 @@ def serve_workers() -> int:
     `webhooks worker`) and deletes them when it stops.
     """
     settings = Settings.from_env()  # a process's entry point: Dramatiq forks it bare
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, settings.log_level)
     path = settings.metrics_multiproc_dir
     if not path:
         log.error("PROMETHEUS_MULTIPROC_DIR is not set: start the workers with `webhooks worker`")

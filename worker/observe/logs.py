@@ -49,6 +49,8 @@ import warnings
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from worker.settings import LOG_LEVELS
+
 __all__ = ["IN_MESSAGE", "JsonFormatter", "TextFormatter", "configure", "escape"]
 
 #: The ``extra=`` key naming the fields a record's message already shows (text says them once).
@@ -192,22 +194,25 @@ def _show_warning(
     )
 
 
-def configure(log_format: str = "text", level: int = logging.INFO) -> None:
+def configure(log_format: str = "text", level: int | str = logging.INFO) -> None:
     """Send every log line of the process to stderr in the chosen format.
 
     The root logger gets the one handler, so Dramatiq's loggers and any library's warnings
-    share the product's format; `webhooks` and `dramatiq` log from ``level``, the others
-    from WARNING. Python's warnings go through logging too, one record each.
+    share the product's format; `webhooks` logs from ``level`` (a number or a
+    WEBHOOKS_LOG_LEVEL name), `dramatiq` from ``level`` but never below INFO (its DEBUG is
+    a line per message), the others from WARNING. Python's warnings go through logging
+    too, one record each.
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    for name in ("webhooks", "dramatiq"):
+    number = level if isinstance(level, int) else LOG_LEVELS[level]
+    for name, floor in (("webhooks", number), ("dramatiq", max(number, logging.INFO))):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
-        logger.setLevel(level)
+        logger.setLevel(floor)
         logger.propagate = True
     warnings.showwarning = _show_warning
     # httpx logs every request at INFO: a second, unstructured line per delivery.

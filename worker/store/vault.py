@@ -89,6 +89,8 @@ class Vault:
 
     def open_headers(self, stored: Mapping[str, str]) -> dict[str, str]:
         """Return custom headers from their stored form; raise ConfigError as `open` does."""
+        if not stored:  # most endpoints: no custom header
+            return {}
         return {name: self.open(value) for name, value in stored.items()}
 
     def check_opens(self, stored: Iterable[str]) -> None:
